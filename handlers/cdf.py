@@ -1,0 +1,188 @@
+"""CDF over HTTP: the token, the request, and the translation of every answer.
+
+This is the only module that sees HTTP. Each answer becomes either a parsed body
+or one error of ``handlers.errors`` (contract, section 4), so the poller above
+reasons about outcomes, never status codes.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from handlers import __version__
+from handlers.errors import (
+    AccessDenied,
+    AuthFailed,
+    InvalidRequest,
+    MalformedResponse,
+    RunNotFound,
+    TransientError,
+)
+from handlers.settings import Settings
+
+USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+REFRESH_MARGIN_S = 30.0  # as Cognite's SDK: renew a token 30 s before it runs out
+
+
+class TokenSource:
+    """A bearer token: static (``CDF_TOKEN``) or client credentials, cached until near expiry."""
+
+    def __init__(self, settings: Settings, http: httpx.Client, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings, self._http, self._clock = settings, http, clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires = 0.0
+
+    @property
+    def refreshable(self) -> bool:
+        return self._settings.cdf_token is None
+
+    def get(self, *, fresh: bool = False) -> tuple[str, bool]:
+        """The token, and whether it was fetched by this call."""
+        if self._settings.cdf_token is not None:
+            return self._settings.cdf_token.get_secret_value(), False
+        with self._lock:  # one fetch serves every thread waiting for it
+            if fresh or self._token is None or self._clock() >= self._expires:
+                self._token, lifetime = self._fetch()
+                self._expires = self._clock() + max(lifetime - REFRESH_MARGIN_S, lifetime / 2)
+                return self._token, True
+            return self._token, False
+
+    def _fetch(self) -> tuple[str, float]:
+        s = self._settings
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": s.idp_client_id or "",
+            "client_secret": s.idp_client_secret.get_secret_value() if s.idp_client_secret else "",
+            "scope": s.scopes,
+        }
+        if s.idp_audience:
+            form["audience"] = s.idp_audience
+        response = _send(self._http, "POST", s.idp_token_url or "", data=form, what="the token endpoint")
+        if response.status_code in (400, 401) or (400 <= response.status_code < 500 and not _retryable(response)):
+            raise AuthFailed(f"the token endpoint refused the client credentials (HTTP {response.status_code})")
+        _raise_if_transient(response, "the token endpoint")
+        body = _json(response, "the token endpoint")
+        token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise MalformedResponse("the token endpoint answered without access_token")
+        return token, float(lifetime)
+
+
+class CdfClient:
+    """GETs on CDF's entity matching pipelines API for one deployment."""
+
+    def __init__(
+        self, settings: Settings, http: httpx.Client, tokens: TokenSource, wall: Callable[[], float] = time.time
+    ) -> None:
+        self._base = f"{settings.base_url}/api/v1/projects"
+        self._version = settings.cdf_api_version
+        self._http, self._tokens, self._wall = http, tokens, wall
+
+    def run_url(self, project: str, pipeline_id: int, run_id: int | str) -> str:
+        # Every part was validated (allow-listed project, integer ids) before it gets here.
+        return f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}/runs/{run_id}"
+
+    def get_run(self, project: str, pipeline_id: int, run_id: int) -> dict[str, Any]:
+        return self._get(self.run_url(project, pipeline_id, run_id), {})
+
+    def get_latest(self, project: str, pipeline_id: int) -> dict[str, Any]:
+        return self._get(self.run_url(project, pipeline_id, "latest"), {"includeSkipped": "false"})
+
+    def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+        token, fresh = self._tokens.get()
+        response = self._send(url, params, token)
+        if response.status_code == 401 and not fresh and self._tokens.refreshable:
+            token, fresh = self._tokens.get(fresh=True)
+            response = self._send(url, params, token)
+        if response.status_code == 401:
+            raise AccessDenied(_describe(response, "CDF refused a token fetched just now"))
+        _raise_if_transient(response, "CDF", self._wall)
+        if response.status_code == 403:
+            raise AccessDenied(_describe(response, "CDF denied access"))
+        if response.status_code == 404:
+            raise RunNotFound(_describe(response, "CDF has no such run"))
+        if response.status_code >= 400 or response.status_code < 200:
+            raise InvalidRequest(_describe(response, "CDF rejected the request"))
+        return _json(response, "CDF")
+
+    def _send(self, url: str, params: dict[str, str], token: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if self._version:
+            headers["cdf-version"] = self._version
+        return _send(self._http, "GET", url, params=params, headers=headers, what="CDF")
+
+
+def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """One pooled client per process; redirects are not followed, so no request leaves the configured hosts."""
+    return httpx.Client(
+        timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT}, follow_redirects=False, transport=transport
+    )
+
+
+def _send(http: httpx.Client, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+    try:
+        response = http.request(method, url, **kwargs)
+        response.read()
+        return response
+    except httpx.TimeoutException:
+        raise TransientError(f"{what} did not answer in time") from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"{what} could not be reached ({type(exc).__name__})") from None
+
+
+def _retryable(response: httpx.Response) -> bool:
+    return response.status_code in RETRYABLE or "cdf-is-auto-retryable" in response.headers
+
+
+def _raise_if_transient(response: httpx.Response, what: str, wall: Callable[[], float] = time.time) -> None:
+    if _retryable(response):
+        raise TransientError(
+            _describe(response, f"{what} asked to retry"),
+            retry_after=retry_after(response.headers.get("retry-after"), wall()),
+        )
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now) if when.tzinfo else None
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):
+        raise MalformedResponse(f"{what} answered a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"{what} answered JSON that is not an object")
+    return body
+
+
+def _describe(response: httpx.Response, prefix: str) -> str:
+    """``prefix (HTTP n): CDF's message [request id]``; CDF's text is carried, never interpreted."""
+    message = ""
+    try:
+        error = json.loads(response.content).get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = ": " + error["message"][:1000]
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    request_id = response.headers.get("x-request-id")
+    return f"{prefix} (HTTP {response.status_code}){message}" + (f" [X-Request-ID {request_id}]" if request_id else "")

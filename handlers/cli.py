@@ -1,0 +1,62 @@
+"""``python main.py run``: the same flow once, from a terminal (contract, section 1).
+
+Polls until the run is finished (no budget; ``RUN_MAX_WAIT_S`` counts from the
+start of the command). Exit 0: completed and published; 1: a ``run.failed``
+event was emitted; 2: usage or configuration error; 3: events could not be
+published (nothing is lost: run the command again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from handlers.errors import ConfigError
+from handlers.logs import log_context, setup_logging
+from handlers.runtime import Runtime
+from handlers.settings import load_settings
+from handlers.trigger import BadTrigger, parse_fields
+
+EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python main.py", description="Relay one CDF entity matching run as events.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="poll one run until it is finished and publish its events")
+    run.add_argument("--pipeline-id", required=True, help="the pipeline's id")
+    run.add_argument("--run-id", required=True, help="the run's id (its jobId), or 'latest'")
+    run.add_argument("--project", help="the CDF project (one of CDF_ALLOWED_PROJECTS; default CDF_PROJECT)")
+    run.add_argument("--stdout", action="store_true", help="print each event as a JSON line instead of publishing")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)  # exits 2 on usage errors
+    started = time.time()
+    setup_logging("INFO", to_stderr=args.stdout)
+    log = logging.getLogger("matchrelay")
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level, to_stderr=args.stdout)
+        if not args.stdout:
+            settings.topic(), settings.error_topic()
+        trigger = parse_fields(
+            {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project},
+            default_project=settings.cdf_project,
+            allowed=settings.allowed_projects,
+        )
+    except ConfigError as exc:
+        log.critical("configuration error: %s", exc)
+        return 2
+    except BadTrigger as exc:
+        log.critical("%s", exc)
+        return 2
+    runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
+    with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
+        outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)
+    level = logging.INFO if outcome.kind == "completed" else logging.WARNING
+    log.log(level, "%s: %d events%s", outcome.kind, outcome.events, f" ({outcome.detail})" if outcome.detail else "")
+    return EXIT[outcome.kind]

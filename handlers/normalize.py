@@ -1,0 +1,272 @@
+"""Stage 3: turn a finished run into events (contract, section 5). Pure.
+
+No I/O, no clock, no environment: every input (the run, its coordinates, the
+decision time) is passed in, and the output is ready-to-publish bytes plus
+Pub/Sub attributes, so the same run always gives the same events, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from handlers.errors import InvalidResponse, MalformedResponse
+from handlers.models import GENERATED_RULE, MATCH, SUGGESTED_RULE, RunSummary
+
+TYPE_PREFIX = "com.cognite.entitymatching."
+MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
+MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Pub/Sub message in CloudEvents binary mode: JSON data and ``ce-`` attributes."""
+
+    data: bytes
+    attributes: dict[str, str]
+
+    @property
+    def type(self) -> str:
+        return self.attributes["ce-type"]
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run's coordinates, as far as they are known, and the CDF URL they hang under."""
+
+    cdf_url: str
+    project: str
+    pipeline_id: int | None = None
+    run_id: int | None = None
+    known_project: bool = True  # False when the trigger's project could not be read
+    from_trigger: bool = False  # an invalid trigger: the source names no run
+
+    @property
+    def source(self) -> str:
+        base = f"{self.cdf_url}/api/v1/projects/{self.project}/context/entitymatching/pipelines"
+        if self.from_trigger or self.pipeline_id is None or self.run_id is None:
+            return base
+        return f"{base}/{self.pipeline_id}/runs/{self.run_id}"
+
+    def coordinates(self, job_id: int | None) -> dict[str, Any]:
+        return {
+            "project": self.project if self.known_project else None,
+            "pipelineId": self.pipeline_id,
+            "runId": self.run_id,
+            "jobId": job_id,
+        }
+
+    def attributes(self, kind: str, subject: str, time: str, event_id: str | None = None) -> dict[str, str]:
+        attributes = {
+            "ce-specversion": "1.0",
+            "ce-type": TYPE_PREFIX + kind,
+            "ce-source": self.source,
+            "ce-id": event_id or f"{self.project}/{self.pipeline_id}/{self.run_id}/{subject}",
+            "ce-subject": subject,
+            "ce-time": time,
+            "content-type": "application/json",
+        }
+        if self.known_project:
+            attributes["ce-cdfproject"] = self.project
+        if self.pipeline_id is not None:
+            attributes["ce-pipelineid"] = str(self.pipeline_id)
+        if self.run_id is not None:
+            attributes["ce-runid"] = str(self.run_id)
+        return attributes
+
+
+def rfc3339(epoch_ms: int | float) -> str:
+    """``2024-10-29T12:19:06.000Z``: UTC, milliseconds."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def run_time(summary: RunSummary | None, decided_at_ms: int) -> str:
+    """``ce-time``: the run's ``statusTime``, or the time of the decision when there is none."""
+    if summary is not None and summary.statusTime is not None:
+        return rfc3339(summary.statusTime)
+    return rfc3339(decided_at_ms)
+
+
+def dumps(data: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise MalformedResponse("CDF answered a number JSON cannot carry (NaN or Infinity)") from None
+
+
+def match_event(ref: RunRef, summary: RunSummary, index: int, raw: Any) -> Event:
+    match = _valid(MATCH, raw, f"match {index}")
+    source, target = match.get("source", {}), match.get("target", {})
+    data = {
+        **ref.coordinates(summary.jobId),
+        "matchIndex": index,
+        "matchType": match.get("matchType"),
+        "score": match.get("score"),
+        "source": source,
+        "target": target,
+        "sourceId": source.get("id"),
+        "sourceExternalId": source.get("externalId"),
+        "targetId": target.get("id"),
+        "targetExternalId": target.get("externalId"),
+    }
+    attributes = ref.attributes("match", f"match/{index}", run_time(summary, 0))
+    if isinstance(data["matchType"], str):
+        attributes["ce-matchtype"] = _clip(data["matchType"])
+    return _fit(Event(dumps(data), attributes), f"match {index}")
+
+
+def suggested_rule_events(
+    ref: RunRef, summary: RunSummary, index: int, raw: Any, max_bytes: int = MAX_DATA_BYTES
+) -> list[Event]:
+    rule = _valid(SUGGESTED_RULE, raw, f"suggested rule {index}")
+    head = {
+        **ref.coordinates(summary.jobId),
+        "ruleIndex": index,
+        "inputPattern": rule.get("inputPattern"),
+        "predictPattern": rule.get("predictPattern"),
+        "numMatches": rule.get("numMatches"),
+        "avgScore": rule.get("avgScore"),
+        "matchIndex": rule.get("matchIndex", []),
+    }
+    return _rule_events(ref, summary, "suggestedrule", index, head, rule.get("matches", []), max_bytes)
+
+
+def generated_rule_events(
+    ref: RunRef, summary: RunSummary, index: int, raw: Any, max_bytes: int = MAX_DATA_BYTES
+) -> list[Event]:
+    rule = _valid(GENERATED_RULE, raw, f"generated rule {index}")
+    head = {
+        **ref.coordinates(summary.jobId),
+        "ruleIndex": index,
+        "numConflicts": rule.get("numConflicts"),
+        "numOverlaps": rule.get("numOverlaps"),
+    }
+    return _rule_events(ref, summary, "generatedrule", index, head, rule.get("matches", []), max_bytes)
+
+
+def _rule_events(
+    ref: RunRef, summary: RunSummary, kind: str, index: int, head: dict[str, Any], matches: list[Any], max_bytes: int
+) -> list[Event]:
+    """One event, or parts each carrying a slice of ``matches`` when the whole is too large."""
+    time = run_time(summary, 0)
+    whole = dumps({**head, "matches": matches})
+    if len(whole) <= max_bytes:
+        return [Event(whole, ref.attributes(kind, f"{kind}/{index}", time))]
+    slices = list(_pack(matches, max_bytes - len(dumps({**head, "part": 0, "partCount": 0, "matches": []})) - 32))
+    events = []
+    for k, (start, end) in enumerate(slices):
+        data = {**head, "part": k, "partCount": len(slices), "matches": matches[start:end]}
+        events.append(
+            _fit(
+                Event(dumps(data), ref.attributes(kind, f"{kind}/{index}/part/{k}", time)),
+                f"{kind} {index} part {k}",
+                max_bytes,
+            )
+        )
+    return events
+
+
+def _pack(items: list[Any], budget: int) -> Iterator[tuple[int, int]]:
+    """Greedy slices ``[start, end)`` whose serialized items (plus commas) fit in ``budget``."""
+    start, size = 0, 0
+    for i, item in enumerate(items):
+        item_size = len(dumps(item)) + 1
+        if i > start and size + item_size > budget:
+            yield start, i
+            start, size = i, 0
+        size += item_size
+    yield start, len(items)
+
+
+def completed_event(ref: RunRef, summary: RunSummary, counts: tuple[int, int, int]) -> Event:
+    data = {
+        **ref.coordinates(summary.jobId),
+        "status": summary.status,
+        "createdTime": summary.createdTime,
+        "startTime": summary.startTime,
+        "statusTime": summary.statusTime,
+        "matchCount": counts[0],
+        "suggestedRuleCount": counts[1],
+        "generatedRuleCount": counts[2],
+        "errors": summary.errors,
+    }
+    return Event(dumps(data), ref.attributes("run.completed", "run", run_time(summary, 0)))
+
+
+def failed_event(
+    ref: RunRef,
+    reason: str,
+    message: str | None,
+    summary: RunSummary | None,
+    decided_at_ms: int,
+    event_id: str | None = None,
+) -> Event:
+    """``run.failed``: a failed run (CDF's own message) or a reason of ours (with our message)."""
+    data = {
+        **ref.coordinates(summary.jobId if summary else None),
+        "status": summary.status if summary else None,
+        "reason": reason,
+        "errorMessage": message,
+        "errors": summary.errors if summary else [],
+        "createdTime": summary.createdTime if summary else None,
+        "startTime": summary.startTime if summary else None,
+        "statusTime": summary.statusTime if summary else None,
+    }
+    attributes = ref.attributes("run.failed", "run", run_time(summary, decided_at_ms), event_id)
+    attributes["ce-reason"] = reason
+    return Event(dumps(data), attributes)
+
+
+def results_events(
+    ref: RunRef, summary: RunSummary, body: Mapping[str, Any], max_bytes: int = MAX_DATA_BYTES
+) -> Iterable[Event]:
+    """Every match and rule event of a completed run, in order (not ``run.completed``)."""
+    for i, match in enumerate(_list(body, "matches")):
+        yield match_event(ref, summary, i, match)
+    for i, rule in enumerate(_list(body, "suggestedRules")):
+        yield from suggested_rule_events(ref, summary, i, rule, max_bytes)
+    for i, rule in enumerate(_list(body, "generatedRules")):
+        yield from generated_rule_events(ref, summary, i, rule, max_bytes)
+
+
+def counts(body: Mapping[str, Any]) -> tuple[int, int, int]:
+    return (len(_list(body, "matches")), len(_list(body, "suggestedRules")), len(_list(body, "generatedRules")))
+
+
+def check_results(body: Mapping[str, Any]) -> None:
+    """Raise ``MalformedResponse`` unless the results lists have the documented shape."""
+    for key in ("matches", "suggestedRules", "generatedRules"):
+        _list(body, key)
+
+
+def _list(body: Mapping[str, Any], key: str) -> list[Any]:
+    value = body.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedResponse(f"CDF answered {key} that is not a list")
+    return value
+
+
+def _valid(adapter: Any, raw: Any, what: str) -> dict[str, Any]:
+    try:
+        return dict(adapter.validate_python(raw))
+    except ValidationError:
+        raise MalformedResponse(f"CDF answered a {what} that is not of the documented shape") from None
+
+
+def _fit(event: Event, what: str, max_bytes: int = MAX_DATA_BYTES) -> Event:
+    # A single item larger than a Pub/Sub message cannot be split; publishing it would fail forever.
+    if len(event.data) > max_bytes:
+        raise InvalidResponse(f"{what} is larger than one Pub/Sub message")
+    return event
+
+
+def _clip(value: str) -> str:
+    return value.encode()[:MAX_ATTRIBUTE_BYTES].decode(errors="ignore")

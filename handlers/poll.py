@@ -1,0 +1,123 @@
+"""Stage 2: poll CDF until the run is finished (contract, section 4).
+
+A small state machine over the answers ``handlers.cdf`` translates: a finished
+run ends it, an unfinished one or a transient error waits and polls again, a
+permanent error ends it with a reason. It stops early when the invocation's
+budget would be overrun (hand the message back) or when the trigger has grown
+older than ``RUN_MAX_WAIT_S`` (``wait_timeout``). Clock, sleep and randomness are
+injected, so tests run the whole schedule without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from handlers.errors import (
+    BudgetExhausted,
+    InvalidResponse,
+    MalformedResponse,
+    ShuttingDown,
+    TransientError,
+    WaitTimeout,
+)
+from handlers.models import RunSummary
+
+log = logging.getLogger("matchrelay.poll")
+MAX_MALFORMED_RETRIES = 3  # "at most 3 times in a row; then invalid_response"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: attempt n waits uniform(initial, min(cap, initial * 2**n))."""
+
+    initial: float
+    cap: float
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        ceiling = min(self.cap, self.initial * 2 ** min(attempt, 64))
+        return rng.uniform(self.initial, max(self.initial, ceiling))
+
+
+@dataclass
+class Clock:
+    """The edges of time the poller needs; tests pass fakes."""
+
+    monotonic: Callable[[], float]
+    sleep: Callable[[float], bool]  # returns True when woken by shutdown
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass
+class Deadlines:
+    """Monotonic instants: when this invocation must hand back, when the run is waited out."""
+
+    budget: float | None
+    wait: float
+
+
+@dataclass
+class PollStats:
+    polls: int = 0
+    retries: int = 0
+    last: RunSummary | None = None  # the latest valid answer, for wait_timeout's event
+
+
+@dataclass
+class Poller:
+    backoff: Backoff
+    clock: Clock
+    stats: PollStats = field(default_factory=PollStats)
+
+    def until_done(self, step: Callable[[], T | None], deadlines: Deadlines) -> T:
+        """Call ``step`` until it returns a result, waiting between calls.
+
+        ``step`` returns ``None`` while the run is not finished and raises
+        ``TransientError`` for answers worth retrying; a ``MalformedResponse``
+        counts towards ``invalid_response``. Raises a ``PermanentError`` or a
+        ``HandBack`` when the waiting must end.
+        """
+        attempt, malformed = 0, 0
+        while True:
+            retry_after: float | None = None
+            self.stats.polls += 1
+            try:
+                result = step()
+                malformed = 0
+                if result is not None:
+                    return result
+            except TransientError as exc:
+                malformed = malformed + 1 if isinstance(exc, MalformedResponse) else 0
+                if malformed > MAX_MALFORMED_RETRIES:
+                    raise InvalidResponse(f"{exc} ({malformed} times in a row)") from None
+                self.stats.retries += 1
+                retry_after = exc.retry_after
+                log.warning("%s; retrying", exc)
+            self._wait(retry_after, attempt, deadlines)
+            attempt += 1
+
+    def _wait(self, retry_after: float | None, attempt: int, deadlines: Deadlines) -> None:
+        delay = retry_after if retry_after is not None else self.backoff.delay(attempt, self.clock.rng)
+        now = self.clock.monotonic()
+        if now >= deadlines.wait:
+            status = self.stats.last.status if self.stats.last else "unknown"
+            raise WaitTimeout(f"the run did not finish within RUN_MAX_WAIT_S (last status: {status})")
+        if deadlines.budget is not None and now + delay > deadlines.budget:
+            raise BudgetExhausted("POLL_BUDGET_S would run out before the next poll")
+        # Never sleep past the point where the trigger is waited out: poll once more then.
+        if self.clock.sleep(max(0.0, min(delay, deadlines.wait - now))):
+            raise ShuttingDown("the instance is shutting down")
+
+
+def summary_of(body: dict[str, Any]) -> RunSummary:
+    """The run fields of an answer; ``MalformedResponse`` when it is not a run."""
+    try:
+        return RunSummary.model_validate(body)
+    except ValidationError as exc:
+        raise MalformedResponse(f"CDF answered a body that is not a run ({exc.error_count()} problems)") from None

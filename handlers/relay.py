@@ -1,0 +1,142 @@
+"""The flow, stage by stage: trigger → poll → normalize → publish.
+
+``Relay`` owns no I/O of its own: CDF, the sink and time are handed in. It turns
+every ending into an ``Outcome``: a completed run (its events confirmed), a
+``run.failed`` event published (any ``PermanentError``), or a hand-back
+(``HandBack``) that the entry point answers with a non-2xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers.cdf import CdfClient
+from handlers.errors import HandBack, MalformedResponse, PermanentError
+from handlers.models import MAX_ID
+from handlers.normalize import (
+    RunRef,
+    check_results,
+    completed_event,
+    counts,
+    failed_event,
+    results_events,
+)
+from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.publish import Sink
+from handlers.settings import Settings
+from handlers.trigger import BadTrigger, Trigger
+
+log = logging.getLogger("matchrelay")
+
+
+@dataclass
+class Outcome:
+    """How one trigger ended; ``ack`` is what the function answers (200 or not)."""
+
+    kind: str  # "completed", "failed" or "handed_back"
+    reason: str | None = None
+    events: int = 0
+    polls: int = 0
+    retries: int = 0
+    run_id: int | None = None
+    detail: str = ""
+
+    @property
+    def ack(self) -> bool:
+        return self.kind != "handed_back"
+
+
+@dataclass
+class Relay:
+    settings: Settings
+    cdf: CdfClient
+    sink: Sink
+    clock: Clock
+    wall: Callable[[], float] = time.time  # epoch seconds, for publishTime ages and ce-time of decisions
+    _topics: dict[str, str] = field(default_factory=dict)
+
+    def invalid(self, exc: BadTrigger) -> Outcome:
+        """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
+        ref = RunRef(
+            self.settings.base_url,
+            exc.project or self.settings.cdf_project,
+            exc.pipeline_id,
+            exc.run_id,
+            known_project=exc.project is not None,
+            from_trigger=True,
+        )
+        event = failed_event(ref, exc.reason, str(exc), None, self._now_ms(), f"invalid-trigger/{exc.message_id}")
+        log.warning("invalid trigger answered with run.failed: %s", exc)
+        return Outcome("failed", exc.reason, self._publish_error([event]), detail=str(exc))
+
+    def relay(self, trigger: Trigger, budget_s: float | None, started_wall: float | None = None) -> Outcome:
+        """Wait for the run and publish its events; ``budget_s`` None polls without a budget."""
+        poller = Poller(Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s), self.clock)
+        deadlines = self._deadlines(trigger, budget_s, started_wall)
+        run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
+        ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id)
+        try:
+            try:
+                if run_id is None:
+                    run_id = poller.until_done(lambda: self._latest(trigger), deadlines)
+                    ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id)
+                    log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
+                outcome = poller.until_done(lambda: self._step(ref, poller), deadlines)
+            except PermanentError as exc:
+                event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self._now_ms())
+                outcome = Outcome("failed", exc.reason, self._publish_error([event]), detail=str(exc))
+        except HandBack as exc:  # also a run.failed event that could not be published
+            outcome = Outcome("handed_back", exc.code, detail=str(exc))
+        outcome.polls, outcome.retries, outcome.run_id = poller.stats.polls, poller.stats.retries, run_id
+        return outcome
+
+    def _latest(self, trigger: Trigger) -> int:
+        body = self.cdf.get_latest(trigger.project, trigger.pipeline_id)
+        summary_of(body)
+        job_id = body.get("jobId")
+        if not isinstance(job_id, int) or isinstance(job_id, bool) or not 1 <= job_id <= MAX_ID:
+            raise MalformedResponse("CDF answered a latest run without a valid jobId")
+        return job_id
+
+    def _step(self, ref: RunRef, poller: Poller) -> Outcome | None:
+        """One poll: ``None`` while the run is not finished, else publish and say how it ended."""
+        assert ref.pipeline_id is not None
+        assert ref.run_id is not None
+        body = self.cdf.get_run(ref.project, ref.pipeline_id, ref.run_id)
+        summary = poller.stats.last = summary_of(body)
+        if not summary.finished:
+            log.info("run is %s; polling again later", summary.status)
+            return None
+        if summary.status == "Failed":
+            event = failed_event(ref, "run_failed", summary.errorMessage, summary, self._now_ms())
+            return Outcome("failed", "run_failed", self._publish_error([event]), detail=summary.errorMessage or "")
+        check_results(body)
+        published = self.sink.publish(self.settings_topic(), results_events(ref, summary, body))
+        # run.completed goes last, once every match and rule event is confirmed: its counts close the run.
+        published += self.sink.publish(self.settings_topic(), [completed_event(ref, summary, counts(body))])
+        return Outcome("completed", events=published)
+
+    def _deadlines(self, trigger: Trigger, budget_s: float | None, started_wall: float | None) -> Deadlines:
+        now, wall = self.clock.monotonic(), self.wall()
+        born = trigger.publish_time.timestamp() if trigger.publish_time else (started_wall or wall)
+        wait = now + (born + self.settings.run_max_wait_s - wall)
+        return Deadlines(budget=None if budget_s is None else now + budget_s, wait=wait)
+
+    def settings_topic(self) -> str:
+        return self._topic("events", self.settings.topic)
+
+    def _publish_error(self, events: list[Any]) -> int:
+        return self.sink.publish(self._topic("errors", self.settings.error_topic), events)
+
+    def _topic(self, key: str, resolve: Callable[[], str]) -> str:
+        # Under --stdout no topic is configured, and none is needed.
+        if key not in self._topics:
+            self._topics[key] = resolve() if self.settings.relay_topic else "stdout"
+        return self._topics[key]
+
+    def _now_ms(self) -> int:
+        return int(self.wall() * 1000)

@@ -1,0 +1,162 @@
+"""Stage 1: read the trigger message (contract, section 2).
+
+Turns what functions-framework hands over (an Eventarc ``messagePublished``
+CloudEvent, or a raw push body it converted into one) into a ``Trigger``, or
+raises ``InvalidTrigger`` carrying whatever coordinates could be read. Pure: no
+I/O, no clock; CDF is never asked about an invalid trigger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from handlers.errors import InvalidTrigger
+from handlers.models import MAX_ID
+
+MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this big is not a trigger
+LATEST = "latest"
+_DECIMAL = re.compile(r"^[0-9]{1,16}$")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A run to relay: its coordinates and where the message came from."""
+
+    project: str
+    pipeline_id: int
+    run_id: int | str  # an id, or "latest" until it is resolved
+    message_id: str = ""
+    publish_time: datetime | None = None
+
+    def resolved(self, run_id: int) -> Trigger:
+        return Trigger(self.project, self.pipeline_id, run_id, self.message_id, self.publish_time)
+
+
+class BadTrigger(InvalidTrigger):
+    """An invalid trigger, with the coordinates that could be read (for the error event)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str,
+        project: str | None = None,
+        pipeline_id: int | None = None,
+        run_id: int | None = None,
+        publish_time: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.project = project
+        self.pipeline_id = pipeline_id
+        self.run_id = run_id
+        self.publish_time = publish_time
+
+
+def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tuple[str, ...]) -> Trigger:
+    """Read a ``messagePublished`` event's data: ``{"message": {...}, "subscription": ...}``."""
+    message = data.get("message") if isinstance(data, Mapping) else None
+    if not isinstance(message, Mapping):
+        raise BadTrigger("the event carries no Pub/Sub message", message_id=event_id)
+    message_id = str(message.get("messageId") or event_id)
+    publish_time = _time(message.get("publishTime"))
+    attributes = message.get("attributes") or {}
+    try:
+        fields = _fields(message.get("data"), attributes if isinstance(attributes, Mapping) else {})
+    except BadTrigger as exc:
+        exc.message_id, exc.publish_time = message_id, publish_time
+        raise
+    return parse_fields(
+        fields, message_id=message_id, publish_time=publish_time, default_project=default_project, allowed=allowed
+    )
+
+
+def parse_fields(
+    fields: Mapping[str, Any],
+    *,
+    message_id: str = "",
+    publish_time: datetime | None = None,
+    default_project: str,
+    allowed: tuple[str, ...],
+) -> Trigger:
+    """Validate ``pipelineId``, ``runId`` and ``project``; report every readable coordinate."""
+    problems: list[str] = []
+    pipeline_id = _id("pipelineId", fields.get("pipelineId"), problems)
+    run_id: int | str | None
+    run_id = LATEST if fields.get("runId") == LATEST else _id("runId", fields.get("runId"), problems)
+    project = _project(fields.get("project"), default_project, allowed, problems)
+    if problems or pipeline_id is None or run_id is None or project is None:
+        raise BadTrigger(
+            "invalid trigger: " + "; ".join(problems),
+            message_id=message_id,
+            project=project,
+            pipeline_id=pipeline_id,
+            run_id=run_id if isinstance(run_id, int) else None,
+            publish_time=publish_time,
+        )
+    return Trigger(project, pipeline_id, run_id, message_id, publish_time)
+
+
+def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The body's JSON object; an empty body falls back to the attributes."""
+    if data is None or data == "":
+        return attributes
+    if not isinstance(data, str) or len(data) > MAX_BODY_BYTES * 4 // 3 + 4:
+        raise BadTrigger("the message body is too large or not base64", message_id="")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadTrigger("the message body is not base64", message_id="") from None
+    if not raw.strip():
+        return attributes
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadTrigger("the message body is not UTF-8 JSON", message_id="") from None
+    if not isinstance(body, dict):
+        raise BadTrigger("the message body is not a JSON object", message_id="")
+    return body
+
+
+def _id(name: str, value: Any, problems: list[str]) -> int | None:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _DECIMAL.match(value):
+        number = int(value)
+    if number is None or not 1 <= number <= MAX_ID:
+        problems.append(f"{name} must be an integer from 1 to {MAX_ID}, got {_show(value)}")
+        return None
+    return number
+
+
+def _project(value: Any, default: str, allowed: tuple[str, ...], problems: list[str]) -> str | None:
+    if value is None:
+        return default
+    if isinstance(value, str) and value in allowed:
+        return value
+    problems.append(f"project {_show(value)} is not one of CDF_ALLOWED_PROJECTS")
+    return None
+
+
+def _show(value: Any) -> str:
+    # Echo a short, safe rendering of what was sent, never an unbounded string.
+    return "missing" if value is None else json.dumps(value, default=str)[:64]
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    # Pub/Sub may give nanoseconds; Python reads at most microseconds.
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,0 +1,63 @@
+"""matchrelay's entry points; the work itself is in ``handlers/``.
+
+- ``on_run_message``: the CloudEvent function Eventarc (or a Pub/Sub push) calls.
+- ``python main.py run ...``: the same flow once, from a terminal.
+
+Settings are read at import, so a wrong deployment fails at start with one clear
+line; clients are built on the first event, after gunicorn has forked (gRPC
+must not be set up before a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from werkzeug.exceptions import ServiceUnavailable
+
+from handlers.errors import ConfigError
+from handlers.logs import setup_logging
+from handlers.runtime import Runtime
+from handlers.settings import Settings, load_settings
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def _startup() -> Settings:
+    setup_logging()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        logging.getLogger("matchrelay").critical("configuration error: %s", exc)
+        raise SystemExit(2) from None
+    setup_logging(settings.log_level)
+    return settings
+
+
+def runtime() -> Runtime:
+    """The process's one ``Runtime``, built on first use."""
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = Runtime.build(_settings)
+        return _runtime
+
+
+@functions_framework.cloud_event
+def on_run_message(event: CloudEvent) -> None:
+    """Relay the run a trigger message names; 200 acks it, 503 hands it back to Pub/Sub."""
+    outcome = runtime().handle_event(str(event["id"]), event.get_data())
+    if not outcome.ack:
+        raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
+
+
+if __name__ == "__main__":
+    from handlers.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+else:
+    _settings = _startup()

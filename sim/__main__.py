@@ -1,0 +1,81 @@
+"""Run the simulator in the foreground: `python -m sim --port 0 --scenario demo`.
+
+Prints one JSON line {"url": ..., "token_url": ...} once listening, then serves
+until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from collections.abc import Callable, Sequence
+
+from sim import CdfSimulator, Step, make_run
+
+
+def _demo(sim: CdfSimulator) -> None:
+    sim.set_run(
+        1,
+        456,
+        [
+            Step.status("Queued", 456),
+            Step.status("Running", 456),
+            Step.status("Running", 456),
+            Step.run(make_run(5, 2, 1, job_id=456)),
+        ],
+    )
+    sim.set_latest(1, [Step.status("Running", 456)])
+    failed = make_run(0, status="Failed", job_id=789, error_message="Source dataset is empty")
+    sim.set_run(2, 789, [Step.status("Running", 789), Step.run(failed)])
+
+
+SCENARIOS: dict[str, Callable[[CdfSimulator], None]] = {
+    "demo": _demo,
+    "empty": lambda sim: None,  # every run answers 404 until scripted
+}
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--project", default="demo")
+    parser.add_argument("--client-id", default="matchrelay")
+    parser.add_argument("--client-secret", default="s3cret")
+    parser.add_argument("--token-ttl-s", type=float, default=3600)
+    parser.add_argument(
+        "--static-token",
+        action="append",
+        default=[],
+        help="bearer token always accepted (CDF_TOKEN)",
+    )
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="demo")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    sim = CdfSimulator(
+        args.project,
+        args.client_id,
+        args.client_secret,
+        args.token_ttl_s,
+        host=args.host,
+        port=args.port,
+    )
+    sim.static_tokens.update(args.static_token)
+    SCENARIOS[args.scenario](sim)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with sim:
+        print(json.dumps({"url": sim.url, "token_url": sim.token_url}), flush=True)
+        while not stop.wait(0.2):  # short waits so signal handlers get to run promptly
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""A scriptable stand-in for CDF's pipeline-run endpoints and an OAuth token endpoint.
+
+Stdlib only (http.server), so a step can do what a real server or proxy does
+to a client: drop the socket, stall, or stream a huge body.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import secrets
+import threading
+import time
+from types import TracebackType
+from typing import Self
+from urllib.parse import parse_qsl
+
+from sim.handler import HttpServer
+from sim.steps import Request, Step
+
+TOKEN_PATH = "/oauth2/token"
+RUN_PATH = re.compile(
+    r"/api/v1/projects/(?P<project>[^/]+)/context/entitymatching"
+    r"/pipelines/(?P<pipeline>[^/]+)/runs/(?P<run>[^/]+)"
+)
+MAX_ID = 9007199254740991
+
+
+def _oauth_error(code: int, error: str, description: str) -> Step:
+    # Identity providers answer with RFC 6749 error bodies, not CDF's.
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    return Step.raw(code, body, {"Cache-Control": "no-store"})
+
+
+def _valid_id(text: str) -> bool:
+    return text.isdecimal() and text.isascii() and 1 <= int(text) <= MAX_ID
+
+
+class CdfSimulator:
+    """CDF on 127.0.0.1: tokens, scripted run answers, and a record of every request."""
+
+    def __init__(
+        self,
+        project: str = "demo",
+        client_id: str = "matchrelay",
+        client_secret: str = "s3cret",
+        token_ttl_s: float = 3600,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.project = project
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_ttl_s = token_ttl_s
+        self.static_tokens: set[str] = set()
+        self.token_steps: list[Step] = []
+        self.requests: list[Request] = []
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._scripts: dict[tuple[int, str], list[Step]] = {}
+        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._stopping = threading.Event()
+        self._httpd: HttpServer | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> CdfSimulator:
+        """Listen on a free port (unless one was given) and serve in a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("simulator already started")
+        self._stopping.clear()
+        self._httpd = HttpServer(self._address, self._answer, self._stopping)
+        # A short poll interval keeps stop() (which waits for the loop) fast.
+        serve = functools.partial(self._httpd.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, name="cdf-sim", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and cut open connections, so clients see the server gone."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes Step.slow sleepers
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}{TOKEN_PATH}"
+
+    # -- scripting -----------------------------------------------------------
+
+    def set_run(self, pipeline_id: int, run_id: int, steps: list[Step]) -> None:
+        """Script GET .../pipelines/{pipeline_id}/runs/{run_id}; the last step repeats."""
+        self._script((pipeline_id, str(run_id)), steps)
+
+    def set_latest(self, pipeline_id: int, steps: list[Step]) -> None:
+        """Script GET .../pipelines/{pipeline_id}/runs/latest; the last step repeats."""
+        self._script((pipeline_id, "latest"), steps)
+
+    def _script(self, key: tuple[int, str], steps: list[Step]) -> None:
+        if not steps:
+            raise ValueError("a script needs at least one step")
+        with self._lock:
+            self._scripts[key] = list(steps)
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far (static tokens stay valid)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def reset(self) -> None:
+        """Forget scripts, token faults, recorded requests and issued tokens."""
+        with self._lock:
+            self._scripts.clear()
+            self._tokens.clear()
+            self.token_steps.clear()
+            self.requests.clear()
+
+    def cdf_requests(self) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith("/api/")]
+
+    def token_requests(self) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path == TOKEN_PATH]
+
+    # -- answering (called from handler threads) ------------------------------
+
+    def _answer(self, request: Request) -> Step:
+        with self._lock:
+            self.requests.append(request)
+        if request.path == TOKEN_PATH:
+            return self._answer_token(request)
+        return self._answer_cdf(request)
+
+    def _answer_token(self, request: Request) -> Step:
+        with self._lock:
+            if self.token_steps:
+                return self.token_steps.pop(0)
+        if request.method != "POST":
+            return _oauth_error(405, "invalid_request", "use POST")
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _oauth_error(400, "invalid_request", "body must be form-encoded")
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
+        fields = ("grant_type", "client_id", "client_secret", "scope")
+        missing = [name for name in fields if not form.get(name)]
+        if missing:
+            return _oauth_error(400, "invalid_request", f"missing: {', '.join(missing)}")
+        if form["grant_type"] != "client_credentials":
+            return _oauth_error(400, "unsupported_grant_type", "use client_credentials")
+        if form["client_id"] != self.client_id or form["client_secret"] != self.client_secret:
+            return _oauth_error(401, "invalid_client", "client authentication failed")
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._tokens[token] = time.monotonic() + self.token_ttl_s
+        granted = {"access_token": token, "token_type": "Bearer"}
+        return Step.run({**granted, "expires_in": math.ceil(self.token_ttl_s)})
+
+    def _authorized(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        with self._lock:
+            expiry = self._tokens.get(token)
+            return token in self.static_tokens or (expiry is not None and expiry > time.monotonic())
+
+    def _answer_cdf(self, request: Request) -> Step:
+        # Same order as CDF: authentication, then project access, then the resource.
+        if not self._authorized(request.headers.get("authorization", "")):
+            return Step.error(401, "Unauthorized")
+        found = RUN_PATH.fullmatch(request.path)
+        if request.method != "GET" or found is None:
+            return Step.error(404, f"No such endpoint: {request.method} {request.path}")
+        if found["project"] != self.project:
+            return Step.error(
+                403,
+                "Resource not found. This may also be due to insufficient access rights.",
+            )
+        pipeline, run = found["pipeline"], found["run"]
+        if not _valid_id(pipeline) or not (run == "latest" or _valid_id(run)):
+            return Step.error(400, "Invalid id in path: ids are integers in 1..9007199254740991")
+        key = (int(pipeline), run if run == "latest" else str(int(run)))
+        with self._lock:
+            steps = self._scripts.get(key)
+            if steps is None:
+                return Step.error(404, f"Pipeline run not found: pipelines/{pipeline}/runs/{run}")
+            return steps.pop(0) if len(steps) > 1 else steps[0]
