@@ -121,11 +121,15 @@ class Received:
 class PubSub:
     """Topics and subscriptions on the emulator, and a subscriber's pull."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str) -> None:
+        import grpc
         from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
         self.publisher = pubsub_v1.PublisherClient()
-        self.subscriber = pubsub_v1.SubscriberClient()
+        # gRPC receives 4 MB by default; events may be up to 10 MB, as on Pub/Sub itself.
+        channel = grpc.insecure_channel(host, options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)])
+        self.subscriber = pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=channel))
 
     def topic(self, prefix: str = "t") -> tuple[str, str]:
         """A new topic and a subscription on it: (topic path, subscription path)."""
@@ -169,7 +173,7 @@ class PubSub:
 
 @pytest.fixture(scope="session")
 def pubsub(emulator: Emulator) -> PubSub:
-    return PubSub()
+    return PubSub(emulator.host)
 
 
 @pytest.fixture
