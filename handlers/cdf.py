@@ -7,11 +7,12 @@ reasons about outcomes, never status codes.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from handlers.settings import Settings
 
 USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+CHUNK_BYTES = 64 * 1024
 REFRESH_MARGIN_S = 30.0  # as Cognite's SDK: renew a token 30 s before it runs out
 
 
@@ -91,18 +93,33 @@ class CdfClient:
         # Every part was validated (allow-listed project, integer ids) before it gets here.
         return f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}/runs/{run_id}"
 
-    def get_run(self, project: str, pipeline_id: int, run_id: int) -> dict[str, Any]:
-        return self._get(self.run_url(project, pipeline_id, run_id), {})
+    @contextlib.contextmanager
+    def open_run(self, project: str, pipeline_id: int, run_id: int) -> Iterator[Iterator[bytes]]:
+        """The run's results body as a stream of byte chunks, once CDF has answered 200."""
+        with self._open(self.run_url(project, pipeline_id, run_id), {}) as response:
+            yield _chunks(response)
 
     def get_latest(self, project: str, pipeline_id: int) -> dict[str, Any]:
-        return self._get(self.run_url(project, pipeline_id, "latest"), {"includeSkipped": "false"})
+        with self._open(self.run_url(project, pipeline_id, "latest"), {"includeSkipped": "false"}) as response:
+            response.read()
+            return _json(response, "CDF")
 
-    def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _open(self, url: str, params: dict[str, str]) -> Iterator[httpx.Response]:
+        """A 200 response, unread; any other answer is translated into the error tree here."""
         token, fresh = self._tokens.get()
-        response = self._send(url, params, token)
-        if response.status_code == 401 and not fresh and self._tokens.refreshable:
-            token, fresh = self._tokens.get(fresh=True)
-            response = self._send(url, params, token)
+        with self._stream(url, params, token) as response:
+            if response.status_code != 401 or fresh or not self._tokens.refreshable:
+                yield self._ok(response)
+                return
+        token, _ = self._tokens.get(fresh=True)  # a 401 on a cached token: it expired; fetch one, once
+        with self._stream(url, params, token) as response:
+            yield self._ok(response)
+
+    def _ok(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code == 200:
+            return response
+        _read(response, "CDF")
         if response.status_code == 401:
             raise AccessDenied(_describe(response, "CDF refused a token fetched just now"))
         _raise_if_transient(response, "CDF", self._wall)
@@ -110,15 +127,20 @@ class CdfClient:
             raise AccessDenied(_describe(response, "CDF denied access"))
         if response.status_code == 404:
             raise RunNotFound(_describe(response, "CDF has no such run"))
-        if response.status_code >= 400 or response.status_code < 200:
-            raise InvalidRequest(_describe(response, "CDF rejected the request"))
-        return _json(response, "CDF")
+        raise InvalidRequest(_describe(response, "CDF rejected the request"))
 
-    def _send(self, url: str, params: dict[str, str], token: str) -> httpx.Response:
+    @contextlib.contextmanager
+    def _stream(self, url: str, params: dict[str, str], token: str) -> Iterator[httpx.Response]:
         headers = {"Authorization": f"Bearer {token}"}
         if self._version:
             headers["cdf-version"] = self._version
-        return _send(self._http, "GET", url, params=params, headers=headers, what="CDF")
+        try:
+            with self._http.stream("GET", url, params=params, headers=headers) as response:
+                yield response
+        except httpx.TimeoutException:
+            raise TransientError("CDF did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"CDF could not be reached ({type(exc).__name__})") from None
 
 
 def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -130,13 +152,30 @@ def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) 
 
 def _send(http: httpx.Client, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
     try:
-        response = http.request(method, url, **kwargs)
-        response.read()
-        return response
+        return http.request(method, url, **kwargs)
     except httpx.TimeoutException:
         raise TransientError(f"{what} did not answer in time") from None
     except httpx.TransportError as exc:
         raise TransientError(f"{what} could not be reached ({type(exc).__name__})") from None
+
+
+def _read(response: httpx.Response, what: str) -> None:
+    try:
+        response.read()
+    except httpx.TimeoutException:
+        raise TransientError(f"{what} did not finish its answer in time") from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"{what} broke off its answer ({type(exc).__name__})") from None
+
+
+def _chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives; a connection that breaks mid-body is transient like any other."""
+    try:
+        yield from response.iter_bytes(CHUNK_BYTES)
+    except httpx.TimeoutException:
+        raise TransientError("CDF did not finish its answer in time") from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"CDF broke off its answer ({type(exc).__name__})") from None
 
 
 def _retryable(response: httpx.Response) -> bool:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -21,6 +21,10 @@ from handlers.models import GENERATED_RULE, MATCH, SUGGESTED_RULE, RunSummary
 TYPE_PREFIX = "com.cognite.entitymatching."
 MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
 MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
+
+
+class ItemSource(Protocol):
+    def items(self) -> Iterator[tuple[str, int, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,19 @@ def results_events(
         yield from suggested_rule_events(ref, summary, i, rule, max_bytes)
     for i, rule in enumerate(_list(body, "generatedRules")):
         yield from generated_rule_events(ref, summary, i, rule, max_bytes)
+
+
+def stream_events(
+    ref: RunRef, summary: RunSummary, items: ItemSource, max_bytes: int = MAX_DATA_BYTES
+) -> Iterator[Event]:
+    """The same events as ``results_events``, from items read one at a time (``handlers.results``)."""
+    for array, index, item in items.items():
+        if array == "matches":
+            yield match_event(ref, summary, index, item)
+        elif array == "suggestedRules":
+            yield from suggested_rule_events(ref, summary, index, item, max_bytes)
+        else:
+            yield from generated_rule_events(ref, summary, index, item, max_bytes)
 
 
 def counts(body: Mapping[str, Any]) -> tuple[int, int, int]:

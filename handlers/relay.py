@@ -17,16 +17,10 @@ from typing import Any
 from handlers.cdf import CdfClient
 from handlers.errors import HandBack, MalformedResponse, PermanentError
 from handlers.models import MAX_ID
-from handlers.normalize import (
-    RunRef,
-    check_results,
-    completed_event,
-    counts,
-    failed_event,
-    results_events,
-)
+from handlers.normalize import RunRef, completed_event, failed_event, stream_events
 from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.publish import Sink
+from handlers.results import RunBody
 from handlers.settings import Settings
 from handlers.trigger import BadTrigger, Trigger
 
@@ -106,18 +100,22 @@ class Relay:
         """One poll: ``None`` while the run is not finished, else publish and say how it ended."""
         assert ref.pipeline_id is not None
         assert ref.run_id is not None
-        body = self.cdf.get_run(ref.project, ref.pipeline_id, ref.run_id)
-        summary = poller.stats.last = summary_of(body)
-        if not summary.finished:
-            log.info("run is %s; polling again later", summary.status)
-            return None
-        if summary.status == "Failed":
-            event = failed_event(ref, "run_failed", summary.errorMessage, summary, self._now_ms())
-            return Outcome("failed", "run_failed", self._publish_error([event]), detail=summary.errorMessage or "")
-        check_results(body)
-        published = self.sink.publish(self.settings_topic(), results_events(ref, summary, body))
+        with self.cdf.open_run(ref.project, ref.pipeline_id, ref.run_id) as chunks:
+            body = RunBody(chunks)
+            summary = poller.stats.last = summary_of(body.header())
+            if not summary.finished:
+                log.info("run is %s; polling again later", summary.status)
+                return None
+            if summary.status == "Failed":
+                summary = summary_of(body.drain())  # errors may follow the results
+                event = failed_event(ref, "run_failed", summary.errorMessage, summary, self._now_ms())
+                return Outcome("failed", "run_failed", self._publish_error([event]), detail=summary.errorMessage or "")
+            published = self.sink.publish(self.events_topic(), stream_events(ref, summary, body))
         # run.completed goes last, once every match and rule event is confirmed: its counts close the run.
-        published += self.sink.publish(self.settings_topic(), [completed_event(ref, summary, counts(body))])
+        final = summary_of(body.fields)
+        n = body.counts
+        completed = completed_event(ref, final, (n["matches"], n["suggestedRules"], n["generatedRules"]))
+        published += self.sink.publish(self.events_topic(), [completed])
         return Outcome("completed", events=published)
 
     def _deadlines(self, trigger: Trigger, budget_s: float | None, started_wall: float | None) -> Deadlines:
@@ -126,7 +124,7 @@ class Relay:
         wait = now + (born + self.settings.run_max_wait_s - wall)
         return Deadlines(budget=None if budget_s is None else now + budget_s, wait=wait)
 
-    def settings_topic(self) -> str:
+    def events_topic(self) -> str:
         return self._topic("events", self.settings.topic)
 
     def _publish_error(self, events: list[Any]) -> int:
