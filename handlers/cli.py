@@ -39,10 +39,8 @@ def main(argv: list[str]) -> int:
     setup_logging("INFO", to_stderr=args.stdout)
     log = logging.getLogger("matchrelay")
     try:
-        settings = load_settings()
+        settings = load_settings(publishing=not args.stdout)
         setup_logging(settings.log_level, to_stderr=args.stdout)
-        if not args.stdout:
-            settings.topic(), settings.error_topic()
         trigger = parse_fields(
             {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project},
             default_project=settings.cdf_project,

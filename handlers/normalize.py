@@ -49,13 +49,20 @@ class RunRef:
     run_id: int | None = None
     known_project: bool = True  # False when the trigger's project could not be read
     from_trigger: bool = False  # an invalid trigger: the source names no run
+    latest_key: str | None = None  # runId "latest" not yet resolved: the message that asked for it
 
     @property
     def source(self) -> str:
         base = f"{self.cdf_url}/api/v1/projects/{self.project}/context/entitymatching/pipelines"
-        if self.from_trigger or self.pipeline_id is None or self.run_id is None:
+        if self.from_trigger or self.pipeline_id is None:
             return base
+        if self.run_id is None:
+            return f"{base}/{self.pipeline_id}/runs/latest" if self.latest_key else base
         return f"{base}/{self.pipeline_id}/runs/{self.run_id}"
+
+    def _id(self, subject: str) -> str:
+        run = self.run_id if self.run_id is not None else f"latest/{self.latest_key}"
+        return f"{self.project}/{self.pipeline_id}/{run}/{subject}"
 
     def coordinates(self, job_id: int | None) -> dict[str, Any]:
         return {
@@ -70,7 +77,7 @@ class RunRef:
             "ce-specversion": "1.0",
             "ce-type": TYPE_PREFIX + kind,
             "ce-source": self.source,
-            "ce-id": event_id or f"{self.project}/{self.pipeline_id}/{self.run_id}/{subject}",
+            "ce-id": event_id or self._id(subject),
             "ce-subject": subject,
             "ce-time": time,
             "content-type": "application/json",

@@ -27,6 +27,14 @@ from handlers.trigger import BadTrigger, Trigger
 log = logging.getLogger("matchrelay")
 
 
+@dataclass(frozen=True)
+class Topics:
+    """Where events go: ``RELAY_TOPIC`` and ``RELAY_ERROR_TOPIC`` (anything under ``--stdout``)."""
+
+    events: str
+    errors: str
+
+
 @dataclass
 class Outcome:
     """How one trigger ended; ``ack`` is what the function answers (200 or not)."""
@@ -51,7 +59,7 @@ class Relay:
     sink: Sink
     clock: Clock
     wall: Callable[[], float] = time.time  # epoch seconds, for publishTime ages and ce-time of decisions
-    _topics: dict[str, str] = field(default_factory=dict)
+    topics: Topics = field(default_factory=lambda: Topics("-", "-"))
 
     def invalid(self, exc: BadTrigger) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
@@ -72,7 +80,9 @@ class Relay:
         poller = Poller(Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s), self.clock)
         deadlines = self._deadlines(trigger, budget_s, started_wall)
         run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
-        ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id)
+        # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
+        latest_key = None if run_id is not None else (trigger.message_id or f"run-{self._now_ms()}")
+        ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id, latest_key=latest_key)
         try:
             try:
                 if run_id is None:
@@ -110,12 +120,12 @@ class Relay:
                 summary = summary_of(body.drain())  # errors may follow the results
                 event = failed_event(ref, "run_failed", summary.errorMessage, summary, self._now_ms())
                 return Outcome("failed", "run_failed", self._publish_error([event]), detail=summary.errorMessage or "")
-            published = self.sink.publish(self.events_topic(), stream_events(ref, summary, body))
+            published = self.sink.publish(self.topics.events, stream_events(ref, summary, body))
         # run.completed goes last, once every match and rule event is confirmed: its counts close the run.
         final = summary_of(body.fields)
         n = body.counts
         completed = completed_event(ref, final, (n["matches"], n["suggestedRules"], n["generatedRules"]))
-        published += self.sink.publish(self.events_topic(), [completed])
+        published += self.sink.publish(self.topics.events, [completed])
         return Outcome("completed", events=published)
 
     def _deadlines(self, trigger: Trigger, budget_s: float | None, started_wall: float | None) -> Deadlines:
@@ -124,17 +134,8 @@ class Relay:
         wait = now + (born + self.settings.run_max_wait_s - wall)
         return Deadlines(budget=None if budget_s is None else now + budget_s, wait=wait)
 
-    def events_topic(self) -> str:
-        return self._topic("events", self.settings.topic)
-
     def _publish_error(self, events: list[Any]) -> int:
-        return self.sink.publish(self._topic("errors", self.settings.error_topic), events)
-
-    def _topic(self, key: str, resolve: Callable[[], str]) -> str:
-        # Under --stdout no topic is configured, and none is needed.
-        if key not in self._topics:
-            self._topics[key] = resolve() if self.settings.relay_topic else "stdout"
-        return self._topics[key]
+        return self.sink.publish(self.topics.errors, events)
 
     def _now_ms(self) -> int:
         return int(self.wall() * 1000)

@@ -21,7 +21,7 @@ from handlers.errors import HandBack
 from handlers.logs import log_context
 from handlers.poll import Clock
 from handlers.publish import PubSubSink, Sink, StdoutSink
-from handlers.relay import Outcome, Relay
+from handlers.relay import Outcome, Relay, Topics
 from handlers.settings import Settings
 from handlers.trigger import BadTrigger, parse_event
 
@@ -40,9 +40,12 @@ class Runtime:
         http = make_http(settings)
         cdf = CdfClient(settings, http, TokenSource(settings, http))
         stop = threading.Event()
-        chosen = sink or (StdoutSink(stdout) if stdout is not None else PubSubSink())
+        if stdout is not None:
+            chosen, topics = sink or StdoutSink(stdout), Topics("-", "-")
+        else:
+            chosen, topics = sink or PubSubSink(), Topics(settings.topic(), settings.error_topic())
         clock = Clock(time.monotonic, stop.wait, random.Random())
-        return cls(settings, Relay(settings, cdf, chosen, clock), stop)
+        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics), stop)
 
     def handle_event(self, event_id: str, data: Any) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""

@@ -155,10 +155,16 @@ def _topic_path(variable: str, value: str, gcp_project: str | None) -> str:
     return f"projects/{project}/topics/{topic}"
 
 
-def load_settings() -> Settings:
-    """Read the environment once; any problem becomes one ``ConfigError`` line."""
+def load_settings(*, publishing: bool = True) -> Settings:
+    """Read the environment once; any problem becomes one ``ConfigError`` line.
+
+    ``publishing`` False (``run --stdout``) does not require ``RELAY_TOPIC``.
+    """
     try:
-        return Settings()  # type: ignore[call-arg]  # values come from the environment
+        settings = Settings()  # type: ignore[call-arg]  # values come from the environment
+        if publishing:
+            settings.topic()
+        return settings
     except ConfigError:
         raise
     except ValidationError as exc:

@@ -22,7 +22,7 @@ from handlers.models import MAX_ID
 
 MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this big is not a trigger
 LATEST = "latest"
-_DECIMAL = re.compile(r"^[0-9]{1,16}$")
+_DECIMAL = re.compile(r"[0-9]{1,16}")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _id(name: str, value: Any, problems: list[str]) -> int | None:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and _DECIMAL.match(value):
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value):
         number = int(value)
     if number is None or not 1 <= number <= MAX_ID:
         problems.append(f"{name} must be an integer from 1 to {MAX_ID}, got {_show(value)}")

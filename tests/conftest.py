@@ -9,12 +9,8 @@ so no test depends on another or on their order.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,76 +21,20 @@ from typing import Any
 import pytest
 
 from sim import CdfSimulator
+from sim.emulator import Emulator, EmulatorError
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP_PROJECT = "matchrelay-test"
 SECRET = "s3cret-client-Value-7f1d"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def emulator_command(port: int) -> list[str]:
-    """Google's Pub/Sub emulator, found under the Cloud SDK that ``gcloud`` belongs to."""
-    gcloud = shutil.which("gcloud")
-    candidates = []
-    if gcloud:
-        candidates.append(Path(gcloud).resolve().parent.parent)
-    candidates += [Path("/usr/lib/google-cloud-sdk"), Path("/google-cloud-sdk")]
-    for root in candidates:
-        binary = root / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
-        if binary.exists():
-            return [str(binary), "--host=127.0.0.1", f"--port={port}"]
-    pytest.fail(
-        "the Pub/Sub emulator is missing: install the Cloud SDK component "
-        "'pubsub-emulator' (gcloud components install pubsub-emulator) and Java",
-        pytrace=False,
-    )
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the Pub/Sub emulator exited with code {process.returncode}", pytrace=False)
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"the Pub/Sub emulator did not listen on port {port} within {seconds:.0f} s", pytrace=False)
-
-
-class Emulator:
-    """A running emulator process and clients bound to it."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.host = port, f"127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, log_path: Path) -> None:
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                emulator_command(self.port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for_port(self.port, self.process)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
-                self.process.wait(10)
-
-
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    emu = Emulator(free_port())
-    emu.start(tmp_path_factory.mktemp("emulator") / "emulator.log")
+    emu = Emulator()
+    try:
+        emu.start(tmp_path_factory.mktemp("emulator") / "emulator.log")
+    except EmulatorError as exc:  # fail loudly, never skip: these tests need the real thing
+        pytest.fail(str(exc), pytrace=False)
     os.environ["PUBSUB_EMULATOR_HOST"] = emu.host
     yield emu
     emu.stop()

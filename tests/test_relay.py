@@ -235,10 +235,14 @@ def test_relay_latest_without_runs_is_run_not_found(
 ) -> None:
     """A pipeline with no latest run gives run.failed with reason run_not_found."""
     sim.set_latest(1, [Step.error(404, "No runs")])
-    assert deliver(client, pubsub_message({"pipelineId": 1, "runId": "latest"})).status_code == 200
+    message = pubsub_message({"pipelineId": 1, "runId": "latest"})
+    assert deliver(client, message).status_code == 200
     errors = pubsub.drain(topics.errors_sub, at_least=1)
     assert [e.attributes["ce-reason"] for e in errors] == ["run_not_found"]
     assert "ce-runid" not in errors[0].attributes
+    # Keyed by the message until resolved: distinct failures keep distinct ids, a redelivery the same one.
+    assert errors[0].attributes["ce-id"] == f"demo/1/latest/{message['messageId']}/run"
+    assert errors[0].attributes["ce-source"].endswith("/pipelines/1/runs/latest")
 
 
 def test_relay_secrets_never_reach_logs_or_events(

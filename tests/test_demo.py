@@ -1,0 +1,25 @@
+"""``python -m demo``, as ``./dev demo`` runs it: the whole stack on this machine, end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_prints_the_events_a_subscriber_receives() -> None:
+    """The demo runs the whole stack locally and prints the events of a completed and of a failed run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for expected in (
+        "com.cognite.entitymatching.run.completed",
+        "com.cognite.entitymatching.match",
+        "com.cognite.entitymatching.run.failed",
+        "demo/1/456/run",
+    ):
+        assert expected in result.stdout, output
