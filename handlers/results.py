@@ -20,7 +20,6 @@ from handlers.errors import MalformedResponse
 ARRAYS = ("matches", "suggestedRules", "generatedRules")
 NEEDED = ("status", "jobId", "statusTime")  # what every event of the run carries
 _OPEN = frozenset({"start_map", "start_array"})
-_CLOSE = frozenset({"end_map", "end_array"})
 Item = tuple[str, int, Any]
 
 
@@ -42,7 +41,7 @@ class RunBody:
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self.fields: dict[str, Any] = {}
         self.counts = dict.fromkeys(ARRAYS, 0)
-        self._top = self._read(ijson.parse(_Chunks(chunks), use_float=True))
+        self._top = self._read(ijson.basic_parse(_Chunks(chunks), use_float=True))
         self._held: list[tuple[str, Any]] = []
 
     def header(self) -> dict[str, Any]:
@@ -88,43 +87,41 @@ class RunBody:
                 entry = next(self._top)
             except StopIteration:
                 return
-            except ijson.JSONError as exc:
+            except (ijson.JSONError, RecursionError) as exc:
                 raise MalformedResponse(f"CDF answered a body that is not JSON ({str(exc)[:80]})") from None
             yield entry
 
-    def _read(self, events: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, str, Any]]:
+    def _read(self, events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, str, Any]]:
+        # basic_parse gives (event, value) without prefixes: the cheapest stream ijson's C backend offers.
         first = next(events, None)
-        if first is None or first[1] != "start_map":
+        if first is None or first[0] != "start_map":
             raise MalformedResponse("CDF answered a body that is not a JSON object")
-        key = ""
-        for prefix, event, value in events:
-            if prefix == "":
-                if event == "map_key":
-                    key = value
-                    continue
-                return  # end_map of the body
+        for event, key in events:
+            if event == "end_map":
+                return
+            event, value = next(events)
             if event == "start_array" and key in ARRAYS:
-                for p, e, v in events:
-                    if e == "end_array" and p == key:
+                for item_event, item_value in events:
+                    if item_event == "end_array":
                         break
-                    yield "item", key, _build(events, e, v)
+                    yield "item", key, _build(events, item_event, item_value)
             else:
                 yield "field", key, _build(events, event, value)
 
 
-def _build(events: Iterator[tuple[str, str, Any]], event: str, value: Any) -> Any:
+def _build(events: Iterator[tuple[str, Any]], event: str, value: Any) -> Any:
     """The whole value that starts with ``event``, reading as many events as it spans."""
-    if event not in _OPEN:
-        return value
-    builder = ijson.ObjectBuilder()
-    builder.event(event, value)
-    depth = 1
-    for _, e, v in events:
-        builder.event(e, v)
-        if e in _OPEN:
-            depth += 1
-        elif e in _CLOSE:
-            depth -= 1
-            if depth == 0:
-                break
-    return builder.value
+    if event == "start_map":
+        obj: dict[str, Any] = {}
+        for inner, key in events:
+            if inner == "end_map":
+                return obj
+            inner, item = next(events)
+            obj[key] = _build(events, inner, item) if inner in _OPEN else item
+    elif event == "start_array":
+        array: list[Any] = []
+        for inner, item in events:
+            if inner == "end_array":
+                return array
+            array.append(_build(events, inner, item) if inner in _OPEN else item)
+    return value
