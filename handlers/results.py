@@ -98,6 +98,8 @@ class RunBody:
             raise MalformedResponse("CDF answered a body that is not a JSON object")
         for event, key in events:
             if event == "end_map":
+                for _ in events:  # anything after the object makes the body not JSON (ijson raises)
+                    raise MalformedResponse("CDF answered more than one JSON value")
                 return
             event, value = next(events)
             if event == "start_array" and key in ARRAYS:
