@@ -22,6 +22,7 @@ from handlers.errors import ConfigError
 from handlers.logs import setup_logging
 from handlers.runtime import Runtime
 from handlers.settings import Settings, load_settings
+from handlers.shutdown import install as install_sigterm
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -35,6 +36,7 @@ def _startup() -> Settings:
         logging.getLogger("matchrelay").critical("configuration error: %s", exc)
         raise SystemExit(2) from None
     setup_logging(settings.log_level)
+    install_sigterm()
     return settings
 
 

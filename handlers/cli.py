@@ -17,6 +17,7 @@ from handlers.errors import ConfigError
 from handlers.logs import log_context, setup_logging
 from handlers.runtime import Runtime
 from handlers.settings import load_settings
+from handlers.shutdown import install as install_sigterm
 from handlers.trigger import BadTrigger, parse_fields
 
 EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
@@ -52,6 +53,7 @@ def main(argv: list[str]) -> int:
     except BadTrigger as exc:
         log.critical("%s", exc)
         return 2
+    install_sigterm()
     runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
     with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
         outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)

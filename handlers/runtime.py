@@ -23,6 +23,7 @@ from handlers.poll import Clock
 from handlers.publish import PubSubSink, Sink, StdoutSink
 from handlers.relay import Outcome, Relay, Topics
 from handlers.settings import Settings
+from handlers.shutdown import STOP
 from handlers.trigger import BadTrigger, parse_event
 
 log = logging.getLogger("matchrelay")
@@ -32,14 +33,14 @@ log = logging.getLogger("matchrelay")
 class Runtime:
     settings: Settings
     relay: Relay
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=lambda: STOP)
 
     @classmethod
     def build(cls, settings: Settings, stdout: IO[str] | None = None, sink: Sink | None = None) -> Runtime:
         """Wire the real edges: httpx to CDF, Pub/Sub (or ``stdout``), the system clock."""
         http = make_http(settings)
         cdf = CdfClient(settings, http, TokenSource(settings, http))
-        stop = threading.Event()
+        stop = STOP
         if stdout is not None:
             chosen, topics = sink or StdoutSink(stdout), Topics("-", "-")
         else:
