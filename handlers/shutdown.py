@@ -40,7 +40,7 @@ def install() -> None:
             original(self)
             _chain()
 
-        Worker.init_signals = init_signals  # type: ignore[method-assign]
+        Worker.init_signals = init_signals
 
 
 def _chain() -> None:
