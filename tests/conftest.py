@@ -9,8 +9,12 @@ so no test depends on another or on their order.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +25,7 @@ from typing import Any
 import pytest
 
 from sim import CdfSimulator
-from sim.emulator import Emulator, EmulatorError
+from sim.emulator import Emulator, EmulatorError, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP_PROJECT = "matchrelay-test"
@@ -230,3 +234,45 @@ def deliver(client: Any, message: dict[str, Any], mode: str = "binary") -> Any:
     """POST one trigger to the function the way ``mode`` delivers it; returns the response."""
     headers, body = {"binary": binary_event, "structured": structured_event, "push": push_body}[mode](message)
     return client.post("/", headers=headers, data=body)
+
+
+@contextlib.contextmanager
+def function_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``functions-framework`` serving main.on_run_message on a free port, until the block ends."""
+    port = free_port()
+    script = Path(sys.executable).parent / "functions-framework"
+    command = [
+        str(script),
+        "--source",
+        "main.py",
+        "--target",
+        "on_run_message",
+        "--signature-type",
+        "cloudevent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"functions-framework did not start:\n{log.read_text()[-2000:]}")
+        yield process, f"http://127.0.0.1:{port}/"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+
+
+def wait_for(condition: Any, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)

@@ -2,66 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from sim import CdfSimulator, Step
-from sim.emulator import free_port
-from tests.conftest import ROOT, PubSub, Topics, binary_event, pubsub_message
-
-
-@contextlib.contextmanager
-def function_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``functions-framework`` serving main.on_run_message on a free port, until the block ends."""
-    port = free_port()
-    script = Path(sys.executable).parent / "functions-framework"
-    command = [
-        str(script),
-        "--source",
-        "main.py",
-        "--target",
-        "on_run_message",
-        "--signature-type",
-        "cloudevent",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"functions-framework did not start:\n{log.read_text()[-2000:]}")
-        yield process, f"http://127.0.0.1:{port}/"
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(30)
-
-
-def wait_for(condition: Any, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+from tests.conftest import PubSub, Topics, binary_event, function_process, pubsub_message, wait_for
 
 
 def test_shutdown_sigterm_hands_the_message_back_at_once(
