@@ -14,6 +14,10 @@ happens (HTTP answer, trigger body, settings, Pub/Sub future), into one of these
 
 from __future__ import annotations
 
+from typing import get_args
+
+from handlers.models import Reason
+
 
 class RelayError(Exception):
     """Base of every error the worker raises on purpose."""
@@ -107,14 +111,5 @@ class ShuttingDown(HandBack):
     code = "shutting_down"
 
 
-#: Every reason a ``run.failed`` event can carry (contract, section 5).
-REASONS = (
-    "run_failed",
-    "run_not_found",
-    "access_denied",
-    "auth_failed",
-    "invalid_request",
-    "invalid_response",
-    "invalid_trigger",
-    "wait_timeout",
-)
+#: Every reason a ``run.failed`` event can carry (contract, section 5), as the models declare them.
+REASONS: tuple[str, ...] = get_args(Reason)
