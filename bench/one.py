@@ -32,6 +32,12 @@ NAIVE_LIMIT = 5_000
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: on Linux that keeps the high-water mark of the
+    parent's forked image across exec, so it showed the bench driver's in-memory bodies, not ours."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
