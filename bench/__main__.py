@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import coldstart
 from bench.polling import measure
 from sim import CdfSimulator, Step, stream_run_body
 from sim.emulator import Emulator
@@ -83,6 +84,11 @@ def main() -> None:
     finally:
         emulator.stop()
     print_table(rows)
+    cold = coldstart.measure()
+    print(
+        f"\ncold start: importing main takes {cold['main_ms']:.0f} ms beyond its dependencies "
+        f"({cold['dependencies_ms']:.0f} ms); gRPC loaded: {cold['grpc_loaded']}, client built: {cold['client_built']}"
+    )
     poll = measure()
     print(
         f"\nwaiting (defaults 1 s .. 30 s; a run that completes after 60 s; 2000 seeds): "
