@@ -3,6 +3,11 @@
 ``severity`` and ``message`` plus the run's coordinates (``project``,
 ``pipelineId``, ``runId``, ``messageId``) from a context variable, so every line
 written while a message is handled carries them without passing them around.
+
+When the request carries a trace (W3C ``traceparent``, or Google's
+``X-Cloud-Trace-Context``), ``trace_fields`` gives Cloud Logging's trace fields
+for that context too, so the invocation's lines group under its request in the
+Logs Explorer. Header values are validated strictly and never copied into a line.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +34,88 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+TRACE = "logging.googleapis.com/trace"
+SPAN_ID = "logging.googleapis.com/spanId"
+TRACE_SAMPLED = "logging.googleapis.com/trace_sampled"
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?")
+_GCP_PROJECT = re.compile(r"(?:[a-z0-9][a-z0-9.-]{0,61}[a-z0-9]:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_PROJECT_IN_PATH = re.compile(r"(?:^|/)projects/([^/]{1,100})/(?:topics|subscriptions)/")
+_MAX_HEADER = 512  # longer values are not a trace context; not even parsed
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A request's trace context: 32 hex digits, and the caller's span (16 hex digits) when known."""
+
+    trace_id: str
+    span_id: str | None = None
+    sampled: bool | None = None
+
+
+def parse_traceparent(value: str) -> Trace | None:
+    """W3C ``traceparent`` (``00-<trace-id>-<parent-id>-<flags>``); ``None`` unless every part is well-formed."""
+    value = value.strip(" \t")
+    match = _TRACEPARENT.match(value) if len(value) <= _MAX_HEADER else None
+    if match is None:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    # Version ff is invalid; 00 has exactly four parts; a later version may append "-..." parts.
+    if version == "ff" or (len(value) > 55 and (version == "00" or value[55] != "-")):
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return Trace(trace_id, span_id, bool(int(flags, 16) & 1))
+
+
+def parse_cloud_trace_context(value: str) -> Trace | None:
+    """``X-Cloud-Trace-Context`` (``TRACE_ID[/SPAN_ID][;o=0|1]``, span decimal); ``None`` unless well-formed."""
+    value = value.strip(" \t")
+    match = _CLOUD_TRACE.fullmatch(value) if len(value) <= _MAX_HEADER else None
+    if match is None:
+        return None
+    trace_id, span, sampled = match.groups()
+    if trace_id.strip("0") == "":
+        return None
+    span_id = None
+    if span is not None:
+        if not 0 < int(span) < 2**64:
+            return None
+        span_id = f"{int(span):016x}"
+    return Trace(trace_id.lower(), span_id, None if sampled is None else sampled == "1")
+
+
+def request_trace(traceparent: str | None, cloud_trace_context: str | None) -> Trace | None:
+    """A request's trace: its ``traceparent`` if valid, else its ``X-Cloud-Trace-Context`` if valid, else none."""
+    trace = parse_traceparent(traceparent) if traceparent is not None else None
+    if trace is None and cloud_trace_context is not None:
+        trace = parse_cloud_trace_context(cloud_trace_context)
+    return trace
+
+
+def gcp_project(configured: str | None, *paths: Any) -> str | None:
+    """The Google Cloud project traces belong to: ``configured`` (``GOOGLE_CLOUD_PROJECT``) if valid, else the
+    project of the first ``projects/P/topics/T`` or ``projects/P/subscriptions/S`` among ``paths``."""
+    candidates = [configured]
+    for path in paths:
+        match = _PROJECT_IN_PATH.search(path) if isinstance(path, str) and len(path) <= _MAX_HEADER else None
+        candidates.append(match.group(1) if match else None)
+    return next((c for c in candidates if c is not None and _GCP_PROJECT.fullmatch(c)), None)
+
+
+def trace_fields(trace: Trace | None, project: str | None) -> dict[str, Any]:
+    """Cloud Logging's special fields for ``trace`` (nothing without a trace or a project to name it by)."""
+    if trace is None or project is None:
+        return {}
+    fields: dict[str, Any] = {TRACE: f"projects/{project}/traces/{trace.trace_id}"}
+    if trace.span_id is not None:
+        fields[SPAN_ID] = trace.span_id
+    if trace.sampled is not None:
+        fields[TRACE_SAMPLED] = trace.sampled
+    return fields
 
 
 class JsonFormatter(logging.Formatter):

@@ -8,9 +8,9 @@ still derives their JSON Schemas (``schemas/``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
 from typing_extensions import TypedDict
 
 FINAL_STATUSES = ("Completed", "Failed")
@@ -75,74 +75,101 @@ SUGGESTED_RULE = TypeAdapter(CdfSuggestedRule)
 GENERATED_RULE = TypeAdapter(CdfGeneratedRule)
 
 
+def _doc(text: str) -> Any:
+    """A field's description in the generated JSON Schemas (``python -m schemas``)."""
+    return Field(description=text)
+
+
+_TIME = "epoch milliseconds, as CDF gave it; null when CDF gave none"
+_RULE_MATCHES = (
+    "The rule's matches with CDF's fields; on a split rule, this part's slice of them (every part holds a slice)."
+)
+_PART = "Only on a rule too large for one Pub/Sub message, sent in parts: this part's number, from 0."
+_PART_COUNT = "Only on a rule sent in parts: how many parts it has (a split rule counts once in run.completed)."
+
+
 class _Coordinates(TypedDict):
-    project: str | None
-    pipelineId: int | None
-    runId: int | None
-    jobId: int | None
+    project: Annotated[
+        str | None, _doc("The CDF project. Null only on an invalid trigger whose project is unreadable or not allowed.")
+    ]
+    pipelineId: Annotated[int | None, _doc("The entity matching pipeline's id; null only when a trigger had none.")]
+    runId: Annotated[
+        int | None,
+        _doc(
+            "The run's id (CDF's jobId of the run); null when never known (an invalid trigger, an unresolved latest)."
+        ),
+    ]
+    jobId: Annotated[int | None, _doc("The jobId CDF reported for the run; null when CDF was not read or gave none.")]
 
 
 class MatchData(_Coordinates):
-    """Data of ``com.cognite.entitymatching.match``."""
+    """Data of a com.cognite.entitymatching.match event: one match of a completed run."""
 
-    matchIndex: int
-    matchType: str | None
-    score: float | None
-    source: dict[str, Any]
-    target: dict[str, Any]
-    sourceId: Any
-    sourceExternalId: Any
-    targetId: Any
-    targetExternalId: Any
+    matchIndex: Annotated[
+        int, _doc("The match's position in the run's matches, from 0 (ce-subject match/{matchIndex}).")
+    ]
+    matchType: Annotated[str | None, _doc("CDF's matchType, e.g. model or previously-confirmed (ce-matchtype).")]
+    score: Annotated[float | None, _doc("CDF's score for the match, as CDF gave it.")]
+    source: Annotated[dict[str, Any], _doc("The source item exactly as CDF returned it.")]
+    target: Annotated[dict[str, Any], _doc("The target item exactly as CDF returned it.")]
+    sourceId: Annotated[Any, _doc("source.id lifted to the top (CDF ids are integers); null where absent.")]
+    sourceExternalId: Annotated[Any, _doc("source.externalId lifted to the top; null where absent.")]
+    targetId: Annotated[Any, _doc("target.id lifted to the top (CDF ids are integers); null where absent.")]
+    targetExternalId: Annotated[Any, _doc("target.externalId lifted to the top; null where absent.")]
 
 
 class RuleMatchData(TypedDict, total=False):
-    sourceKeyField: str | None
-    targetKeyField: str | None
-    source: dict[str, Any]
-    target: dict[str, Any]
-    existingMatchType: str | None
-    consistentMatch: bool | None
+    """One match of a rule, with the fields CDF gave (absent ones are left out)."""
+
+    sourceKeyField: Annotated[str | None, _doc("The source field the rule matched on, as CDF gave it.")]
+    targetKeyField: Annotated[str | None, _doc("The target field the rule matched on, as CDF gave it.")]
+    source: Annotated[dict[str, Any], _doc("The source item exactly as CDF returned it.")]
+    target: Annotated[dict[str, Any], _doc("The target item exactly as CDF returned it.")]
+    existingMatchType: Annotated[str | None, _doc("CDF's existingMatchType of this pair.")]
+    consistentMatch: Annotated[bool | None, _doc("CDF's consistentMatch flag for this pair.")]
 
 
 class _Parts(TypedDict, total=False):
     # Present only on a rule too large for one message, split into parts.
-    part: int
-    partCount: int
+    part: Annotated[int, _doc(_PART)]
+    partCount: Annotated[int, _doc(_PART_COUNT)]
 
 
 class SuggestedRuleData(_Coordinates, _Parts):
-    """Data of ``com.cognite.entitymatching.suggestedrule``."""
+    """Data of a com.cognite.entitymatching.suggestedrule event: one suggested rule of a completed run."""
 
-    ruleIndex: int
-    inputPattern: str | None
-    predictPattern: str | None
-    numMatches: int | None
-    avgScore: float | None
-    matchIndex: list[int]
-    matches: list[RuleMatchData]
+    ruleIndex: Annotated[int, _doc("The rule's position in the run's suggestedRules, from 0.")]
+    inputPattern: Annotated[str | None, _doc("CDF's inputPattern of the rule.")]
+    predictPattern: Annotated[str | None, _doc("CDF's predictPattern of the rule.")]
+    numMatches: Annotated[int | None, _doc("CDF's numMatches of the rule.")]
+    avgScore: Annotated[float | None, _doc("CDF's avgScore of the rule.")]
+    matchIndex: Annotated[
+        list[int], _doc("Positions in the run's matches (the match events' matchIndex) of this rule's matches.")
+    ]
+    matches: Annotated[list[RuleMatchData], _doc(_RULE_MATCHES)]
 
 
 class GeneratedRuleData(_Coordinates, _Parts):
-    """Data of ``com.cognite.entitymatching.generatedrule``."""
+    """Data of a com.cognite.entitymatching.generatedrule event: one generated rule of a completed run."""
 
-    ruleIndex: int
-    numConflicts: int | None
-    numOverlaps: int | None
-    matches: list[RuleMatchData]
+    ruleIndex: Annotated[int, _doc("The rule's position in the run's generatedRules, from 0.")]
+    numConflicts: Annotated[int | None, _doc("CDF's numConflicts of the rule.")]
+    numOverlaps: Annotated[int | None, _doc("CDF's numOverlaps of the rule.")]
+    matches: Annotated[list[RuleMatchData], _doc(_RULE_MATCHES)]
 
 
 class RunCompletedData(_Coordinates):
-    """Data of ``com.cognite.entitymatching.run.completed``."""
+    """Data of a com.cognite.entitymatching.run.completed event: the run's summary, published after every other event of
+    the run is confirmed; its counts say how many match and rule events to expect."""
 
-    status: str
-    createdTime: int | None
-    startTime: int | None
-    statusTime: int | None
-    matchCount: int
-    suggestedRuleCount: int
-    generatedRuleCount: int
-    errors: list[str]
+    status: Annotated[str, _doc("The run's status: Completed.")]
+    createdTime: Annotated[int | None, _doc(f"When the run was created: {_TIME}.")]
+    startTime: Annotated[int | None, _doc(f"When the run started: {_TIME}.")]
+    statusTime: Annotated[int | None, _doc(f"When the run reached its status: {_TIME} (ce-time).")]
+    matchCount: Annotated[int, _doc("How many match events the run has (subjects match/0 to match/{matchCount-1}).")]
+    suggestedRuleCount: Annotated[int, _doc("How many suggested rules the run has; a rule sent in parts counts once.")]
+    generatedRuleCount: Annotated[int, _doc("How many generated rules the run has; a rule sent in parts counts once.")]
+    errors: Annotated[list[str], _doc("CDF's errors for the run, [] when none; the results are published anyway.")]
 
 
 Reason = Literal[
@@ -158,15 +185,26 @@ Reason = Literal[
 
 
 class RunFailedData(_Coordinates):
-    """Data of ``com.cognite.entitymatching.run.failed``."""
+    """Data of a com.cognite.entitymatching.run.failed event: the run failed in CDF, or matchrelay gave up on it. It
+    closes the run instead of run.completed (same ce-id); match or rule events received before it are not a result."""
 
-    status: str | None
-    reason: Reason
-    errorMessage: str | None
-    errors: list[str]
-    createdTime: int | None
-    startTime: int | None
-    statusTime: int | None
+    status: Annotated[str | None, _doc("The run's last status seen (Failed for run_failed); null if none was seen.")]
+    reason: Annotated[
+        Reason,
+        _doc(
+            "Why: run_failed (CDF ran it and it failed), run_not_found (CDF answered 404), access_denied (403, or a "
+            "401 on a fresh token), auth_failed (the token endpoint refused the credentials), invalid_request (another "
+            "4xx), invalid_response (CDF's answers kept not having the documented shape), invalid_trigger (the trigger "
+            "message was invalid; CDF was not asked), wait_timeout (the run did not finish within RUN_MAX_WAIT_S)."
+        ),
+    ]
+    errorMessage: Annotated[
+        str | None, _doc("CDF's errorMessage for run_failed; for the other reasons, matchrelay's explanation.")
+    ]
+    errors: Annotated[list[str], _doc("CDF's errors for the run, [] when none.")]
+    createdTime: Annotated[int | None, _doc(f"When the run was created: {_TIME}.")]
+    startTime: Annotated[int | None, _doc(f"When the run started: {_TIME}.")]
+    statusTime: Annotated[int | None, _doc(f"When the run reached its status: {_TIME}.")]
 
 
 EVENT_DATA: dict[str, type] = {

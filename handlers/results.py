@@ -88,7 +88,9 @@ class RunBody:
             except StopIteration:
                 return
             except (ijson.JSONError, RecursionError) as exc:
-                raise MalformedResponse(f"CDF answered a body that is not JSON ({str(exc)[:80]})") from None
+                # ijson's messages span lines; the first says what went wrong.
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
+                raise MalformedResponse(f"CDF answered a body that is not JSON ({reason})") from None
             yield entry
 
     def _read(self, events: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, str, Any]]:

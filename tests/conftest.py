@@ -85,7 +85,12 @@ class PubSub:
         return topic, sub
 
     def drain(self, sub: str, at_least: int = 0, seconds: float = 60.0) -> list[Received]:
-        """Pull and ack everything there is (waiting for ``at_least``); what a subscriber gets."""
+        """Pull and ack everything there is (waiting for ``at_least``); what a subscriber gets.
+
+        Every event pulled must match the committed JSON Schemas of its ``ce-type`` (``schemas/``).
+        """
+        from schemas import problems
+
         got: list[Received] = []
         deadline = time.monotonic() + seconds
         empty = 0
@@ -107,6 +112,10 @@ class PubSub:
                 self.subscriber.acknowledge(
                     request={"subscription": sub, "ack_ids": [m.ack_id for m in response.received_messages]}
                 )
+                for event in got[-len(response.received_messages) :]:
+                    if "ce-type" in event.attributes and (found := problems(event.attributes, event.data)):
+                        ce_id = event.attributes.get("ce-id")
+                        raise AssertionError(f"event {ce_id} does not match its schema: " + "; ".join(found))
             else:
                 empty += 1
                 if len(got) >= at_least and empty >= 2:

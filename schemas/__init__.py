@@ -1,0 +1,205 @@
+"""JSON Schemas (draft 2020-12) of matchrelay's events, generated from ``handlers.models``.
+
+``python -m schemas`` writes them; ``python -m schemas --check`` says whether the
+committed files are current. For each type ``com.cognite.entitymatching.<type>``:
+
+- ``<ce-type>.json``: the event's data (the Pub/Sub message body), from the
+  ``TypedDict`` in ``handlers.models.EVENT_DATA``;
+- ``<ce-type>.attributes.json``: its Pub/Sub message attributes (the ``ce-``
+  context attributes of CloudEvents binary mode), from the contract's section 5.
+
+``problems`` checks one received message against the committed files (the
+tests validate every event they pull with it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args
+
+DIRECTORY = Path(__file__).resolve().parent
+BASE_URI = "https://matchrelay.dev/schemas/"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+PREFIX = "com.cognite.entitymatching."
+
+_NUMBER = "^[1-9][0-9]*$"
+_NAME = "^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_RUN = "[^/]+/[0-9]+/[0-9]+"  # {project}/{pipelineId}/{runId}
+_SOURCE = (
+    r"^https?://\S+/api/v1/projects/[A-Za-z0-9][A-Za-z0-9_-]*/context/entitymatching/pipelines"
+    r"(/[0-9]+/runs/([0-9]+|latest))?$"
+)
+_SUBJECTS = {
+    "match": "^match/[0-9]+$",
+    "suggestedrule": "^suggestedrule/[0-9]+(/part/[0-9]+)?$",
+    "generatedrule": "^generatedrule/[0-9]+(/part/[0-9]+)?$",
+    "run.completed": "^run$",
+    "run.failed": "^run$",
+}
+
+
+def event_types() -> list[str]:
+    """Every ``ce-type`` matchrelay publishes."""
+    from handlers.models import EVENT_DATA
+
+    return list(EVENT_DATA)
+
+
+def data_schema(event_type: str) -> dict[str, Any]:
+    """The schema of ``event_type``'s data, from its model in ``handlers.models``."""
+    from pydantic import TypeAdapter
+    from pydantic.json_schema import GenerateJsonSchema
+
+    from handlers.models import EVENT_DATA
+
+    class _NoFieldTitles(GenerateJsonSchema):
+        # pydantic titles each field after its name ("Pipelineid"): noise next to the description.
+        def field_title_should_be_set(self, schema: Any) -> bool:
+            return False
+
+    generated = TypeAdapter(EVENT_DATA[event_type]).json_schema(schema_generator=_NoFieldTitles)
+    _close(generated)
+    description = " ".join(generated.pop("description").split())
+    generated.pop("title")
+    return {
+        "$schema": DRAFT,
+        "$id": f"{BASE_URI}{event_type}.json",
+        "title": f"{event_type} event data",
+        "description": description + " The body of the Pub/Sub message (JSON); the attributes are in "
+        f"{event_type}.attributes.json.",
+        **generated,
+    }
+
+
+def _close(schema: Any) -> None:
+    """``additionalProperties: false`` on every object with a fixed field list (the models), not on CDF's items."""
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _close(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _close(value)
+
+
+def attributes_schema(event_type: str) -> dict[str, Any]:
+    """The schema of ``event_type``'s Pub/Sub message attributes (contract, section 5)."""
+    from handlers.models import Reason
+
+    kind = event_type.removeprefix(PREFIX)
+    failed = kind == "run.failed"
+    if failed:
+        event_id = "^(invalid-trigger/.+|[^/]+/[0-9]+/([0-9]+|latest/.+)/run)$"
+    else:
+        event_id = f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
+    properties: dict[str, Any] = {
+        "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},
+        "ce-type": {"const": event_type, "description": "The event type."},
+        "ce-source": {
+            "type": "string",
+            "pattern": _SOURCE,
+            "description": "The run's URL in CDF: {CDF_URL}/api/v1/projects/{project}/context/entitymatching/"
+            "pipelines/{pipelineId}/runs/{runId}; ends at /pipelines for an invalid trigger.",
+        },
+        "ce-id": {
+            "type": "string",
+            "pattern": event_id,
+            "description": "{project}/{pipelineId}/{runId}/{ce-subject} (invalid-trigger/{messageId} for an invalid "
+            "trigger): the same event always has the same id, so deduplicate by it.",
+        },
+        "ce-subject": {"type": "string", "pattern": _SUBJECTS[kind], "description": "The event's part of the run."},
+        "ce-time": {
+            "type": "string",
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$",
+            "description": "The run's statusTime in RFC 3339, UTC, milliseconds; for an error with no run, the time "
+            "of the decision.",
+        },
+        "content-type": {"const": "application/json", "description": "The data is JSON."},
+        "ce-cdfproject": {"type": "string", "pattern": _NAME, "description": "The run's CDF project."},
+        "ce-pipelineid": {"type": "string", "pattern": _NUMBER, "description": "The run's pipeline id, in decimal."},
+        "ce-runid": {"type": "string", "pattern": _NUMBER, "description": "The run's id, in decimal."},
+    }
+    required = ["ce-specversion", "ce-type", "ce-source", "ce-id", "ce-subject", "ce-time", "content-type"]
+    if failed:
+        properties["ce-reason"] = {"enum": list(get_args(Reason)), "description": "Why the run failed (data.reason)."}
+        required.append("ce-reason")
+    else:  # a run that completed has all its coordinates; a failed one may lack those an invalid trigger lacked
+        required += ["ce-cdfproject", "ce-pipelineid", "ce-runid"]
+    if kind == "match":
+        properties["ce-matchtype"] = {
+            "type": "string",
+            "description": "The match's matchType (data.matchType); absent when CDF gave none.",
+        }
+    return {
+        "$schema": DRAFT,
+        "$id": f"{BASE_URI}{event_type}.attributes.json",
+        "title": f"{event_type} Pub/Sub attributes",
+        "description": f"The Pub/Sub message attributes of a {event_type} event: its CloudEvents context "
+        "attributes with a ce- prefix (binary content mode). Every value is a string.",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def generate() -> dict[str, dict[str, Any]]:
+    """Every schema, by file name."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for event_type in event_types():
+        schemas[f"{event_type}.json"] = data_schema(event_type)
+        schemas[f"{event_type}.attributes.json"] = attributes_schema(event_type)
+    return schemas
+
+
+def render(schema: Mapping[str, Any]) -> str:
+    """A schema as it is committed: two-space JSON, one trailing newline."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def write(directory: Path = DIRECTORY) -> list[str]:
+    """Write every schema to ``directory`` and remove stale ones; return the names written or removed."""
+    wanted = {name: render(schema) for name, schema in generate().items()}
+    changed = []
+    for path in sorted(directory.glob(f"{PREFIX}*.json")):
+        if path.name not in wanted:
+            path.unlink()
+            changed.append(path.name)
+    for name, text in wanted.items():
+        path = directory / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(name)
+    return changed
+
+
+def stale(directory: Path = DIRECTORY) -> list[str]:
+    """The files in ``directory`` that differ from what ``python -m schemas`` would write (missing, changed, extra)."""
+    wanted = {name: render(schema) for name, schema in generate().items()}
+    present = {path.name: path.read_text(encoding="utf-8") for path in directory.glob(f"{PREFIX}*.json")}
+    return sorted(name for name in wanted.keys() | present.keys() if wanted.get(name) != present.get(name))
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    import jsonschema
+
+    schema = json.loads((DIRECTORY / name).read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def problems(attributes: Mapping[str, str], data: Any) -> list[str]:
+    """Where a received event departs from the committed schemas of its ``ce-type`` (empty: it conforms)."""
+    event_type = attributes.get("ce-type", "")
+    if not event_type.startswith(PREFIX) or not (DIRECTORY / f"{event_type}.json").exists():
+        return [f"ce-type {event_type!r} has no schema in schemas/"]
+    found = []
+    for name, instance in ((f"{event_type}.attributes.json", dict(attributes)), (f"{event_type}.json", data)):
+        for error in sorted(_validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path)):
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            found.append(f"schemas/{name}: at {where}: {error.message}")
+    return found
