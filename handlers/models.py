@@ -45,17 +45,19 @@ class CdfMatch(TypedDict, total=False):
     target: dict[str, Any]
 
 
-class CdfRuleMatch(TypedDict, total=False):
-    sourceKeyField: str | None
-    targetKeyField: str | None
-    source: dict[str, Any]
-    target: dict[str, Any]
-    existingMatchType: str | None
-    consistentMatch: bool | None
+class RuleMatchData(TypedDict, total=False):
+    """One match of a rule, with the fields CDF gave (absent ones are left out)."""
+
+    sourceKeyField: Annotated[str | None, _doc("The source field the rule matched on, as CDF gave it.")]
+    targetKeyField: Annotated[str | None, _doc("The target field the rule matched on, as CDF gave it.")]
+    source: Annotated[dict[str, Any], _doc("The source item exactly as CDF returned it.")]
+    target: Annotated[dict[str, Any], _doc("The target item exactly as CDF returned it.")]
+    existingMatchType: Annotated[str | None, _doc("CDF's existingMatchType of this pair.")]
+    consistentMatch: Annotated[bool | None, _doc("CDF's consistentMatch flag for this pair.")]
 
 
 class CdfSuggestedRule(TypedDict, total=False):
-    matches: list[CdfRuleMatch]
+    matches: list[RuleMatchData]
     inputPattern: str | None
     predictPattern: str | None
     numMatches: int | None
@@ -64,7 +66,7 @@ class CdfSuggestedRule(TypedDict, total=False):
 
 
 class CdfGeneratedRule(TypedDict, total=False):
-    matches: list[CdfRuleMatch]
+    matches: list[RuleMatchData]
     numConflicts: int | None
     numOverlaps: int | None
 
@@ -116,17 +118,6 @@ class MatchData(_Coordinates):
     sourceExternalId: Annotated[Any, _doc("source.externalId lifted to the top; null where absent.")]
     targetId: Annotated[Any, _doc("target.id lifted to the top (CDF ids are integers); null where absent.")]
     targetExternalId: Annotated[Any, _doc("target.externalId lifted to the top; null where absent.")]
-
-
-class RuleMatchData(TypedDict, total=False):
-    """One match of a rule, with the fields CDF gave (absent ones are left out)."""
-
-    sourceKeyField: Annotated[str | None, _doc("The source field the rule matched on, as CDF gave it.")]
-    targetKeyField: Annotated[str | None, _doc("The target field the rule matched on, as CDF gave it.")]
-    source: Annotated[dict[str, Any], _doc("The source item exactly as CDF returned it.")]
-    target: Annotated[dict[str, Any], _doc("The target item exactly as CDF returned it.")]
-    existingMatchType: Annotated[str | None, _doc("CDF's existingMatchType of this pair.")]
-    consistentMatch: Annotated[bool | None, _doc("CDF's consistentMatch flag for this pair.")]
 
 
 class _Parts(TypedDict, total=False):
