@@ -22,13 +22,17 @@ class _Cdf(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# Epoch milliseconds that RFC 3339 can write (years 0001 to 9999): ce-time is made from statusTime.
+EpochMs = Annotated[StrictInt, Field(ge=-62135596800000, le=253402300799999)]
+
+
 class RunSummary(_Cdf):
     """The part of a run every answer has (run results, latest run)."""
 
     status: StrictStr
-    createdTime: StrictInt | None = None
-    startTime: StrictInt | None = None
-    statusTime: StrictInt | None = None
+    createdTime: EpochMs | None = None
+    startTime: EpochMs | None = None
+    statusTime: EpochMs | None = None
     jobId: StrictInt | None = None
     errorMessage: StrictStr | None = None
     errors: list[StrictStr] = []

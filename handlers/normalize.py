@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from handlers.models import GENERATED_RULE, SUGGESTED_RULE, RunSummary
 TYPE_PREFIX = "com.cognite.entitymatching."
 MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
 MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ItemSource(Protocol):
@@ -93,9 +94,10 @@ class RunRef:
 
 
 def rfc3339(epoch_ms: int | float) -> str:
-    """``2024-10-29T12:19:06.000Z``: UTC, milliseconds."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2024-10-29T12:19:06.000Z``: UTC, milliseconds, four-digit year (integer arithmetic: no float rounding)."""
+    ms = int(epoch_ms)
+    m = _EPOCH + timedelta(seconds=ms // 1000)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{ms % 1000:03d}Z"
 
 
 def run_time(summary: RunSummary | None, decided_at_ms: int) -> str:
@@ -107,9 +109,14 @@ def run_time(summary: RunSummary | None, decided_at_ms: int) -> str:
 
 def dumps(data: Mapping[str, Any]) -> bytes:
     try:
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         raise MalformedResponse("CDF answered a number JSON cannot carry (NaN or Infinity)") from None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate in CDF's text (JSON allows the escape, UTF-8 cannot carry it): keep it escaped.
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
 @functools.lru_cache(maxsize=16)

@@ -87,7 +87,7 @@ class RunBody:
                 entry = next(self._top)
             except StopIteration:
                 return
-            except (ijson.JSONError, RecursionError) as exc:
+            except (ijson.JSONError, UnicodeError, RecursionError) as exc:
                 # ijson's messages span lines; the first says what went wrong.
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
                 raise MalformedResponse(f"CDF answered a body that is not JSON ({reason})") from None

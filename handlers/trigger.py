@@ -114,6 +114,8 @@ def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise BadTrigger("the message body is not base64", message_id="") from None
+    if len(raw) > MAX_BODY_BYTES:  # the check above bounds the work; this one is exact
+        raise BadTrigger("the message body is too large (over 1 MB)", message_id="")
     if not raw.strip():
         return attributes
     try:
