@@ -20,8 +20,9 @@ from handlers.normalize import Event
 if TYPE_CHECKING:  # the client pulls in gRPC; import it only when a sink is built
     from google.cloud.pubsub_v1 import PublisherClient
 
-CONFIRM_TIMEOUT_S = 120.0  # how long to wait for the last confirmations before handing back
-PUBLISH_TIMEOUT_S = 60.0  # the client's own retry deadline per message
+CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back
+PUBLISH_DEADLINE_S = 60.0  # the client's retry deadline per message (its default is 600 s)
+ATTEMPT_TIMEOUT_S = 20.0  # one publish request
 
 
 class Sink(Protocol):
@@ -30,8 +31,10 @@ class Sink(Protocol):
         ...
 
 
-def make_publisher() -> PublisherClient:
+def make_publisher(deadline_s: float = PUBLISH_DEADLINE_S) -> PublisherClient:
     """A client tuned for bursts of small messages with bounded memory in flight."""
+    from google.api_core import exceptions as gax
+    from google.api_core.retry import Retry, if_exception_type
     from google.cloud.pubsub_v1 import PublisherClient, types
 
     batch = types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.02)
@@ -40,7 +43,20 @@ def make_publisher() -> PublisherClient:
         byte_limit=64_000_000,
         limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK,
     )
-    return PublisherClient(batch_settings=batch, publisher_options=types.PublisherOptions(flow_control=flow))
+    # The codes the client itself retries, but with a deadline that fits an invocation: an outage must end
+    # in a hand-back (non-2xx) well before the function's 540 s timeout, not after the default 600 s.
+    retryable = (
+        gax.Aborted,
+        gax.Cancelled,
+        gax.DeadlineExceeded,
+        gax.InternalServerError,
+        gax.ResourceExhausted,
+        gax.ServiceUnavailable,
+        gax.Unknown,
+    )
+    retry = Retry(initial=0.1, maximum=5.0, multiplier=2.0, timeout=deadline_s, predicate=if_exception_type(*retryable))
+    options = types.PublisherOptions(flow_control=flow, retry=retry, timeout=ATTEMPT_TIMEOUT_S)
+    return PublisherClient(batch_settings=batch, publisher_options=options)
 
 
 class PubSubSink:
@@ -64,8 +80,10 @@ class PubSubSink:
         client, pending = self.client, _Pending()
         try:
             for event in events:
+                if pending.failed:  # one message is lost for this invocation: stop producing, hand back
+                    break
                 try:
-                    future = client.publish(topic, event.data, timeout=PUBLISH_TIMEOUT_S, **event.attributes)
+                    future = client.publish(topic, event.data, **event.attributes)
                 except Exception as exc:  # the client's own refusals (stopped, bad topic): translate once, here
                     raise PublishFailed(f"Pub/Sub refused an event on {topic}: {type(exc).__name__}: {exc}") from None
                 pending.add(future)
@@ -98,6 +116,10 @@ class _Pending:
             if error is not None and self._failure is None:
                 self._failure = f"{type(error).__name__}: {error}"
             self._done.notify_all()
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
 
     def wait(self, timeout: float) -> str | None:
         with self._done:

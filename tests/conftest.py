@@ -264,7 +264,10 @@ def function_process(env: dict[str, str], log: Path) -> Iterator[tuple[subproces
         str(port),
     ]
     with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # Its own session: the finally below ends gunicorn's master and workers together.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and process.poll() is None:
@@ -275,8 +278,8 @@ def function_process(env: dict[str, str], log: Path) -> Iterator[tuple[subproces
             pytest.fail(f"functions-framework did not start:\n{log.read_text()[-2000:]}")
         yield process, f"http://127.0.0.1:{port}/"
     finally:
-        if process.poll() is None:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 9)
         process.wait(30)
 
 
