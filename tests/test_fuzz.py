@@ -16,7 +16,6 @@ import itertools
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,57 +23,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as label
 from hypothesis import strategies as st
 
-from handlers.errors import REASONS, InvalidResponse, MalformedResponse
+from handlers.errors import InvalidResponse, MalformedResponse
 from handlers.normalize import Event, RunRef, completed_event, failed_event, rfc3339, stream_events
 from handlers.poll import summary_of
 from handlers.results import RunBody
 from handlers.trigger import BadTrigger, Trigger, parse_event
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Received, Topics, deliver, load_app, pubsub_message
+from tests.contract import MAX_ID, TYPE_PREFIX, ce_time, contract_problems, is_id
 
-MAX_ID = 9007199254740991
 ALLOWED = ("demo", "other")
 SUBSCRIPTION = "projects/matchrelay-test/subscriptions/eventarc-sub"
-TYPE = "com.cognite.entitymatching."
-PUBSUB_MAX_MESSAGE = 10_000_000
-PUBSUB_MAX_ATTRIBUTE = 1024
-BASE_ATTRIBUTES = {"ce-specversion", "ce-type", "ce-source", "ce-id", "ce-subject", "ce-time", "content-type"}
-COORDINATE_ATTRIBUTES = {"ce-cdfproject", "ce-pipelineid", "ce-runid"}
-COORDINATES = ("project", "pipelineId", "runId", "jobId")
-DATA_FIELDS = {
-    "match": {
-        *COORDINATES,
-        *("matchIndex", "matchType", "score", "source", "target"),
-        *("sourceId", "sourceExternalId", "targetId", "targetExternalId"),
-    },
-    "suggestedrule": {
-        *COORDINATES,
-        *("ruleIndex", "inputPattern", "predictPattern", "numMatches", "avgScore", "matchIndex", "matches"),
-    },
-    "generatedrule": {*COORDINATES, "ruleIndex", "numConflicts", "numOverlaps", "matches"},
-    "run.completed": {
-        *COORDINATES,
-        *("status", "createdTime", "startTime", "statusTime"),
-        *("matchCount", "suggestedRuleCount", "generatedRuleCount", "errors"),
-    },
-    "run.failed": {
-        *COORDINATES,
-        *("status", "reason", "errorMessage", "errors", "createdTime", "startTime", "statusTime"),
-    },
-}
-RULE_MATCH_FIELDS = {"sourceKeyField", "targetKeyField", "source", "target", "existingMatchType", "consistentMatch"}
-SUBJECTS = {
-    "match": re.compile(r"match/(?P<index>0|[1-9][0-9]*)"),
-    "suggestedrule": re.compile(r"suggestedrule/(?P<index>0|[1-9][0-9]*)(?:/part/(?P<part>0|[1-9][0-9]*))?"),
-    "generatedrule": re.compile(r"generatedrule/(?P<index>0|[1-9][0-9]*)(?:/part/(?P<part>0|[1-9][0-9]*))?"),
-    "run.completed": re.compile(r"run"),
-    "run.failed": re.compile(r"run"),
-}
-SOURCE = re.compile(
-    r"(?P<base>https?://[^/]+)/api/v1/projects/(?P<project>[A-Za-z0-9][A-Za-z0-9_-]*)/context/entitymatching"
-    r"/pipelines(?:/(?P<pipeline>[1-9][0-9]*)/runs/(?P<run>[1-9][0-9]*|latest))?"
-)
-RFC3339_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 # statusTime across every year RFC 3339 can write, and beyond it (those answers are malformed).
 SAFE_STATUS_TIME = (-62135596800000 - 10**6, 253402300799999 + 10**6)
 
@@ -102,125 +61,19 @@ END_TO_END = settings(
 # --- the contract's section 5, as one check -------------------------------------------------------------------------
 
 
-def _is_id(value: Any) -> bool:
-    return type(value) is int and 1 <= value <= MAX_ID
-
-
-def _ce_time(epoch_ms: int) -> str:
-    """The RFC 3339 rendering of ``epoch_ms`` computed exactly (integer arithmetic, four-digit year)."""
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
-    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
-
-
 def assert_contract_event(
     attributes: Mapping[str, str], data: bytes | Mapping[str, Any], cdf_url: str | None = None
 ) -> dict[str, Any]:
-    """Check one event against the contract's section 5 and return its data, decoded."""
-    if isinstance(data, bytes | bytearray):
-        assert len(data) <= PUBSUB_MAX_MESSAGE
-        decoded = json.loads(bytes(data).decode("utf-8"))
-    else:
-        decoded = dict(data)
-        json.dumps(decoded, allow_nan=False).encode("utf-8")
-    assert isinstance(decoded, dict)
-    for name, value in attributes.items():
-        assert isinstance(name, str), name
-        assert isinstance(value, str), name
-        assert len(value.encode("utf-8")) <= PUBSUB_MAX_ATTRIBUTE, name
-
-    kind = str(attributes["ce-type"]).removeprefix(TYPE)
-    assert kind in DATA_FIELDS, attributes["ce-type"]
-    assert attributes["ce-specversion"] == "1.0"
-    assert attributes["content-type"] == "application/json"
-    allowed = BASE_ATTRIBUTES | COORDINATE_ATTRIBUTES
-    allowed |= {"ce-matchtype"} if kind == "match" else set()
-    allowed |= {"ce-reason"} if kind == "run.failed" else set()
-    assert BASE_ATTRIBUTES <= set(attributes) <= allowed, sorted(attributes)
-
-    subject = SUBJECTS[kind].fullmatch(attributes["ce-subject"])
-    assert subject is not None, attributes["ce-subject"]
-    part = subject.groupdict().get("part")
-    fields = DATA_FIELDS[kind] | ({"part", "partCount"} if part is not None else set())
-    assert set(decoded) == fields, sorted(set(decoded) ^ fields)
-
-    time = attributes["ce-time"]
-    assert RFC3339_MS.fullmatch(time), time
-    datetime.fromisoformat(time.replace("Z", "+00:00"))
-    if kind.startswith("run.") and type(decoded["statusTime"]) is int:
-        assert time == _ce_time(decoded["statusTime"])
-
-    # Coordinates: the attributes and the data agree; an invalid trigger leaves out what it could not read.
-    project, pipeline, run = (attributes.get(name) for name in ("ce-cdfproject", "ce-pipelineid", "ce-runid"))
-    assert decoded["project"] == project
-    assert decoded["pipelineId"] == (int(pipeline) if pipeline is not None else None)
-    assert decoded["runId"] == (int(run) if run is not None else None)
-    assert all(value is None or _is_id(value) for value in (decoded["pipelineId"], decoded["runId"]))
-    assert decoded["jobId"] is None or type(decoded["jobId"]) is int
-    source = SOURCE.fullmatch(attributes["ce-source"])
-    assert source is not None, attributes["ce-source"]
-    if cdf_url is not None:
-        assert source["base"] == cdf_url
-    invalid_trigger = kind == "run.failed" and decoded["reason"] == "invalid_trigger"
-    if invalid_trigger:
-        assert attributes["ce-id"].startswith("invalid-trigger/")
-        assert attributes["ce-id"] != "invalid-trigger/"
-        assert source["pipeline"] is None
-        assert project is None or source["project"] == project
-    else:
-        assert project is not None
-        assert pipeline is not None
-        assert (source["project"], source["pipeline"]) == (project, pipeline)
-        if run is not None:
-            assert source["run"] == run
-            assert attributes["ce-id"] == f"{project}/{pipeline}/{run}/{attributes['ce-subject']}"
-        else:  # "latest" not yet resolved: only a run.failed, keyed by the message
-            assert (kind, source["run"]) == ("run.failed", "latest")
-            assert attributes["ce-id"].startswith(f"{project}/{pipeline}/latest/")
-            assert attributes["ce-id"].endswith("/run")
-
-    index = int(subject["index"]) if "index" in subject.groupdict() else None
-    if kind == "match":
-        assert decoded["matchIndex"] == index
-        for side in ("source", "target"):
-            assert isinstance(decoded[side], dict)
-            assert decoded[f"{side}Id"] == decoded[side].get("id")
-            assert decoded[f"{side}ExternalId"] == decoded[side].get("externalId")
-        assert decoded["matchType"] is None or isinstance(decoded["matchType"], str)
-        assert decoded["score"] is None or type(decoded["score"]) in (int, float)
-        if decoded["matchType"] is None:
-            assert "ce-matchtype" not in attributes
-        else:
-            clipped = decoded["matchType"].encode()[:PUBSUB_MAX_ATTRIBUTE].decode(errors="ignore")
-            assert attributes["ce-matchtype"] == clipped
-    elif kind in ("suggestedrule", "generatedrule"):
-        assert decoded["ruleIndex"] == index
-        assert isinstance(decoded["matches"], list)
-        assert all(isinstance(m, dict) and set(m) <= RULE_MATCH_FIELDS for m in decoded["matches"])
-        if kind == "suggestedrule":
-            assert all(type(i) is int for i in decoded["matchIndex"])
-        if part is not None:
-            assert decoded["part"] == int(part)
-            assert 0 <= decoded["part"] < decoded["partCount"]
-    elif kind == "run.completed":
-        assert decoded["status"] == "Completed"
-        for name in ("matchCount", "suggestedRuleCount", "generatedRuleCount"):
-            assert type(decoded[name]) is int
-            assert decoded[name] >= 0
-    if kind.startswith("run."):
-        assert isinstance(decoded["errors"], list)
-        assert all(isinstance(e, str) for e in decoded["errors"])
-        assert all(decoded[n] is None or type(decoded[n]) is int for n in ("createdTime", "startTime", "statusTime"))
-    if kind == "run.failed":
-        assert decoded["reason"] in REASONS
-        assert attributes["ce-reason"] == decoded["reason"]
-        assert decoded["errorMessage"] is None or isinstance(decoded["errorMessage"], str)
-        assert decoded["status"] is None or isinstance(decoded["status"], str)
+    """Check one event against the contract's section 5 (``tests.contract``) and return its data, decoded."""
+    problems = contract_problems(attributes, data, cdf_url)
+    assert problems == [], problems
+    decoded: dict[str, Any] = json.loads(data) if isinstance(data, bytes | bytearray) else dict(data)
     return decoded
 
 
 def assert_complete_run(events: list[Event]) -> None:
     """A completed run's events: matches numbered in order, run.completed last with counts that match."""
-    kinds = [e.type.removeprefix(TYPE) for e in events]
+    kinds = [e.type.removeprefix(TYPE_PREFIX) for e in events]
     assert kinds[-1] == "run.completed"
     assert kinds.count("run.completed") == 1
     datas = [json.loads(e.data) for e in events]
@@ -421,8 +274,8 @@ def parse(data: Any) -> Trigger | BadTrigger:
         bad = exc
     if bad is not None:
         assert bad.project is None or bad.project in ALLOWED
-        assert bad.pipeline_id is None or _is_id(bad.pipeline_id)
-        assert bad.run_id is None or _is_id(bad.run_id)
+        assert bad.pipeline_id is None or is_id(bad.pipeline_id)
+        assert bad.run_id is None or is_id(bad.run_id)
         assert isinstance(bad.message_id, str)
         assert bad.message_id
         message = str(bad)
@@ -430,8 +283,8 @@ def parse(data: Any) -> Trigger | BadTrigger:
         message.encode("utf-8")  # publishable: no lone surrogates echoed
         return bad
     assert trigger.project in ALLOWED
-    assert _is_id(trigger.pipeline_id)
-    assert _is_id(trigger.run_id) or trigger.run_id == "latest"
+    assert is_id(trigger.pipeline_id)
+    assert is_id(trigger.run_id) or trigger.run_id == "latest"
     assert isinstance(trigger.message_id, str)
     return trigger
 
@@ -663,19 +516,19 @@ def test_fuzz_results_body_gives_contract_events_or_malformed(raw: bytes, cuts: 
     except (MalformedResponse, InvalidResponse) as exc:
         label(f"outcome: {type(exc).__name__}")
         return
-    label(f"outcome: {'unfinished' if events is None else events[-1].type.removeprefix(TYPE)}")
+    label(f"outcome: {'unfinished' if events is None else events[-1].type.removeprefix(TYPE_PREFIX)}")
     if events is None:
         return
     for event in events:
         assert_contract_event(event.attributes, event.data, CDF_URL)
-    if events[-1].type == TYPE + "run.failed":
+    if events[-1].type == TYPE_PREFIX + "run.failed":
         assert len(events) == 1
         assert json.loads(events[0].data)["reason"] == "run_failed"
         return
     assert_complete_run(events)
     # Differential check: what CDF returned is passed on as it was (json.loads is the reference reader).
     parsed = json.loads(raw)
-    datas = [json.loads(e.data) for e in events if e.type == TYPE + "match"]
+    datas = [json.loads(e.data) for e in events if e.type == TYPE_PREFIX + "match"]
     for data in datas:
         cdf = parsed["matches"][data["matchIndex"]]
         assert (data["source"], data["target"], data["score"]) == (
@@ -752,15 +605,15 @@ def test_fuzz_results_end_to_end_never_500_and_events_are_valid(
             assert len([r for r in sim.cdf_requests() if r.path.endswith(f"/runs/{run_id}")]) == 4
         for event in drain_run(pubsub, topics.events_sub, 0, this_run):  # parts published before the bad item
             assert_contract_event(event.attributes, event.raw, sim.url)
-            assert event.attributes["ce-type"] != TYPE + "run.completed"
+            assert event.attributes["ce-type"] != TYPE_PREFIX + "run.completed"
         return
-    sub = topics.errors_sub if expected[-1].type == TYPE + "run.failed" else topics.events_sub
+    sub = topics.errors_sub if expected[-1].type == TYPE_PREFIX + "run.failed" else topics.events_sub
     got = _by_id(drain_run(pubsub, sub, len(expected), this_run))
     for event in expected:
         attributes, data = got.pop(event.attributes["ce-id"])
         assert_contract_event(attributes, data, sim.url)
         assert data == event.data
-        if event.type != TYPE + "run.failed" or json.loads(data)["statusTime"] is not None:
+        if event.type != TYPE_PREFIX + "run.failed" or json.loads(data)["statusTime"] is not None:
             assert attributes == event.attributes
     assert got == {}
 
@@ -798,7 +651,7 @@ def test_fuzz_results_end_to_end_malformed_sequence_ends_in_invalid_response(
     assert len([r for r in sim.cdf_requests() if r.path.endswith(f"/runs/{run_id}")]) == 4
     for event in drain_run(pubsub, topics.events_sub, 0, this_run):
         assert_contract_event(event.attributes, event.raw, sim.url)
-        assert event.attributes["ce-type"] != TYPE + "run.completed"
+        assert event.attributes["ce-type"] != TYPE_PREFIX + "run.completed"
 
 
 # --- bugs the fuzzing found, now fixed: kept as regression tests ------------------------------------------------
@@ -831,7 +684,7 @@ def test_fuzz_out_of_range_status_time_never_becomes_the_last_answer() -> None:
 @pytest.mark.parametrize("status_time", [-62135596799000, 9462588423234, 253402300799999])
 def test_fuzz_ce_time_is_rfc3339_with_exact_milliseconds(status_time: int) -> None:
     """ce-time is the statusTime in RFC 3339 with a four-digit year and its exact millisecond."""
-    assert rfc3339(status_time) == _ce_time(status_time)
+    assert rfc3339(status_time) == ce_time(status_time)
 
 
 def test_fuzz_failed_event_carries_cdf_text_with_lone_surrogate() -> None:

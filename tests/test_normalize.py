@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from handlers.errors import REASONS, InvalidResponse, MalformedResponse
+from handlers.errors import InvalidResponse, MalformedResponse
 from handlers.models import RunSummary
 from handlers.normalize import (
     Event,
@@ -26,28 +26,13 @@ from handlers.normalize import (
     suggested_rule_events,
 )
 from sim import make_run
+from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, TYPE_PREFIX
 
 CDF_URL = "https://westeurope-1.cognitedata.com"
 MAX_ID = 9007199254740991
 STATUS_MS = 1730204346000  # 2024-10-29T12:19:06.000Z
 STATUS_TIME = "2024-10-29T12:19:06.000Z"
 SOURCE = f"{CDF_URL}/api/v1/projects/demo/context/entitymatching/pipelines/7/runs/456"
-PREFIX = "com.cognite.entitymatching."
-
-# The data fields of each type, copied from the contract's table.
-KEYS = {
-    "match": "project, pipelineId, runId, jobId, matchIndex, matchType, score, source, target, sourceId, "
-    "sourceExternalId, targetId, targetExternalId",
-    "suggestedrule": "project, pipelineId, runId, jobId, ruleIndex, inputPattern, predictPattern, numMatches, "
-    "avgScore, matchIndex, matches",
-    "generatedrule": "project, pipelineId, runId, jobId, ruleIndex, numConflicts, numOverlaps, matches",
-    "run.completed": "project, pipelineId, runId, jobId, status, createdTime, startTime, statusTime, matchCount, "
-    "suggestedRuleCount, generatedRuleCount, errors",
-    "run.failed": "project, pipelineId, runId, jobId, status, reason, errorMessage, errors, createdTime, startTime, "
-    "statusTime",
-}
-DATA_KEYS = {kind: set(text.split(", ")) for kind, text in KEYS.items()}
-RULE_MATCH_KEYS = {"sourceKeyField", "targetKeyField", "source", "target", "existingMatchType", "consistentMatch"}
 
 REF = RunRef(CDF_URL, "demo", 7, 456)
 
@@ -149,7 +134,7 @@ def test_event_attributes_common_to_every_type(build: Any) -> None:
     for event in build():
         attributes = event.attributes
         assert attributes["ce-specversion"] == "1.0"
-        assert attributes["ce-type"].startswith(PREFIX)
+        assert attributes["ce-type"].startswith(TYPE_PREFIX)
         assert attributes["ce-source"] == SOURCE
         assert attributes["ce-id"] == f"demo/7/456/{attributes['ce-subject']}"
         assert attributes["ce-time"] == STATUS_TIME
@@ -159,8 +144,8 @@ def test_event_attributes_common_to_every_type(build: Any) -> None:
             "7",
             "456",
         )
-        assert ("ce-matchtype" in attributes) == (attributes["ce-type"] == PREFIX + "match")
-        assert ("ce-reason" in attributes) == (attributes["ce-type"] == PREFIX + "run.failed")
+        assert ("ce-matchtype" in attributes) == (attributes["ce-type"] == TYPE_PREFIX + "match")
+        assert ("ce-reason" in attributes) == (attributes["ce-type"] == TYPE_PREFIX + "run.failed")
 
 
 @pytest.mark.parametrize(
@@ -210,8 +195,8 @@ def test_event_data_fields_are_the_contracts(kind: str, build: Any) -> None:
     """Each type's data has exactly the fields the contract lists, and its ``ce-type`` names the type."""
     events = build()
     assert len(events) == 1
-    assert events[0].attributes["ce-type"] == PREFIX + kind
-    assert set(data(events[0])) == DATA_KEYS[kind]
+    assert events[0].attributes["ce-type"] == TYPE_PREFIX + kind
+    assert set(data(events[0])) == DATA_FIELDS[kind]
 
 
 def test_match_event_data_values() -> None:
@@ -292,7 +277,7 @@ def test_rule_event_matches_keep_cdf_fields(build: Any, kind: str, rule: Any) ->
     out = data(events[0])
     assert out["ruleIndex"] == 1
     assert out["matches"] == raw["matches"]
-    assert all(set(item) == RULE_MATCH_KEYS for item in out["matches"])
+    assert all(set(item) == RULE_MATCH_FIELDS for item in out["matches"])
     assert "part" not in out
     assert "partCount" not in out
 
@@ -357,7 +342,7 @@ def test_counts_of_a_run() -> None:
 def test_failed_event_carries_reason(reason: str) -> None:
     """``run.failed`` has ``ce-reason`` and ``reason`` equal to the reason, and subject ``run``."""
     event = failed_event(REF, reason, "why", None, STATUS_MS)
-    assert event.attributes["ce-type"] == PREFIX + "run.failed"
+    assert event.attributes["ce-type"] == TYPE_PREFIX + "run.failed"
     assert event.attributes["ce-reason"] == reason
     assert event.attributes["ce-id"] == "demo/7/456/run"
     assert (data(event)["reason"], data(event)["errorMessage"]) == (reason, "why")
@@ -431,7 +416,7 @@ def test_results_events_ids_unique_and_complete() -> None:
         + [f"generatedrule/{i}" for i in range(3)]
         + ["run"]
     )
-    assert [data(e)["matchIndex"] for e in events if e.type == PREFIX + "match"] == list(range(6))
+    assert [data(e)["matchIndex"] for e in events if e.type == TYPE_PREFIX + "match"] == list(range(6))
 
 
 # --- splitting ----------------------------------------------------------------------------------------------------
@@ -457,7 +442,7 @@ def test_rule_events_split_into_parts_that_fit(build: Any, kind: str, key: str) 
         assert event.attributes["ce-subject"] == f"{kind}/2/part/{k}"
         assert event.attributes["ce-id"] == f"demo/7/456/{kind}/2/part/{k}"
         assert (out["part"], out["partCount"]) == (k, part_count)
-        assert set(out) == DATA_KEYS[kind] | {"part", "partCount"}
+        assert set(out) == DATA_FIELDS[kind] | SPLIT_FIELDS
         assert out["matches"]
         assert {f: v for f, v in out.items() if f not in ("matches", "part", "partCount")} == {
             f: v for f, v in whole.items() if f != "matches"

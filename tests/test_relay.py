@@ -15,69 +15,11 @@ import pytest
 
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, deliver, load_app, pubsub_message
-
-TYPE = "com.cognite.entitymatching."
-COMMON = {
-    "ce-specversion",
-    "ce-type",
-    "ce-source",
-    "ce-id",
-    "ce-subject",
-    "ce-time",
-    "content-type",
-    "ce-cdfproject",
-    "ce-pipelineid",
-    "ce-runid",
-}
-DATA_FIELDS = {
-    "match": {
-        "project",
-        "pipelineId",
-        "runId",
-        "jobId",
-        "matchIndex",
-        "matchType",
-        "score",
-        "source",
-        "target",
-        "sourceId",
-        "sourceExternalId",
-        "targetId",
-        "targetExternalId",
-    },
-    "suggestedrule": {
-        "project",
-        "pipelineId",
-        "runId",
-        "jobId",
-        "ruleIndex",
-        "inputPattern",
-        "predictPattern",
-        "numMatches",
-        "avgScore",
-        "matchIndex",
-        "matches",
-    },
-    "generatedrule": {"project", "pipelineId", "runId", "jobId", "ruleIndex", "numConflicts", "numOverlaps", "matches"},
-    "run.completed": {
-        "project",
-        "pipelineId",
-        "runId",
-        "jobId",
-        "status",
-        "createdTime",
-        "startTime",
-        "statusTime",
-        "matchCount",
-        "suggestedRuleCount",
-        "generatedRuleCount",
-        "errors",
-    },
-}
+from tests.contract import COMMON_ATTRIBUTES, DATA_FIELDS, TYPE_PREFIX
 
 
 def kind(event: Any) -> str:
-    return str(event.attributes["ce-type"]).removeprefix(TYPE)
+    return str(event.attributes["ce-type"]).removeprefix(TYPE_PREFIX)
 
 
 def test_relay_events_carry_every_attribute_and_field(
@@ -92,7 +34,7 @@ def test_relay_events_carry_every_attribute_and_field(
     assert len(events) == 8
     for event in events:
         a, k = event.attributes, kind(event)
-        assert set(a) == COMMON | ({"ce-matchtype"} if k == "match" else set())
+        assert set(a) == COMMON_ATTRIBUTES | ({"ce-matchtype"} if k == "match" else set())
         assert (a["ce-specversion"], a["content-type"], a["ce-source"]) == ("1.0", "application/json", source)
         assert a["ce-id"] == f"demo/1/456/{a['ce-subject']}"
         assert (a["ce-cdfproject"], a["ce-pipelineid"], a["ce-runid"]) == ("demo", "1", "456")

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 import schemas
-from handlers.errors import REASONS
+from handlers.errors import REASONS as HANDLER_REASONS
 from handlers.models import RunSummary
 from handlers.normalize import (
     Event,
@@ -27,26 +27,14 @@ from handlers.normalize import (
 )
 from sim import make_run
 from tests.conftest import ROOT, PubSub
+from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, TYPE_PREFIX
 
-PREFIX = "com.cognite.entitymatching."
-TYPES = [PREFIX + kind for kind in ("match", "suggestedrule", "generatedrule", "run.completed", "run.failed")]
+TYPES = [TYPE_PREFIX + kind for kind in DATA_FIELDS]
 CDF_URL = "https://westeurope-1.cognitedata.com"
 REF = RunRef(CDF_URL, "demo", 7, 456)
 SUMMARY = RunSummary.model_validate(
     {"status": "Completed", "createdTime": 1, "startTime": 2, "statusTime": 1730204346000, "jobId": 456}
 )
-# The data fields of each type, copied from the contract's table; split rules add part and partCount.
-FIELDS = {
-    "match": "project, pipelineId, runId, jobId, matchIndex, matchType, score, source, target, sourceId, "
-    "sourceExternalId, targetId, targetExternalId",
-    "suggestedrule": "project, pipelineId, runId, jobId, ruleIndex, inputPattern, predictPattern, numMatches, "
-    "avgScore, matchIndex, matches",
-    "generatedrule": "project, pipelineId, runId, jobId, ruleIndex, numConflicts, numOverlaps, matches",
-    "run.completed": "project, pipelineId, runId, jobId, status, createdTime, startTime, statusTime, matchCount, "
-    "suggestedRuleCount, generatedRuleCount, errors",
-    "run.failed": "project, pipelineId, runId, jobId, status, reason, errorMessage, errors, createdTime, startTime, "
-    "statusTime",
-}
 
 
 def committed(name: str) -> dict[str, Any]:
@@ -62,7 +50,7 @@ def samples() -> list[Event]:
     events += suggested_rule_events(REF, SUMMARY, 0, copy.deepcopy(big["suggestedRules"][0]), max_bytes=2000)
     events += generated_rule_events(REF, SUMMARY, 0, copy.deepcopy(big["generatedRules"][0]), max_bytes=2000)
     failed_run = RunSummary.model_validate({"status": "Failed", "errorMessage": "empty", "errors": ["e1"]})
-    events += [failed_event(REF, reason, "why", None, 1730204346000) for reason in REASONS]
+    events += [failed_event(REF, reason, "why", None, 1730204346000) for reason in HANDLER_REASONS]
     events.append(failed_event(REF, "run_failed", "empty", failed_run, 1730204346000))
     latest = RunRef(CDF_URL, "demo", 7, None, latest_key="99")
     events.append(failed_event(latest, "run_not_found", "no run", None, 1730204346000))
@@ -99,12 +87,12 @@ def test_schemas_are_valid_draft_2020_12(name: str) -> None:
     assert schema["additionalProperties"] is False
 
 
-@pytest.mark.parametrize("kind", FIELDS)
+@pytest.mark.parametrize("kind", DATA_FIELDS)
 def test_schemas_data_fields_are_the_contracts(kind: str) -> None:
     """Each data schema requires exactly the contract's fields, allows only part and partCount more, all described."""
-    schema = committed(f"{PREFIX}{kind}.json")
-    fields = set(FIELDS[kind].split(", "))
-    optional = {"part", "partCount"} if kind.endswith("rule") else set()
+    schema = committed(f"{TYPE_PREFIX}{kind}.json")
+    fields = set(DATA_FIELDS[kind])
+    optional = SPLIT_FIELDS if kind.endswith("rule") else set()
     assert set(schema["required"]) == fields
     assert set(schema["properties"]) == fields | optional
     assert all(prop.get("description") for prop in schema["properties"].values())
@@ -113,16 +101,9 @@ def test_schemas_data_fields_are_the_contracts(kind: str) -> None:
 def test_schemas_rule_match_items_are_closed() -> None:
     """A rule's ``matches`` items allow CDF's six fields only; ``source`` and ``target`` stay open."""
     for kind in ("suggestedrule", "generatedrule"):
-        item = committed(f"{PREFIX}{kind}.json")["$defs"]["RuleMatchData"]
+        item = committed(f"{TYPE_PREFIX}{kind}.json")["$defs"]["RuleMatchData"]
         assert item["additionalProperties"] is False
-        assert set(item["properties"]) == {
-            "sourceKeyField",
-            "targetKeyField",
-            "source",
-            "target",
-            "existingMatchType",
-            "consistentMatch",
-        }
+        assert set(item["properties"]) == RULE_MATCH_FIELDS
         assert item["properties"]["source"]["additionalProperties"] is True
 
 
@@ -140,7 +121,7 @@ def test_schemas_sample_from_normalize_validates(event: Event) -> None:
 
 
 def _sample(kind: str) -> tuple[dict[str, str], dict[str, Any]]:
-    event = next(e for e in SAMPLES if e.type == PREFIX + kind and "/part/" not in e.attributes["ce-subject"])
+    event = next(e for e in SAMPLES if e.type == TYPE_PREFIX + kind and "/part/" not in e.attributes["ce-subject"])
     return dict(event.attributes), json.loads(event.data)
 
 
@@ -205,19 +186,19 @@ def test_schemas_wrong_attributes_fail(kind: str, change: Any, where: str) -> No
 def test_schemas_unknown_type_is_a_problem() -> None:
     """An event of a type with no schema is reported, not silently accepted."""
     attributes, data = _sample("match")
-    attributes["ce-type"] = PREFIX + "run.started"
-    assert schemas.problems(attributes, data) == [f"ce-type '{PREFIX}run.started' has no schema in schemas/"]
+    attributes["ce-type"] = TYPE_PREFIX + "run.started"
+    assert schemas.problems(attributes, data) == [f"ce-type '{TYPE_PREFIX}run.started' has no schema in schemas/"]
 
 
 def test_schemas_stale_names_changed_missing_and_extra_files(tmp_path: Path) -> None:
     """``stale`` lists a changed, a missing and an extra file; ``write`` puts the directory right."""
     assert schemas.write(tmp_path)
     assert schemas.stale(tmp_path) == []
-    changed = tmp_path / f"{PREFIX}match.json"
+    changed = tmp_path / f"{TYPE_PREFIX}match.json"
     changed.write_text(changed.read_text().replace("matchIndex", "matchNo"))
-    (tmp_path / f"{PREFIX}run.failed.json").unlink()
-    (tmp_path / f"{PREFIX}run.started.json").write_text("{}\n")
-    outdated = [f"{PREFIX}match.json", f"{PREFIX}run.failed.json", f"{PREFIX}run.started.json"]
+    (tmp_path / f"{TYPE_PREFIX}run.failed.json").unlink()
+    (tmp_path / f"{TYPE_PREFIX}run.started.json").write_text("{}\n")
+    outdated = [f"{TYPE_PREFIX}match.json", f"{TYPE_PREFIX}run.failed.json", f"{TYPE_PREFIX}run.started.json"]
     assert schemas.stale(tmp_path) == outdated
     assert sorted(schemas.write(tmp_path)) == outdated
     assert schemas.stale(tmp_path) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,26 +13,13 @@ from conftest import PubSub, Topics, deliver, pubsub_message
 from handlers.errors import InvalidTrigger
 from handlers.trigger import BadTrigger, Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Step, make_run
+from tests.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
 
 MAX_ID = 9007199254740991
 DEFAULT = "demo"
 ALLOWED = ("demo", "other")
 SUBSCRIPTION = "projects/matchrelay-test/subscriptions/eventarc-sub"
-RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-FAILED = "com.cognite.entitymatching.run.failed"
-FAILED_KEYS = {
-    "project",
-    "pipelineId",
-    "runId",
-    "jobId",
-    "status",
-    "reason",
-    "errorMessage",
-    "errors",
-    "createdTime",
-    "startTime",
-    "statusTime",
-}
+FAILED = TYPE_PREFIX + "run.failed"
 
 
 def parse(fields: dict[str, Any]) -> Trigger:
@@ -390,10 +376,10 @@ def test_on_run_message_invalid_trigger_answers_run_failed(
     assert attributes.get("ce-cdfproject") == project
     assert attributes.get("ce-pipelineid") == (None if pipeline_id is None else str(pipeline_id))
     assert attributes.get("ce-runid") == (None if run_id is None else str(run_id))
-    assert RFC3339_MS.match(attributes["ce-time"])
+    assert RFC3339_MS.fullmatch(attributes["ce-time"])
     decided = datetime.strptime(attributes["ce-time"], "%Y-%m-%dT%H:%M:%S.%f%z")
     assert before - timedelta(seconds=1) <= decided <= datetime.now(UTC) + timedelta(seconds=1)
-    assert set(data) == FAILED_KEYS
+    assert set(data) == DATA_FIELDS["run.failed"]
     assert data["reason"] == "invalid_trigger"
     assert isinstance(data["errorMessage"], str)
     assert data["errorMessage"]
