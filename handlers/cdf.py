@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from handlers.errors import (
 from handlers.settings import Settings
 
 USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
+RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too
 CHUNK_BYTES = 64 * 1024
 REFRESH_MARGIN_S = 30.0  # as Cognite's SDK: renew a token 30 s before it runs out
 
@@ -47,12 +48,13 @@ class TokenSource:
     def refreshable(self) -> bool:
         return self._settings.cdf_token is None
 
-    def get(self, *, fresh: bool = False) -> tuple[str, bool]:
-        """The token, and whether it was fetched by this call."""
+    def get(self, *, rejected: str | None = None) -> tuple[str, bool]:
+        """The token, and whether it was fetched by this call; ``rejected``: CDF answered 401 to that one."""
         if self._settings.cdf_token is not None:
             return self._settings.cdf_token.get_secret_value(), False
         with self._lock:  # one fetch serves every thread waiting for it
-            if fresh or self._token is None or self._clock() >= self._expires:
+            stale = rejected is not None and rejected == self._token  # another thread may have renewed it already
+            if stale or self._token is None or self._clock() >= self._expires:
                 self._token, lifetime = self._fetch()
                 self._expires = self._clock() + max(lifetime - REFRESH_MARGIN_S, lifetime / 2)
                 return self._token, True
@@ -73,10 +75,12 @@ class TokenSource:
             raise AuthFailed(f"the token endpoint refused the client credentials (HTTP {response.status_code})")
         _raise_if_transient(response, "the token endpoint")
         body = _json(response, "the token endpoint")
-        token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
-        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+        token, lifetime = body.get("access_token"), _seconds(body.get("expires_in", 3600))
+        if not isinstance(token, str) or not token:
             raise MalformedResponse("the token endpoint answered without access_token")
-        return token, float(lifetime)
+        if lifetime is None:
+            raise MalformedResponse("the token endpoint answered an expires_in that is not a number")
+        return token, lifetime
 
 
 class CdfClient:
@@ -112,7 +116,7 @@ class CdfClient:
             if response.status_code != 401 or fresh or not self._tokens.refreshable:
                 yield self._ok(response)
                 return
-        token, _ = self._tokens.get(fresh=True)  # a 401 on a cached token: it expired; fetch one, once
+        token, _ = self._tokens.get(rejected=token)  # a 401 on a cached token: it expired; fetch one, once
         with self._stream(url, params, token) as response:
             yield self._ok(response)
 
@@ -134,13 +138,8 @@ class CdfClient:
         headers = {"Authorization": f"Bearer {token}"}
         if self._version:
             headers["cdf-version"] = self._version
-        try:
-            with self._http.stream("GET", url, params=params, headers=headers) as response:
-                yield response
-        except httpx.TimeoutException:
-            raise TransientError("CDF did not answer in time") from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"CDF could not be reached ({type(exc).__name__})") from None
+        with _httpx_errors("CDF"), self._http.stream("GET", url, params=params, headers=headers) as response:
+            yield response
 
 
 def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
@@ -150,36 +149,38 @@ def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) 
     )
 
 
-def _send(http: httpx.Client, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+@contextlib.contextmanager
+def _httpx_errors(what: str) -> Iterator[None]:
+    """httpx's errors, translated once: a body that cannot be decoded is malformed, anything else transient."""
     try:
-        return http.request(method, url, **kwargs)
+        yield
+    except httpx.DecodingError:
+        raise MalformedResponse(f"{what} answered a body that cannot be decoded") from None
     except httpx.TimeoutException:
         raise TransientError(f"{what} did not answer in time") from None
-    except httpx.TransportError as exc:
-        raise TransientError(f"{what} could not be reached ({type(exc).__name__})") from None
+    except httpx.RequestError as exc:
+        raise TransientError(f"{what} could not be reached or broke off ({type(exc).__name__})") from None
+
+
+def _send(http: httpx.Client, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+    with _httpx_errors(what):
+        return http.request(method, url, **kwargs)
 
 
 def _read(response: httpx.Response, what: str) -> None:
-    try:
+    with _httpx_errors(what):
         response.read()
-    except httpx.TimeoutException:
-        raise TransientError(f"{what} did not finish its answer in time") from None
-    except httpx.TransportError as exc:
-        raise TransientError(f"{what} broke off its answer ({type(exc).__name__})") from None
 
 
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
     """The body as it arrives; a connection that breaks mid-body is transient like any other."""
-    try:
+    with _httpx_errors("CDF"):
         yield from response.iter_bytes(CHUNK_BYTES)
-    except httpx.TimeoutException:
-        raise TransientError("CDF did not finish its answer in time") from None
-    except httpx.TransportError as exc:
-        raise TransientError(f"CDF broke off its answer ({type(exc).__name__})") from None
 
 
 def _retryable(response: httpx.Response) -> bool:
-    return response.status_code in RETRYABLE or "cdf-is-auto-retryable" in response.headers
+    code = response.status_code
+    return code in RETRYABLE or code >= 500 or "cdf-is-auto-retryable" in response.headers
 
 
 def _raise_if_transient(response: httpx.Response, what: str, wall: Callable[[], float] = time.time) -> None:
@@ -190,12 +191,23 @@ def _raise_if_transient(response: httpx.Response, what: str, wall: Callable[[], 
         )
 
 
+def _seconds(value: Any) -> float | None:
+    """``expires_in`` as a number of seconds; some identity providers send it as a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        return float(value)
+    return None
+
+
 def retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only: "²".isdigit() is true
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

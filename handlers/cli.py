@@ -53,7 +53,7 @@ def main(argv: list[str]) -> int:
     except BadTrigger as exc:
         log.critical("%s", exc)
         return 2
-    install_sigterm()
+    install_sigterm(exit_by_default=False)
     runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
     with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
         outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, field_validator
 from typing_extensions import TypedDict
 
 FINAL_STATUSES = ("Completed", "Failed")
@@ -36,6 +36,11 @@ class RunSummary(_Cdf):
     jobId: StrictInt | None = None
     errorMessage: StrictStr | None = None
     errors: list[StrictStr] = []
+
+    @field_validator("errors", mode="before")
+    @classmethod
+    def _no_errors(cls, value: Any) -> Any:
+        return [] if value is None else value  # "[] where CDF gave none"
 
     @property
     def finished(self) -> bool:

@@ -17,12 +17,13 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.models import GENERATED_RULE, SUGGESTED_RULE, RunSummary
+from handlers.models import GENERATED_RULE, SUGGESTED_RULE, RuleMatchData, RunSummary
 
 TYPE_PREFIX = "com.cognite.entitymatching."
 MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
 MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RULE_MATCH_FIELDS = tuple(RuleMatchData.__annotations__)  # "a rule's matches items keep CDF's fields"
 
 
 class ItemSource(Protocol):
@@ -107,9 +108,12 @@ def run_time(summary: RunSummary | None, decided_at_ms: int) -> str:
     return rfc3339(decided_at_ms)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # built once: hot path
+
+
 def dumps(data: Mapping[str, Any]) -> bytes:
     try:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(data)
     except ValueError:
         raise MalformedResponse("CDF answered a number JSON cannot carry (NaN or Infinity)") from None
     try:
@@ -314,10 +318,13 @@ def _list(body: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def _valid(adapter: Any, raw: Any, what: str) -> dict[str, Any]:
+    """``raw`` once its shape is checked (strictly: nothing converted), its rule matches cut to CDF's fields."""
     try:
-        return dict(adapter.validate_python(raw))
+        adapter.validate_python(raw, strict=True)
     except ValidationError:
         raise MalformedResponse(f"CDF answered a {what} that is not of the documented shape") from None
+    matches = [{k: m[k] for k in RULE_MATCH_FIELDS if k in m} for m in raw.get("matches", [])]
+    return {**raw, "matches": matches}
 
 
 def _fit(event: Event, what: str, max_bytes: int = MAX_DATA_BYTES) -> Event:

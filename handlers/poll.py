@@ -103,7 +103,9 @@ class Poller:
             attempt += 1
 
     def _wait(self, retry_after: float | None, attempt: int, deadlines: Deadlines) -> None:
-        delay = retry_after if retry_after is not None else self.backoff.delay(attempt, self.clock.rng)
+        # Retry-After can only lengthen the wait: "0" or a date in the past must not make us hammer CDF.
+        backoff = self.backoff.delay(attempt, self.clock.rng)
+        delay = backoff if retry_after is None else max(retry_after, backoff)
         now = self.clock.monotonic()
         if now >= deadlines.wait:
             status = self.stats.last.status if self.stats.last else "unknown"

@@ -97,7 +97,8 @@ def _summarize(outcome: Outcome, started: float) -> None:
     }
     if outcome.kind == "handed_back":
         # A run still going is routine (INFO); a publish that failed is not.
-        level = logging.INFO if outcome.reason == "budget_exhausted" else logging.ERROR
+        # A run still going (budget spent, or the instance stopping) is routine: INFO. A failed publish is not.
+        level = logging.ERROR if outcome.reason == "publish_failed" else logging.INFO
         message = f"handed the message back for redelivery: {outcome.detail}"
     elif outcome.kind == "failed":
         level, message = logging.WARNING, f"published run.failed ({outcome.reason}): {outcome.detail}"

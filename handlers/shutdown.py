@@ -23,14 +23,17 @@ STOP = threading.Event()
 _installed = False
 
 
-def install() -> None:
-    """Chain a SIGTERM handler here (main thread only) and in every gunicorn worker; once per process."""
+def install(*, exit_by_default: bool = True) -> None:
+    """Chain a SIGTERM handler here (main thread only) and in every gunicorn worker; once per process.
+
+    ``exit_by_default`` False (the ``run`` command): only wake the poller, so the command ends with its own code.
+    """
     global _installed
     if _installed:
         return
     _installed = True
     if threading.current_thread() is threading.main_thread():
-        _chain()
+        _chain(exit_by_default)
     with contextlib.suppress(ImportError):
         from gunicorn.workers.base import Worker
 
@@ -38,19 +41,19 @@ def install() -> None:
 
         def init_signals(self: Any) -> None:
             original(self)
-            _chain()
+            _chain(True)
 
         Worker.init_signals = init_signals
 
 
-def _chain() -> None:
+def _chain(exit_by_default: bool) -> None:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         STOP.set()
         if callable(previous):
             previous(signum, frame)
-        elif previous == signal.SIG_DFL:
+        elif previous == signal.SIG_DFL and exit_by_default:
             raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -35,9 +35,6 @@ class Trigger:
     message_id: str = ""
     publish_time: datetime | None = None
 
-    def resolved(self, run_id: int) -> Trigger:
-        return Trigger(self.project, self.pipeline_id, run_id, self.message_id, self.publish_time)
-
 
 class BadTrigger(InvalidTrigger):
     """An invalid trigger, with the coordinates that could be read (for the error event)."""

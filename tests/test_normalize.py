@@ -569,3 +569,25 @@ def test_events_nan_raises_malformed(build: Any, raw: Any) -> None:
     """A number JSON cannot carry (NaN, Infinity) raises ``MalformedResponse`` instead of invalid JSON."""
     with pytest.raises(MalformedResponse):
         build(REF, SUMMARY, 0, raw)
+
+
+def test_normalize_rule_values_pass_as_cdf_gave_them() -> None:
+    """A rule's numbers are not converted (avgScore 1 stays 1), and its matches keep only CDF's documented fields."""
+    rule = {
+        "avgScore": 1,
+        "numMatches": 2,
+        "matchIndex": [0],
+        "inputPattern": "P",
+        "matches": [{"source": {"id": 1}, "target": {}, "consistentMatch": True, "extra": "x"}],
+    }
+    [event] = suggested_rule_events(REF, SUMMARY, 0, rule)
+    data = json.loads(event.data)
+    assert (data["avgScore"], type(data["avgScore"])) == (1, int)
+    assert data["matches"] == [{"source": {"id": 1}, "target": {}, "consistentMatch": True}]
+
+
+@pytest.mark.parametrize("field", [{"numMatches": "5"}, {"matchIndex": ["3"]}, {"avgScore": "0.5"}])
+def test_normalize_rule_values_of_the_wrong_type_are_malformed(field: dict[str, Any]) -> None:
+    """A rule value of the wrong JSON type is not converted but makes the body malformed."""
+    with pytest.raises(MalformedResponse):
+        suggested_rule_events(REF, SUMMARY, 0, {"matches": [], **field})

@@ -84,10 +84,13 @@ TRANSIENT = {
     "502": Step.error(502),
     "503": Step.error(503),
     "504": Step.error(504),
+    "501 (any 5xx)": Step.error(501),
+    "520 from a proxy": Step.error(520),
     "400 marked cdf-is-auto-retryable": Step.error(400, headers={"cdf-is-auto-retryable": "true"}),
     "connection dropped": Step.drop(),
     "timeout": Step.slow(3.0, DONE),
     "malformed once": Step.raw(200, b"{not json"),
+    "body that cannot be decompressed": Step.raw(200, b"not gzip at all", headers={"Content-Encoding": "gzip"}),
 }
 
 
@@ -422,3 +425,29 @@ def test_poll_retry_after_header_parses_seconds_and_dates(header: str | None, ex
     """Retry-After is read as delta-seconds or an HTTP date (relative to now); nonsense is ignored."""
     now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:27:00 GMT").timestamp()
     assert retry_after(header, now) == expected
+
+
+def test_poll_retry_after_zero_never_shortens_the_backoff() -> None:
+    """A Retry-After of 0 (or a date in the past) waits the backoff, so CDF is not hammered."""
+    clock = FakeClock()
+    clock.poller(2.0, 2.0).until_done(
+        answers(TransientError("429", retry_after=0.0), TransientError("429", retry_after=0.0), "done"),
+        Deadlines(None, 1e9),
+    )
+    assert clock.sleeps == [2.0, 2.0]
+
+
+def test_poll_retry_after_ignores_non_ascii_digits() -> None:
+    """A Retry-After of unicode digits is ignored rather than crashing the invocation."""
+    assert retry_after("\u00b2", 0.0) is None
+
+
+def test_poll_completed_run_with_null_errors_publishes(
+    client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """errors: null is "no errors": the results are published and run.completed carries []."""
+    sim.set_run(1, 456, [Step.run({**make_run(1), "errors": None})])
+    code, events, errors = relay(client, pubsub, topics)
+    assert code == 200
+    assert errors == []
+    assert [e.data["errors"] for e in events if e.attributes["ce-subject"] == "run"] == [[]]
