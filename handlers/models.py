@@ -47,13 +47,6 @@ class RunSummary(_Cdf):
         return self.status in FINAL_STATUSES
 
 
-class CdfMatch(TypedDict, total=False):
-    matchType: str | None
-    score: float | None
-    source: dict[str, Any]
-    target: dict[str, Any]
-
-
 class RuleMatchData(TypedDict, total=False):
     """One match of a rule, with the fields CDF gave (absent ones are left out)."""
 
@@ -80,8 +73,7 @@ class CdfGeneratedRule(TypedDict, total=False):
     numOverlaps: int | None
 
 
-# Validators for the items of a results body, one item at a time (streaming-friendly).
-MATCH = TypeAdapter(CdfMatch)
+# Validators for the rules of a results body, one at a time (a match is checked by hand: normalize._match).
 SUGGESTED_RULE = TypeAdapter(CdfSuggestedRule)
 GENERATED_RULE = TypeAdapter(CdfGeneratedRule)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from handlers.cdf import CdfClient, TokenSource, make_http
@@ -33,20 +32,18 @@ log = logging.getLogger("matchrelay")
 class Runtime:
     settings: Settings
     relay: Relay
-    stop: threading.Event = field(default_factory=lambda: STOP)
 
     @classmethod
     def build(cls, settings: Settings, stdout: IO[str] | None = None, sink: Sink | None = None) -> Runtime:
         """Wire the real edges: httpx to CDF, Pub/Sub (or ``stdout``), the system clock."""
         http = make_http(settings)
         cdf = CdfClient(settings, http, TokenSource(settings, http))
-        stop = STOP
         if stdout is not None:
             chosen, topics = sink or StdoutSink(stdout), Topics("-", "-")
         else:
             chosen, topics = sink or PubSubSink(), Topics(settings.topic(), settings.error_topic())
-        clock = Clock(time.monotonic, stop.wait, random.Random())
-        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics), stop)
+        clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
+        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics))
 
     def handle_event(self, event_id: str, data: Any) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""
