@@ -14,10 +14,12 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
+from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
 from handlers.normalize import Event
 
 if TYPE_CHECKING:  # the client pulls in gRPC; import it only when a sink is built
+    from google.api_core.retry import Retry
     from google.cloud.pubsub_v1 import PublisherClient
 
 CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back
@@ -26,25 +28,23 @@ ATTEMPT_TIMEOUT_S = 20.0  # one publish request
 
 
 class Sink(Protocol):
-    def publish(self, topic: str, events: Iterable[Event]) -> int:
-        """Publish ``events`` to ``topic``; return how many, once every one is confirmed."""
+    def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
+        """Publish ``events`` to ``topic``; return how many, once every one is confirmed.
+
+        With a ``deadline``, retries and the wait for confirmations end in time for the invocation to answer
+        (``Deadline.ending_s``); what is not confirmed by then is a ``PublishFailed``.
+        """
         ...
 
 
-def make_publisher(deadline_s: float = PUBLISH_DEADLINE_S) -> PublisherClient:
-    """A client tuned for bursts of small messages with bounded memory in flight."""
+def publish_retry(deadline_s: float = PUBLISH_DEADLINE_S) -> Retry:
+    """The codes the client itself retries, with a deadline that fits an invocation.
+
+    An outage must end in a hand-back (non-2xx) before the function's timeout, not after the client's 600 s.
+    """
     from google.api_core import exceptions as gax
     from google.api_core.retry import Retry, if_exception_type
-    from google.cloud.pubsub_v1 import PublisherClient, types
 
-    batch = types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.02)
-    flow = types.PublishFlowControl(
-        message_limit=10_000,
-        byte_limit=64_000_000,
-        limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK,
-    )
-    # The codes the client itself retries, but with a deadline that fits an invocation: an outage must end
-    # in a hand-back (non-2xx) well before the function's 540 s timeout, not after the default 600 s.
     retryable = (
         gax.Aborted,
         gax.Cancelled,
@@ -54,8 +54,20 @@ def make_publisher(deadline_s: float = PUBLISH_DEADLINE_S) -> PublisherClient:
         gax.ServiceUnavailable,
         gax.Unknown,
     )
-    retry = Retry(initial=0.1, maximum=5.0, multiplier=2.0, timeout=deadline_s, predicate=if_exception_type(*retryable))
-    options = types.PublisherOptions(flow_control=flow, retry=retry, timeout=ATTEMPT_TIMEOUT_S)
+    return Retry(initial=0.1, maximum=5.0, multiplier=2.0, timeout=deadline_s, predicate=if_exception_type(*retryable))
+
+
+def make_publisher(deadline_s: float = PUBLISH_DEADLINE_S) -> PublisherClient:
+    """A client tuned for bursts of small messages with bounded memory in flight."""
+    from google.cloud.pubsub_v1 import PublisherClient, types
+
+    batch = types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.02)
+    flow = types.PublishFlowControl(
+        message_limit=10_000,
+        byte_limit=64_000_000,
+        limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK,
+    )
+    options = types.PublisherOptions(flow_control=flow, retry=publish_retry(deadline_s), timeout=ATTEMPT_TIMEOUT_S)
     return PublisherClient(batch_settings=batch, publisher_options=options)
 
 
@@ -76,20 +88,25 @@ class PubSubSink:
                 self._client = self._factory()
             return self._client
 
-    def publish(self, topic: str, events: Iterable[Event]) -> int:
+    def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
         client, pending = self.client, _Pending()
+        options: dict[str, Any] = {}
+        if deadline is not None and deadline.bounded:
+            # Each message's retries end when the invocation must stop waiting (the batch that carries it keeps
+            # the retry of the call that opened it, which is as tight for messages of other invocations).
+            options["retry"] = publish_retry(deadline.ending_s(PUBLISH_DEADLINE_S))
         try:
             for event in events:
                 if pending.failed:  # one message is lost for this invocation: stop producing, hand back
                     break
                 try:
-                    future = client.publish(topic, event.data, **event.attributes)
+                    future = client.publish(topic, event.data, **options, **event.attributes)
                 except Exception as exc:  # the client's own refusals (stopped, bad topic): translate once, here
                     raise PublishFailed(f"Pub/Sub refused an event on {topic}: {type(exc).__name__}: {exc}") from None
                 pending.add(future)
         finally:
             # Whatever happened while producing events, wait for what is in flight before answering.
-            failure = pending.wait(self._timeout)
+            failure = pending.wait(deadline.ending_s(self._timeout) if deadline else self._timeout)
         if failure is not None:
             raise PublishFailed(f"Pub/Sub did not confirm every event on {topic}: {failure}")
         return pending.count
@@ -135,7 +152,7 @@ class StdoutSink:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def publish(self, topic: str, events: Iterable[Event]) -> int:
+    def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
         count = 0
         for event in events:
             # The data is already UTF-8 JSON: splice it in rather than parse and write it again.
