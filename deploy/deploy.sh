@@ -10,9 +10,11 @@ Usage: deploy/deploy.sh [--dry-run]
 Deploys matchrelay as a Cloud Run function (gen2) triggered by Pub/Sub through
 Eventarc: the trigger, events, error and dead-letter topics, a subscription on
 the dead-letter topic, the function's service account and its IAM bindings, the
-client secret in Secret Manager, the function, and the dead-letter policy on the
-subscription Eventarc creates for the trigger. Running it again keeps what
-exists, redeploys the function and puts the dead-letter policy back.
+client secret in Secret Manager, the function, the ack deadline (600 s) and
+dead-letter policy on the subscription Eventarc creates for the trigger, and
+the Cloud Scheduler jobs of SWEEPS. Running it again keeps what exists,
+redeploys the function, puts the subscription's settings back, updates the
+sweep jobs and deletes the sweep jobs SWEEPS no longer names.
 
 Options:
   --dry-run   print the gcloud commands instead of running them; needs neither
@@ -34,7 +36,9 @@ Settings (environment variables):
                                     empty keeps the secret's current version
   IDP_SCOPES             (unset)    space- or comma-separated scopes
   IDP_AUDIENCE           (unset)    audience of the token request
-  POLL_BUDGET_S          480        seconds one invocation polls, 1 to 539
+  POLL_BUDGET_S          480        seconds one invocation polls, below TIMEOUT_S
+  TIMEOUT_S              540        seconds an invocation may run, 5 to 540; also the
+                                    function's INVOCATION_TIMEOUT_S
   RUN_MAX_WAIT_S         82800      seconds before a trigger is given up, 1 to 86400
   LOG_LEVEL              INFO       DEBUG, INFO, WARNING, ERROR or CRITICAL
   EXTRA_ENV_VARS         (unset)    more KEY=VALUE pairs separated by '|', e.g.
@@ -43,10 +47,21 @@ Settings (environment variables):
                                     (-trigger, -events, -errors, -dead-letter), the
                                     dead-letter subscription, service account, secret
   RUNTIME                python311  Python runtime
-  MEMORY                 512Mi      memory of one instance
+  MEMORY                 1Gi        memory of one instance (fits CONCURRENCY 80)
+  CONCURRENCY            80         requests one instance serves at once, 1 to 1000;
+                                    also the function's THREADS (each instance has 1 vCPU)
   MAX_INSTANCES          10         most instances at once, 1 to 1000
   MAX_DELIVERY_ATTEMPTS  100        deliveries of a trigger before it is dead-lettered, 5 to 100
   SOURCE_DIR             repo root  directory deployed (deploy/.gcloudignore applies)
+  KMS_KEY_NAME           (unset)    Cloud KMS key encrypting the topics
+                                    (projects/P/locations/L/keyRings/R/cryptoKeys/K)
+  SWEEPS                 (unset)    scheduled sweeps, separated by ';', each
+                                    PIPELINE:WINDOW_S:CRON, PIPELINE a pipeline id or
+                                    'all'; e.g. '123:900:*/15 * * * *;all:3600:5 * * * *'.
+                                    CRON (UTC) must fire once in every WINDOW_S window:
+                                    '*/M * * * *' for 60*M (M divides 60), 'MM */h * * *'
+                                    for 3600*h (h divides 24; 'MM * * * *' hourly),
+                                    'MM HH * * *' for 86400, 'MM HH * * 4' for 604800
 
 Exit status: 0 deployed (or printed), 2 a setting is missing or wrong, other: a
 gcloud command failed.
@@ -100,8 +115,10 @@ fi
 project=$GOOGLE_CLOUD_PROJECT
 name=${FUNCTION_NAME:-matchrelay}
 runtime=${RUNTIME:-python311}
-memory=${MEMORY:-512Mi}
+memory=${MEMORY:-1Gi}
 POLL_BUDGET_S=${POLL_BUDGET_S:-480}
+TIMEOUT_S=${TIMEOUT_S:-540}
+CONCURRENCY=${CONCURRENCY:-80}
 RUN_MAX_WAIT_S=${RUN_MAX_WAIT_S:-82800}
 LOG_LEVEL=${LOG_LEVEL:-INFO}
 MAX_INSTANCES=${MAX_INSTANCES:-10}
@@ -112,7 +129,9 @@ source_dir=${SOURCE_DIR:-$(dirname "$script_dir")}
   die "FUNCTION_NAME must be 6 to 30 lowercase letters, digits or hyphens, starting with a letter"
 [[ $runtime =~ ^python3[0-9]+$ ]] || die "RUNTIME must be a Python runtime such as python311"
 [[ $memory =~ ^[0-9]+(k|M|G|Ki|Mi|Gi)$ ]] || die "MEMORY must look like 512Mi"
-in_range POLL_BUDGET_S 1 539 # event functions time out at 540 s
+in_range TIMEOUT_S 5 540 # event functions time out at 540 s at most
+in_range POLL_BUDGET_S 1 $((10#$TIMEOUT_S - 1))
+in_range CONCURRENCY 1 1000
 in_range RUN_MAX_WAIT_S 1 86400
 in_range MAX_INSTANCES 1 1000
 in_range MAX_DELIVERY_ATTEMPTS 5 100
@@ -121,6 +140,8 @@ case $LOG_LEVEL in
   *) die "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL" ;;
 esac
 [[ -d $source_dir ]] || die "SOURCE_DIR $source_dir is not a directory"
+[[ -z ${KMS_KEY_NAME:-} || $KMS_KEY_NAME =~ ^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$ ]] ||
+  die "KMS_KEY_NAME must be projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY"
 
 trigger_topic=$name-trigger
 events_topic=$name-events
@@ -140,9 +161,12 @@ env_vars=(
   "IDP_CLIENT_ID=$IDP_CLIENT_ID"
   "RELAY_TOPIC=projects/$project/topics/$events_topic"
   "RELAY_ERROR_TOPIC=projects/$project/topics/$errors_topic"
+  "RELAY_TRIGGER_TOPIC=projects/$project/topics/$trigger_topic"
   "POLL_BUDGET_S=$POLL_BUDGET_S"
+  "INVOCATION_TIMEOUT_S=$TIMEOUT_S"
   "RUN_MAX_WAIT_S=$RUN_MAX_WAIT_S"
   "LOG_LEVEL=$LOG_LEVEL"
+  "THREADS=$CONCURRENCY" # functions-framework's gunicorn serves THREADS requests at once
 )
 optional_vars=(CDF_CLUSTER CDF_URL IDP_SCOPES IDP_AUDIENCE)
 managed=" ${env_vars[*]%%=*} ${optional_vars[*]} "
@@ -168,6 +192,54 @@ env_flag=$(
   IFS='|'
   printf '^|^%s' "${env_vars[*]}"
 )
+
+# Sweeps. A sweep covers the last whole window before it fires, windows aligned to multiples of WINDOW_S since
+# the epoch, so its cron must fire once per window: the pattern for each window length (the same table as
+# variables.tf); a window no cron can follow has none.
+declare -A sweep_crons=(
+  [60]='^\*(/1)? \* \* \* \*$'
+  [120]='^\*/2 \* \* \* \*$'
+  [180]='^\*/3 \* \* \* \*$'
+  [240]='^\*/4 \* \* \* \*$'
+  [300]='^\*/5 \* \* \* \*$'
+  [360]='^\*/6 \* \* \* \*$'
+  [600]='^\*/10 \* \* \* \*$'
+  [720]='^\*/12 \* \* \* \*$'
+  [900]='^\*/15 \* \* \* \*$'
+  [1200]='^\*/20 \* \* \* \*$'
+  [1800]='^\*/30 \* \* \* \*$'
+  [3600]='^[0-5]?[0-9] \* \* \* \*$'
+  [7200]='^[0-5]?[0-9] \*/2 \* \* \*$'
+  [10800]='^[0-5]?[0-9] \*/3 \* \* \*$'
+  [14400]='^[0-5]?[0-9] \*/4 \* \* \*$'
+  [21600]='^[0-5]?[0-9] \*/6 \* \* \*$'
+  [28800]='^[0-5]?[0-9] \*/8 \* \* \*$'
+  [43200]='^[0-5]?[0-9] \*/12 \* \* \*$'
+  [86400]='^[0-5]?[0-9] (1?[0-9]|2[0-3]) \* \* \*$'
+  [604800]='^[0-5]?[0-9] (1?[0-9]|2[0-3]) \* \* 4$'
+)
+sweep_jobs=() sweep_specs=() # job names, and PIPELINE:WINDOW_S:CRON for each
+if [[ -n ${SWEEPS:-} ]]; then
+  IFS=';' read -r -a entries <<<"$SWEEPS"
+  for entry in "${entries[@]}"; do
+    pipeline=${entry%%:*} rest=${entry#*:}
+    window=${rest%%:*} cron=${rest#*:}
+    [[ $entry == *:*:* ]] || die "SWEEPS: '$entry' is not PIPELINE:WINDOW_S:CRON"
+    if [[ $pipeline != all && ! ($pipeline =~ ^[1-9][0-9]{0,15}$ && $((pipeline)) -le 9007199254740991) ]]; then
+      die "SWEEPS: pipeline '$pipeline' must be a pipeline id from 1 to 9007199254740991, or all"
+    fi
+    if [[ ! $window =~ ^[0-9]{1,9}$ ]] || ((10#$window < 60 || 10#$window > 2678400)); then
+      die "SWEEPS: window '$window' must be a whole number of seconds from 60 to 2678400"
+    fi
+    window=$((10#$window))
+    pattern=${sweep_crons[$window]:-}
+    [[ -n $pattern && $cron =~ $pattern ]] ||
+      die "SWEEPS: '$cron' does not fire once in every $window s window (UTC); see --help for the forms"
+    job=$name-sweep-$pipeline-$window
+    [[ " ${sweep_jobs[*]} " != *" $job "* ]] || die "SWEEPS: $pipeline:$window appears twice"
+    sweep_jobs+=("$job") sweep_specs+=("$pipeline:$window:$cron")
+  done
+fi
 
 # --- how commands run -----------------------------------------------------------
 
@@ -239,11 +311,17 @@ pubsub_agent=serviceAccount:service-$project_number@gcp-sa-pubsub.iam.gserviceac
 # --- resources ------------------------------------------------------------------
 
 run gcloud services enable artifactregistry.googleapis.com cloudbuild.googleapis.com cloudfunctions.googleapis.com \
-  eventarc.googleapis.com pubsub.googleapis.com run.googleapis.com secretmanager.googleapis.com --project="$project"
+  cloudscheduler.googleapis.com eventarc.googleapis.com pubsub.googleapis.com run.googleapis.com \
+  secretmanager.googleapis.com --project="$project"
 
+kms_flags=()
+[[ -z ${KMS_KEY_NAME:-} ]] || kms_flags=(--topic-encryption-key="$KMS_KEY_NAME")
 for topic in "$trigger_topic" "$events_topic" "$errors_topic" "$dead_letter_topic"; do
-  exists gcloud pubsub topics describe "$topic" --project="$project" ||
-    run gcloud pubsub topics create "$topic" --project="$project"
+  if exists gcloud pubsub topics describe "$topic" --project="$project"; then
+    ((${#kms_flags[@]} == 0)) || run gcloud pubsub topics update "$topic" --project="$project" "${kms_flags[@]}"
+  else
+    run gcloud pubsub topics create "$topic" --project="$project" "${kms_flags[@]}"
+  fi
 done
 # Keeps dead-lettered trigger messages for 7 days.
 exists gcloud pubsub subscriptions describe "$dead_letter_subscription" --project="$project" ||
@@ -253,8 +331,9 @@ exists gcloud pubsub subscriptions describe "$dead_letter_subscription" --projec
 exists gcloud iam service-accounts describe "$sa_email" --project="$project" ||
   run gcloud iam service-accounts create "$name" --project="$project" --display-name="matchrelay function $name"
 
-# The function's identity: publisher on its two topics, event receiver for Eventarc.
-for topic in "$events_topic" "$errors_topic"; do
+# The function's identity: publisher on its two topics and on the trigger topic (continuation and sweep
+# triggers), event receiver for Eventarc.
+for topic in "$events_topic" "$errors_topic" "$trigger_topic"; do
   bind gcloud pubsub topics add-iam-policy-binding "$topic" --project="$project" \
     --member="$sa_member" --role=roles/pubsub.publisher
 done
@@ -278,7 +357,7 @@ bind gcloud secrets add-iam-policy-binding "$secret" --project="$project" \
 run gcloud functions deploy "$name" --gen2 --project="$project" --region="$REGION" \
   --runtime="$runtime" --source="$source_dir" --ignore-file="$script_dir/.gcloudignore" \
   --entry-point=on_run_message --trigger-topic="$trigger_topic" --trigger-location="$REGION" --retry \
-  --timeout=540s --memory="$memory" --concurrency=1 --max-instances="$MAX_INSTANCES" \
+  --timeout="${TIMEOUT_S}s" --memory="$memory" --cpu=1 --concurrency="$CONCURRENCY" --max-instances="$MAX_INSTANCES" \
   --ingress-settings=internal-only --service-account="$sa_email" --trigger-service-account="$sa_email" \
   --set-env-vars="$env_flag" --set-secrets="IDP_CLIENT_SECRET=$secret:latest" --quiet
 
@@ -286,15 +365,44 @@ run gcloud functions deploy "$name" --gen2 --project="$project" --region="$REGIO
 bind gcloud run services add-iam-policy-binding "$name" --project="$project" --region="$REGION" \
   --member="$sa_member" --role=roles/run.invoker
 
-# Dead letters go on the push subscription Eventarc created for the trigger.
+# The push subscription Eventarc created for the trigger: a 600 s ack deadline (also how long Pub/Sub waits for a
+# push; at Eventarc's 10 s it would push again while the first delivery still polls) and the dead-letter policy.
 lookup trigger EVENTARC_TRIGGER gcloud functions describe "$name" --gen2 --project="$project" --region="$REGION" \
   --format='value(eventTrigger.trigger)'
 lookup subscription EVENTARC_SUBSCRIPTION gcloud eventarc triggers describe "${trigger##*/}" --project="$project" \
   --location="$REGION" --format='value(transport.pubsub.subscription)'
 bind gcloud pubsub subscriptions add-iam-policy-binding "$subscription" --project="$project" \
   --member="$pubsub_agent" --role=roles/pubsub.subscriber
-run gcloud pubsub subscriptions update "$subscription" --project="$project" \
+run gcloud pubsub subscriptions update "$subscription" --project="$project" --ack-deadline=600 \
   --dead-letter-topic="projects/$project/topics/$dead_letter_topic" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
+
+# Sweep jobs, once the subscription exists (a message on a topic without one is lost). Cloud Scheduler publishes
+# as its service agent, whose role includes pubsub.topics.publish. Retries (5, 10, 20 s) end within the shortest
+# window, so a retried tick still covers its own window.
+for i in "${!sweep_jobs[@]}"; do
+  job=${sweep_jobs[i]} spec=${sweep_specs[i]}
+  pipeline=${spec%%:*} rest=${spec#*:}
+  window=${rest%%:*} cron=${rest#*:}
+  body="{\"runsCreated\":{\"windowS\":$window}}" scope="every pipeline"
+  if [[ $pipeline != all ]]; then
+    body="{\"pipelineId\":$pipeline,\"runsCreated\":{\"windowS\":$window}}" scope="pipeline $pipeline"
+  fi
+  verb=create
+  exists gcloud scheduler jobs describe "$job" --project="$project" --location="$REGION" && verb=update
+  run gcloud scheduler jobs "$verb" pubsub "$job" --project="$project" --location="$REGION" \
+    --schedule="$cron" --time-zone=Etc/UTC --topic="projects/$project/topics/$trigger_topic" --message-body="$body" \
+    --max-retry-attempts=3 --min-backoff=5s --max-backoff=20s --max-doublings=2 \
+    --description="matchrelay $name: relay the runs created in each $window s window ($scope)."
+done
+# Sweep jobs SWEEPS no longer names (only NAME-sweep-PIPELINE-WINDOW_S, not another function's).
+if ((!dry_run)); then
+  while IFS= read -r job; do
+    job=${job##*/}
+    if [[ ${job#"$name"-sweep-} =~ ^(all|[0-9]+)-[0-9]+$ && " ${sweep_jobs[*]} " != *" $job "* ]]; then
+      run gcloud scheduler jobs delete "$job" --project="$project" --location="$REGION" --quiet
+    fi
+  done < <(gcloud scheduler jobs list --project="$project" --location="$REGION" --format='value(name)')
+fi
 
 if ((!dry_run)); then
   printf 'deploy.sh: deployed %s; publish {"pipelineId": N, "runId": M} to projects/%s/topics/%s\n' \

@@ -2,19 +2,20 @@
 # trigger topic to on_run_message, which publishes CloudEvents to the events topic
 # (RELAY_TOPIC) and run.failed events to the error topic (RELAY_ERROR_TOPIC).
 #
-# Dead letters: Eventarc creates the trigger's push subscription itself, and the
-# google provider cannot configure it. Its dead-letter policy is set by the commands
-# in the dead_letter_policy_commands output (deploy.sh runs the same ones); run them
-# after every apply that recreates the trigger. Until then a trigger message that
-# keeps failing is retried until Eventarc's subscription drops it (24 h).
+# Eventarc's subscription: Eventarc creates the trigger's push subscription itself,
+# and the google provider cannot configure it. Its ack deadline (600 s) and
+# dead-letter policy are set by the commands in the eventarc_subscription_commands
+# output (deploy.sh runs the same ones); run them after every apply that recreates
+# the trigger. Until then Pub/Sub redelivers a message 10 s after each push starts,
+# while the first delivery still polls, and a message that keeps failing is retried
+# until Eventarc's subscription drops it (24 h).
+#
+# Scheduled sweeps are in sweeps.tf, alert policies in alerts.tf.
 
 locals {
   function_sa = "serviceAccount:${google_service_account.function.email}"
   # The Pub/Sub service agent moves messages to the dead-letter topic.
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
-  # Event-driven functions time out at 540 s at most; POLL_BUDGET_S stays below it.
-  timeout_seconds = 540
 
   # .gcloudignore is shared with deploy.sh; a gitignore name matches at any depth.
   ignored = [
@@ -37,9 +38,13 @@ locals {
       IDP_AUDIENCE         = var.idp_audience
       RELAY_TOPIC          = google_pubsub_topic.events.id
       RELAY_ERROR_TOPIC    = google_pubsub_topic.errors.id
+      RELAY_TRIGGER_TOPIC  = google_pubsub_topic.trigger.id
       POLL_BUDGET_S        = tostring(var.poll_budget_s)
+      INVOCATION_TIMEOUT_S = tostring(var.timeout_s)
       RUN_MAX_WAIT_S       = tostring(var.run_max_wait_s)
       LOG_LEVEL            = var.log_level
+      # functions-framework's gunicorn serves THREADS requests at once in its one process.
+      THREADS = tostring(var.concurrency)
     } : key => value if value != null
   })
 }
@@ -53,7 +58,10 @@ resource "google_project_service" "apis" {
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
     "eventarc.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
@@ -64,34 +72,38 @@ resource "google_project_service" "apis" {
   disable_on_destroy = false
 }
 
-# Topics.
+# Topics. kms_key_name = null (the default) leaves them on Google-managed keys.
 
 resource "google_pubsub_topic" "trigger" {
-  project    = var.project
-  name       = "${var.name}-trigger"
-  labels     = var.labels
-  depends_on = [google_project_service.apis]
+  project      = var.project
+  name         = "${var.name}-trigger"
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "events" {
-  project    = var.project
-  name       = "${var.name}-events"
-  labels     = var.labels
-  depends_on = [google_project_service.apis]
+  project      = var.project
+  name         = "${var.name}-events"
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "errors" {
-  project    = var.project
-  name       = "${var.name}-errors"
-  labels     = var.labels
-  depends_on = [google_project_service.apis]
+  project      = var.project
+  name         = "${var.name}-errors"
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
-  project    = var.project
-  name       = "${var.name}-dead-letter"
-  labels     = var.labels
-  depends_on = [google_project_service.apis]
+  project      = var.project
+  name         = "${var.name}-dead-letter"
+  labels       = var.labels
+  kms_key_name = var.kms_key_name
+  depends_on   = [google_project_service.apis]
 }
 
 # Keeps what reaches the dead-letter topic, so nothing is lost after the retries.
@@ -126,6 +138,14 @@ resource "google_pubsub_topic_iam_member" "events_publisher" {
 resource "google_pubsub_topic_iam_member" "errors_publisher" {
   project = var.project
   topic   = google_pubsub_topic.errors.name
+  role    = "roles/pubsub.publisher"
+  member  = local.function_sa
+}
+
+# The function publishes continuation triggers and a sweep's run triggers to its own trigger topic.
+resource "google_pubsub_topic_iam_member" "trigger_publisher" {
+  project = var.project
+  topic   = google_pubsub_topic.trigger.name
   role    = "roles/pubsub.publisher"
   member  = local.function_sa
 }
@@ -183,6 +203,7 @@ resource "google_secret_manager_secret_iam_member" "idp_client_secret_accessor" 
 # The source: the repository zipped without what .gcloudignore names.
 
 resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:holds only the function's source zips, read by Cloud Build; Cloud Audit Logs record access to it, usage logs would need a second bucket
   project                     = var.project
   name                        = "${var.name}-source-${data.google_project.this.number}"
   location                    = var.region
@@ -190,6 +211,20 @@ resource "google_storage_bucket" "source" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
+
+  # A replaced source zip stays recoverable for a while, then goes.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
 }
 
 data "archive_file" "source" {
@@ -228,11 +263,13 @@ resource "google_cloudfunctions2_function" "matchrelay" {
   }
 
   service_config {
-    available_memory                 = var.memory
-    timeout_seconds                  = local.timeout_seconds
+    available_memory = var.memory
+    # Cloud Run serves more than one request at a time on an instance only with at least 1 vCPU.
+    available_cpu                    = "1"
+    timeout_seconds                  = var.timeout_s
     max_instance_count               = var.max_instances
     min_instance_count               = 0
-    max_instance_request_concurrency = 1
+    max_instance_request_concurrency = var.concurrency
     # Eventarc and Pub/Sub push count as internal traffic.
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
@@ -263,6 +300,10 @@ resource "google_cloudfunctions2_function" "matchrelay" {
     precondition {
       condition     = var.idp_client_secret == null || var.idp_client_secret_id == null
       error_message = "Set idp_client_secret or idp_client_secret_id, not both."
+    }
+    precondition {
+      condition     = var.poll_budget_s < var.timeout_s
+      error_message = "poll_budget_s must be below timeout_s: an invocation must hand its message back before it times out."
     }
   }
 

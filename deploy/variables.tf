@@ -34,9 +34,9 @@ variable "runtime" {
 }
 
 variable "memory" {
-  description = "Memory available to one function instance (service_config.available_memory)."
+  description = "Memory of one function instance (service_config.available_memory). 1Gi fits the default 80 concurrent requests: about 100 MB base, at most about 64 MB of unconfirmed publishes per process, runs that are waiting cost almost nothing, and a run streaming a million matches peaks near 100 MB."
   type        = string
-  default     = "512Mi"
+  default     = "1Gi"
 
   validation {
     condition     = can(regex("^[0-9]+(k|M|G|Ki|Mi|Gi)$", var.memory))
@@ -45,13 +45,47 @@ variable "memory" {
 }
 
 variable "max_instances" {
-  description = "Most function instances running at once (each handles one message at a time)."
+  description = "Most function instances running at once; at most max_instances * concurrency trigger messages are handled at a time."
   type        = number
   default     = 10
 
   validation {
     condition     = var.max_instances >= 1 && var.max_instances <= 1000 && floor(var.max_instances) == var.max_instances
     error_message = "max_instances must be a whole number from 1 to 1000."
+  }
+}
+
+variable "concurrency" {
+  description = "Requests one instance serves at a time (max_instance_request_concurrency); the function's THREADS is set to the same. Each instance gets 1 vCPU, which Cloud Run needs for more than one."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000 && floor(var.concurrency) == var.concurrency
+    error_message = "concurrency must be a whole number from 1 to 1000."
+  }
+}
+
+variable "timeout_s" {
+  description = "Seconds an invocation may run before Cloud Run ends it (service_config.timeout_seconds); the function's INVOCATION_TIMEOUT_S is set to the same. poll_budget_s must be below it."
+  type        = number
+  default     = 540
+
+  validation {
+    # 540 s is the most an event-driven function may take; below 5 s the worker has no time to work.
+    condition     = var.timeout_s >= 5 && var.timeout_s <= 540 && floor(var.timeout_s) == var.timeout_s
+    error_message = "timeout_s must be a whole number of seconds from 5 to 540 (the most for an event-driven function)."
+  }
+}
+
+variable "kms_key_name" {
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the four topics; null uses Google-managed keys. The Pub/Sub service agent must hold the Cloud KMS CryptoKey Encrypter/Decrypter role on it (grant that outside this module)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key_name))
+    error_message = "kms_key_name must be projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY."
   }
 }
 
@@ -154,13 +188,13 @@ variable "idp_audience" {
 }
 
 variable "poll_budget_s" {
-  description = "Seconds one invocation polls before it hands the message back (POLL_BUDGET_S); below the function's 540 s timeout."
+  description = "Seconds one invocation polls before it hands the message back (POLL_BUDGET_S); below timeout_s (540 s by default)."
   type        = number
   default     = 480
 
   validation {
     condition     = var.poll_budget_s >= 1 && var.poll_budget_s < 540 && floor(var.poll_budget_s) == var.poll_budget_s
-    error_message = "poll_budget_s must be a whole number of seconds from 1 to 539: event functions time out at 540 s."
+    error_message = "poll_budget_s must be a whole number of seconds from 1 to 539: event functions time out at 540 s at most, and it must also be below timeout_s."
   }
 }
 
@@ -195,7 +229,7 @@ variable "extra_environment_variables" {
     condition = length(setintersection(keys(var.extra_environment_variables), [
       "CDF_PROJECT", "CDF_CLUSTER", "CDF_URL", "CDF_ALLOWED_PROJECTS", "IDP_TOKEN_URL", "IDP_CLIENT_ID",
       "IDP_CLIENT_SECRET", "IDP_SCOPES", "IDP_AUDIENCE", "CDF_TOKEN", "RELAY_TOPIC", "RELAY_ERROR_TOPIC",
-      "POLL_BUDGET_S", "RUN_MAX_WAIT_S", "LOG_LEVEL",
+      "RELAY_TRIGGER_TOPIC", "POLL_BUDGET_S", "INVOCATION_TIMEOUT_S", "RUN_MAX_WAIT_S", "LOG_LEVEL", "THREADS",
     ])) == 0
     error_message = "extra_environment_variables must not set a variable that has its own module variable, nor IDP_CLIENT_SECRET or CDF_TOKEN."
   }
@@ -222,5 +256,85 @@ variable "dead_letter_retention" {
   validation {
     condition     = can(regex("^[0-9]+s$", var.dead_letter_retention)) && try(tonumber(trimsuffix(var.dead_letter_retention, "s")) >= 600 && tonumber(trimsuffix(var.dead_letter_retention, "s")) <= 2678400, false)
     error_message = "dead_letter_retention must be a number of seconds from 600s to 2678400s."
+  }
+}
+
+# Scheduled sweeps (sweeps.tf).
+
+variable "sweeps" {
+  description = "Cloud Scheduler jobs that publish a sweep trigger ({\"pipelineId\": N, \"runsCreated\": {\"windowS\": W}}, or without pipelineId for the whole project) to the trigger topic. Each sweep covers the last whole window of window_s seconds (windows aligned to multiples of window_s since the epoch) before it fires, so schedule (unix cron, UTC) must fire once in every window: every M minutes on the minute (\"*/M * * * *\", M divides 60), every h hours at a fixed minute (\"MM */h * * *\", h divides 24; \"MM * * * *\" hourly), daily (\"MM HH * * *\") or weekly on Thursdays, when epoch weeks start (\"MM HH * * 4\")."
+  type = list(object({
+    pipeline_id = optional(number) # null sweeps every pipeline of the CDF project
+    window_s    = number
+    schedule    = string
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for s in var.sweeps : s.window_s >= 60 && s.window_s <= 2678400 && floor(s.window_s) == s.window_s])
+    error_message = "sweeps: window_s must be a whole number of seconds from 60 to 2678400 (31 days)."
+  }
+
+  validation {
+    condition     = alltrue([for s in var.sweeps : s.pipeline_id == null || try(s.pipeline_id >= 1 && s.pipeline_id <= 9007199254740991 && floor(s.pipeline_id) == s.pipeline_id, false)])
+    error_message = "sweeps: pipeline_id must be a whole number from 1 to 9007199254740991, or null for every pipeline."
+  }
+
+  validation {
+    # The window's length picks the one cron pattern that fires once per window, on its boundary or at a fixed
+    # offset inside it; a window no cron can follow (say 7 minutes, or 5 days) has no entry and is refused.
+    condition = alltrue([for s in var.sweeps : can(regex({
+      "60"     = "^\\*(/1)? \\* \\* \\* \\*$"
+      "120"    = "^\\*/2 \\* \\* \\* \\*$"
+      "180"    = "^\\*/3 \\* \\* \\* \\*$"
+      "240"    = "^\\*/4 \\* \\* \\* \\*$"
+      "300"    = "^\\*/5 \\* \\* \\* \\*$"
+      "360"    = "^\\*/6 \\* \\* \\* \\*$"
+      "600"    = "^\\*/10 \\* \\* \\* \\*$"
+      "720"    = "^\\*/12 \\* \\* \\* \\*$"
+      "900"    = "^\\*/15 \\* \\* \\* \\*$"
+      "1200"   = "^\\*/20 \\* \\* \\* \\*$"
+      "1800"   = "^\\*/30 \\* \\* \\* \\*$"
+      "3600"   = "^[0-5]?[0-9] \\* \\* \\* \\*$"
+      "7200"   = "^[0-5]?[0-9] \\*/2 \\* \\* \\*$"
+      "10800"  = "^[0-5]?[0-9] \\*/3 \\* \\* \\*$"
+      "14400"  = "^[0-5]?[0-9] \\*/4 \\* \\* \\*$"
+      "21600"  = "^[0-5]?[0-9] \\*/6 \\* \\* \\*$"
+      "28800"  = "^[0-5]?[0-9] \\*/8 \\* \\* \\*$"
+      "43200"  = "^[0-5]?[0-9] \\*/12 \\* \\* \\*$"
+      "86400"  = "^[0-5]?[0-9] (1?[0-9]|2[0-3]) \\* \\* \\*$"
+      "604800" = "^[0-5]?[0-9] (1?[0-9]|2[0-3]) \\* \\* 4$"
+    }[tostring(s.window_s)], s.schedule))])
+    error_message = "sweeps: schedule must fire once in every window of window_s seconds (UTC): \"*/M * * * *\" for window_s = 60*M with M dividing 60; \"MM */h * * *\" (\"MM * * * *\" for an hour) for window_s = 3600*h with h dividing 24; \"MM HH * * *\" for 86400; \"MM HH * * 4\" for 604800. Other windows cannot be scheduled."
+  }
+
+  validation {
+    condition     = length(distinct([for s in var.sweeps : "${coalesce(s.pipeline_id, 0)}/${s.window_s}"])) == length(var.sweeps)
+    error_message = "sweeps: each pair of pipeline_id and window_s may appear once (it names the job)."
+  }
+}
+
+# Alerts (alerts.tf).
+
+variable "alerts" {
+  description = "Create the log-based metric of run.failed events and the alert policies on dead letters, run.failed events and the trigger backlog."
+  type        = bool
+  default     = true
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) the alert policies notify; empty means incidents show in the console only."
+  type        = list(string)
+  default     = []
+}
+
+variable "trigger_backlog_alert_s" {
+  description = "Age in seconds of the oldest unacknowledged trigger message above which the backlog alert fires. A run still going in CDF keeps its trigger unacknowledged, so set it above your longest normal run."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.trigger_backlog_alert_s >= 300 && var.trigger_backlog_alert_s <= 604800 && floor(var.trigger_backlog_alert_s) == var.trigger_backlog_alert_s
+    error_message = "trigger_backlog_alert_s must be a whole number of seconds from 300 to 604800."
   }
 }

@@ -31,7 +31,7 @@ SA = f"serviceAccount:matchrelay@{PROJECT}.iam.gserviceaccount.com"
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
 EVENTARC_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/eventarc-{REGION}-matchrelay-123-sub-042"
 ROLES = {
-    "roles/pubsub.publisher",  # the function on the events and error topics; the Pub/Sub agent on the dead-letter topic
+    "roles/pubsub.publisher",  # the function on the events, error and trigger topics; the Pub/Sub agent on dead letters
     "roles/secretmanager.secretAccessor",  # the function on its secret
     "roles/run.invoker",  # the trigger's account on the function's service
     "roles/eventarc.eventReceiver",  # the trigger's account, project level
@@ -160,14 +160,16 @@ def test_deploy_source_upload_leaves_out_everything_but_the_function(tf: Module)
         assert not [p for p in patterns if fnmatch.fnmatch(kept, p)], kept
 
 
-def test_deploy_function_service_times_out_at_540_and_serves_one_message_at_a_time(tf: Module) -> None:
-    """service_config: 540 s timeout, 512Mi by default, concurrency 1, internal ingress, its own service account."""
+def test_deploy_function_service_serves_80_requests_on_one_vcpu_within_540_s(tf: Module) -> None:
+    """service_config: timeout_s (540), 1Gi and 1 vCPU, concurrency 80 by default, internal ingress, its own account."""
     service = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "service_config")
-    assert service["timeout_seconds"] == "${local.timeout_seconds}"
-    assert tf.locals["timeout_seconds"] == 540
+    assert service["timeout_seconds"] == "${var.timeout_s}"
+    assert tf.variables["timeout_s"]["default"] == 540
     assert service["available_memory"] == "${var.memory}"
-    assert tf.variables["memory"]["default"] == "512Mi"
-    assert service["max_instance_request_concurrency"] == 1
+    assert tf.variables["memory"]["default"] == "1Gi"
+    assert service["available_cpu"] == "1"  # Cloud Run needs a whole vCPU for concurrency above 1
+    assert service["max_instance_request_concurrency"] == "${var.concurrency}"
+    assert tf.variables["concurrency"]["default"] == 80
     assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     assert service["service_account_email"] == "${google_service_account.function.email}"
     assert service["environment_variables"] == "${local.environment}"
@@ -199,23 +201,33 @@ def test_deploy_function_environment_names_full_topics_and_drops_unset_values(tf
         "IDP_AUDIENCE",
         "RELAY_TOPIC",
         "RELAY_ERROR_TOPIC",
+        "RELAY_TRIGGER_TOPIC",
         "POLL_BUDGET_S",
+        "INVOCATION_TIMEOUT_S",
         "RUN_MAX_WAIT_S",
         "LOG_LEVEL",
+        "THREADS",
     }
     # google_pubsub_topic.id is projects/{project}/topics/{name}.
     assert "RELAY_TOPIC = google_pubsub_topic.events.id" in environment
     assert "RELAY_ERROR_TOPIC = google_pubsub_topic.errors.id" in environment
+    assert "RELAY_TRIGGER_TOPIC = google_pubsub_topic.trigger.id" in environment
+    assert "INVOCATION_TIMEOUT_S = tostring(var.timeout_s)" in environment
+    assert "THREADS = tostring(var.concurrency)" in environment
     assert "IDP_AUDIENCE = var.idp_audience" in environment
     assert environment.endswith(": key => value if value != null})}")
     assert tf.variables["idp_audience"]["default"] is None
     extra = tf.variables["extra_environment_variables"]["validation"][0]["condition"]
     assert '"IDP_CLIENT_SECRET"' in extra
-    assert '"RELAY_TOPIC"' in extra
+    assert all(f'"{name}"' in extra for name in ("RELAY_TOPIC", "RELAY_TRIGGER_TOPIC", "INVOCATION_TIMEOUT_S", "THREADS"))
 
 
-def test_deploy_poll_budget_defaults_to_480_and_must_stay_below_540(tf: Module) -> None:
-    """POLL_BUDGET_S defaults to 480 and its validation refuses 540 and more."""
+def test_deploy_poll_budget_defaults_to_480_and_must_stay_below_the_timeout(tf: Module) -> None:
+    """POLL_BUDGET_S defaults to 480, its validation refuses 540 and more, and a precondition keeps it below timeout_s."""
+    preconditions = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "lifecycle")["precondition"]
+    assert "${var.poll_budget_s < var.timeout_s}" in [rule["condition"] for rule in preconditions]
+    timeout = tf.variables["timeout_s"]
+    assert [_validates(timeout, "timeout_s", value) for value in (5, 540, 4, 541, 60.5)] == [1, 1, 0, 0, 0]
     variable = tf.variables["poll_budget_s"]
     assert variable["default"] == 480
     assert _validates(variable, "poll_budget_s", 480)
@@ -262,6 +274,9 @@ def test_deploy_topics_and_a_seven_day_dead_letter_subscription(tf: Module) -> N
     assert subscription["message_retention_duration"] == "${var.dead_letter_retention}"
     assert tf.variables["dead_letter_retention"]["default"] == "604800s"
     assert _one(subscription, "expiration_policy") == {"ttl": ""}
+    kms = [body["kms_key_name"] for (type_, _), body in tf.resources.items() if type_ == "google_pubsub_topic"]
+    assert kms == ["${var.kms_key_name}"] * 4
+    assert tf.variables["kms_key_name"]["default"] is None
 
 
 def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
@@ -282,6 +297,7 @@ def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
     assert grants == {
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.events.name}", sa),
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.errors.name}", sa),
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.trigger.name}", sa),
         ("secret_manager_secret", "roles/secretmanager.secretAccessor", "${local.secret_id}", sa),
         ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.matchrelay.name}", sa),
         ("project", "roles/eventarc.eventReceiver", "${var.project}", sa),
@@ -293,8 +309,8 @@ def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
     )
 
 
-def test_deploy_outputs_name_the_function_topics_and_dead_letter_commands(tf: Module) -> None:
-    """Outputs give the function, every topic, the dead-letter subscription, the account and the policy commands."""
+def test_deploy_outputs_name_the_function_topics_and_eventarc_subscription_commands(tf: Module) -> None:
+    """Outputs give the function, topics, dead-letter subscription, account, and the Eventarc subscription commands."""
     assert set(tf.outputs) >= {
         "function_name",
         "function_uri",
@@ -304,9 +320,14 @@ def test_deploy_outputs_name_the_function_topics_and_dead_letter_commands(tf: Mo
         "dead_letter_topic_id",
         "dead_letter_subscription_id",
         "service_account_email",
+        "sweep_jobs",
+        "alert_policies",
     }
-    commands = tf.outputs["dead_letter_policy_commands"]["value"]
+    commands = tf.locals["eventarc_subscription_commands"]
+    assert tf.outputs["eventarc_subscription_commands"]["value"] == "${local.eventarc_subscription_commands}"
+    assert tf.outputs["dead_letter_policy_commands"]["value"] == "${local.eventarc_subscription_commands}"
     assert "event_trigger[0].trigger" in commands
+    assert "--ack-deadline=600 " in commands
     assert "--dead-letter-topic=${google_pubsub_topic.dead_letter.id}" in commands
     assert "--max-delivery-attempts=${var.max_delivery_attempts}" in commands
     assert "--member=${local.pubsub_service_agent} --role=roles/pubsub.subscriber" in commands
@@ -399,8 +420,8 @@ def _flags(argv: list[str]) -> dict[str, str]:
 
 
 def _changes(calls: list[list[str]]) -> list[list[str]]:
-    """The calls that change something (the describes only look)."""
-    return [argv for argv in calls if "describe" not in argv]
+    """The calls that change something (describes and lists only look)."""
+    return [argv for argv in calls if "describe" not in argv and "list" not in argv]
 
 
 @pytest.fixture(scope="module")
@@ -444,6 +465,7 @@ def test_deploy_script_issues_the_deployment_in_order(fresh: Run) -> None:
         ["iam", "service-accounts", "create", "matchrelay"],
         ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-events"],
         ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-errors"],
+        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-trigger"],
         ["projects", "add-iam-policy-binding", PROJECT],
         ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-dead-letter"],
         ["secrets", "create", "matchrelay-idp-client-secret"],
@@ -461,8 +483,10 @@ def test_deploy_script_issues_the_deployment_in_order(fresh: Run) -> None:
     assert subscription["--topic"] == "matchrelay-dead-letter"
     assert subscription["--message-retention-duration"] == "7d"
     update = _flags(changes[-1])
+    assert update["--ack-deadline"] == "600"
     assert update["--dead-letter-topic"] == f"projects/{PROJECT}/topics/matchrelay-dead-letter"
     assert update["--max-delivery-attempts"] == "100"
+    assert "cloudscheduler.googleapis.com" in changes[0]
 
 
 def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Run) -> None:
@@ -481,6 +505,7 @@ def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Ru
             "--retry",
             "--timeout",
             "--memory",
+            "--cpu",
             "--concurrency",
             "--service-account",
             "--trigger-service-account",
@@ -494,8 +519,9 @@ def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Ru
         "--trigger-topic": "matchrelay-trigger",
         "--retry": "",
         "--timeout": "540s",
-        "--memory": "512Mi",
-        "--concurrency": "1",
+        "--memory": "1Gi",
+        "--cpu": "1",
+        "--concurrency": "80",
         "--service-account": sa_email,
         "--trigger-service-account": sa_email,
         "--set-secrets": "IDP_CLIENT_SECRET=matchrelay-idp-client-secret:latest",
@@ -514,9 +540,12 @@ def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Ru
         "IDP_SCOPES": SETTINGS["IDP_SCOPES"],
         "RELAY_TOPIC": f"projects/{PROJECT}/topics/matchrelay-events",
         "RELAY_ERROR_TOPIC": f"projects/{PROJECT}/topics/matchrelay-errors",
+        "RELAY_TRIGGER_TOPIC": f"projects/{PROJECT}/topics/matchrelay-trigger",
         "POLL_BUDGET_S": "480",
+        "INVOCATION_TIMEOUT_S": "540",
         "RUN_MAX_WAIT_S": "82800",
         "LOG_LEVEL": "INFO",
+        "THREADS": "80",
         "CDF_API_VERSION": "beta",
         "HTTP_TIMEOUT_S": "20",
     }
@@ -539,7 +568,7 @@ def test_deploy_script_grants_only_the_listed_roles_at_resource_level(fresh: Run
         ("pubsub", "roles/pubsub.subscriber", PUBSUB_AGENT),
     }
     topics = {argv[3] for argv in fresh.calls if argv[:3] == ["pubsub", "topics", "add-iam-policy-binding"]}
-    assert topics == {"matchrelay-events", "matchrelay-errors", "matchrelay-dead-letter"}
+    assert topics == {"matchrelay-events", "matchrelay-errors", "matchrelay-trigger", "matchrelay-dead-letter"}
 
 
 def test_deploy_script_stores_the_secret_without_showing_it(fresh: Run) -> None:
@@ -594,6 +623,11 @@ def test_deploy_script_names_a_missing_setting_and_changes_nothing(tmp_path: Pat
     [
         ("POLL_BUDGET_S", "540"),
         ("POLL_BUDGET_S", "8m"),
+        ("TIMEOUT_S", "541"),
+        ("TIMEOUT_S", "4"),
+        ("CONCURRENCY", "0"),
+        ("CONCURRENCY", "1001"),
+        ("KMS_KEY_NAME", "projects/p/keyRings/r"),
         ("MAX_DELIVERY_ATTEMPTS", "101"),
         ("CDF_URL", "https://x.cognitedata.com"),
         ("EXTRA_ENV_VARS", "RELAY_TOPIC=elsewhere"),
