@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
+import time
 
 import flask
 import functions_framework
@@ -21,8 +21,8 @@ from cloudevents.http import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
 from handlers.errors import ConfigError
-from handlers.logs import gcp_project, log_context, request_trace, setup_logging, trace_fields
-from handlers.runtime import Runtime
+from handlers.logs import Trace, request_trace, setup_logging
+from handlers.runtime import Delivery, Runtime
 from handlers.settings import Settings, load_settings
 from handlers.shutdown import install as install_sigterm
 
@@ -54,25 +54,19 @@ def runtime() -> Runtime:
 @functions_framework.cloud_event
 def on_run_message(event: CloudEvent) -> None:
     """Relay the run a trigger message names; 200 acks it, 503 hands it back to Pub/Sub."""
-    data = event.get_data()
-    with log_context(**_trace(event, data)):
-        outcome = runtime().handle_event(str(event["id"]), data)
+    received = time.monotonic()  # the invocation's deadline counts from here
+    delivery = Delivery(received, str(event["source"]), _request_trace())
+    outcome = runtime().handle_event(str(event["id"]), event.get_data(), delivery)
     if not outcome.ack:
         raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
 
 
-def _trace(event: CloudEvent, data: Any) -> dict[str, Any]:
-    """Cloud Logging's trace fields for this request's ``traceparent`` or ``X-Cloud-Trace-Context`` (if valid).
-
-    The trace is named by ``GOOGLE_CLOUD_PROJECT``, else by the project of the trigger's topic (Eventarc's
-    ``source``) or subscription, since Cloud Run does not set that variable by itself.
-    """
+def _request_trace() -> Trace | None:
+    """This request's ``traceparent`` or ``X-Cloud-Trace-Context``, if valid."""
     if not flask.has_request_context():
-        return {}
-    subscription = data.get("subscription") if isinstance(data, dict) else None
-    project = gcp_project(_settings.google_cloud_project, event["source"], subscription)
+        return None
     headers = flask.request.headers
-    return trace_fields(request_trace(headers.get("traceparent"), headers.get("X-Cloud-Trace-Context")), project)
+    return request_trace(headers.get("traceparent"), headers.get("X-Cloud-Trace-Context"))
 
 
 if __name__ == "__main__":

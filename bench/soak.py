@@ -124,14 +124,14 @@ class Plan:
         """Every ``ce-id`` the run owes subscribers: its type and the data it must carry."""
         base = {"project": CDF_PROJECT, "pipelineId": self.pipeline_id, "runId": self.run_id}
         if self.ending == "invalid_response":
-            return {self.prefix + "run": ("run.failed", {**base, "reason": "invalid_response"})}
+            return {self.prefix + "run/failed/invalid_response": ("run.failed", {**base, "reason": "invalid_response"})}
         assert self.body is not None
         body = self.body
         times = {k: body[k] for k in ("createdTime", "startTime", "statusTime")}
         run = {**base, "jobId": body["jobId"], **times, "errors": body["errors"]}
         if self.ending == "run_failed":
             failed = {**run, "status": "Failed", "reason": "run_failed", "errorMessage": body["errorMessage"]}
-            return {self.prefix + "run": ("run.failed", failed)}
+            return {self.prefix + "run/failed/run_failed": ("run.failed", failed)}
         owed: dict[str, tuple[str, dict[str, Any]]] = {}
         for i, m in enumerate(body["matches"]):
             owed[f"{self.prefix}match/{i}"] = (

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from handlers import __version__
+from handlers.deadline import Deadline
 from handlers.errors import (
     AccessDenied,
     AuthFailed,
@@ -90,7 +91,7 @@ class CdfClient:
         self, settings: Settings, http: httpx.Client, tokens: TokenSource, wall: Callable[[], float] = time.time
     ) -> None:
         self._base = f"{settings.base_url}/api/v1/projects"
-        self._version = settings.cdf_api_version
+        self._version, self._http_timeout = settings.cdf_api_version, settings.http_timeout_s
         self._http, self._tokens, self._wall = http, tokens, wall
 
     def run_url(self, project: str, pipeline_id: int, run_id: int | str) -> str:
@@ -98,26 +99,29 @@ class CdfClient:
         return f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}/runs/{run_id}"
 
     @contextlib.contextmanager
-    def open_run(self, project: str, pipeline_id: int, run_id: int) -> Iterator[Iterator[bytes]]:
+    def open_run(
+        self, project: str, pipeline_id: int, run_id: int, deadline: Deadline | None = None
+    ) -> Iterator[Iterator[bytes]]:
         """The run's results body as a stream of byte chunks, once CDF has answered 200."""
-        with self._open(self.run_url(project, pipeline_id, run_id), {}) as response:
+        with self._open(self.run_url(project, pipeline_id, run_id), {}, deadline) as response:
             yield _chunks(response)
 
-    def get_latest(self, project: str, pipeline_id: int) -> dict[str, Any]:
-        with self._open(self.run_url(project, pipeline_id, "latest"), {"includeSkipped": "false"}) as response:
-            response.read()
+    def get_latest(self, project: str, pipeline_id: int, deadline: Deadline | None = None) -> dict[str, Any]:
+        url, params = self.run_url(project, pipeline_id, "latest"), {"includeSkipped": "false"}
+        with self._open(url, params, deadline) as response:
+            _read(response, "CDF")
             return _json(response, "CDF")
 
     @contextlib.contextmanager
-    def _open(self, url: str, params: dict[str, str]) -> Iterator[httpx.Response]:
+    def _open(self, url: str, params: dict[str, str], deadline: Deadline | None) -> Iterator[httpx.Response]:
         """A 200 response, unread; any other answer is translated into the error tree here."""
         token, fresh = self._tokens.get()
-        with self._stream(url, params, token) as response:
+        with self._stream(url, params, token, deadline) as response:
             if response.status_code != 401 or fresh or not self._tokens.refreshable:
                 yield self._ok(response)
                 return
         token, _ = self._tokens.get(rejected=token)  # a 401 on a cached token: it expired; fetch one, once
-        with self._stream(url, params, token) as response:
+        with self._stream(url, params, token, deadline) as response:
             yield self._ok(response)
 
     def _ok(self, response: httpx.Response) -> httpx.Response:
@@ -134,12 +138,22 @@ class CdfClient:
         raise InvalidRequest(_describe(response, "CDF rejected the request"))
 
     @contextlib.contextmanager
-    def _stream(self, url: str, params: dict[str, str], token: str) -> Iterator[httpx.Response]:
+    def _stream(
+        self, url: str, params: dict[str, str], token: str, deadline: Deadline | None
+    ) -> Iterator[httpx.Response]:
         headers = {"Authorization": f"Bearer {token}"}
         if self._version:
             headers["cdf-version"] = self._version
-        with _httpx_errors("CDF"), self._http.stream("GET", url, params=params, headers=headers) as response:
+        stream = self._http.stream("GET", url, params=params, headers=headers, timeout=self._timeout(deadline))
+        with _httpx_errors("CDF"), stream as response:
             yield response
+
+    def _timeout(self, deadline: Deadline | None) -> httpx.Timeout:
+        # Under a deadline no request outlives the invocation, and no read stalls into its ending phase.
+        if deadline is None or not deadline.bounded:
+            return httpx.Timeout(self._http_timeout)
+        whole = deadline.request_s(self._http_timeout)
+        return httpx.Timeout(whole, read=min(whole, deadline.read_s(self._http_timeout)))
 
 
 def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:

@@ -8,7 +8,11 @@ happens (HTTP answer, trigger body, settings, Pub/Sub future), into one of these
 - ``TransientError``: CDF or the token endpoint may answer better later. The
   poller retries it with backoff inside the invocation's budget.
 - ``HandBack``: this invocation stops and answers non-2xx, so Pub/Sub redelivers
-  the message later (budget spent, publish failed, shutting down).
+  the message later (budget spent, publish failed, shutting down, a
+  continuation with no time to move on).
+
+What hands on is not an error: when the invocation's deadline comes before the
+end of a completed run, the relay publishes a continuation trigger and acks.
 - ``ConfigError``: a missing or contradictory setting; start-up stops.
 """
 
@@ -103,6 +107,12 @@ class PublishFailed(HandBack):
     """Pub/Sub did not confirm every event; the redelivery publishes them again."""
 
     code = "publish_failed"
+
+
+class NoProgress(HandBack):
+    """A continuation's segment had no time to publish anything: redeliver rather than continue in a loop."""
+
+    code = "no_progress"
 
 
 class ShuttingDown(HandBack):

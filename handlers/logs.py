@@ -17,8 +17,9 @@ import contextvars
 import json
 import logging
 import re
+import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,13 @@ def request_trace(traceparent: str | None, cloud_trace_context: str | None) -> T
     if trace is None and cloud_trace_context is not None:
         trace = parse_cloud_trace_context(cloud_trace_context)
     return trace
+
+
+def traceparent_of(trace: Trace, new_span: Callable[[], str] = lambda: secrets.token_hex(8)) -> str:
+    """The W3C ``traceparent`` events and triggers carry for ``trace``: same trace-id, the caller's span as parent
+    (a new one when the caller gave none), sampled or not as the caller said."""
+    span = trace.span_id or new_span()
+    return f"00-{trace.trace_id}-{span}-{'01' if trace.sampled else '00'}"
 
 
 def gcp_project(configured: str | None, *paths: Any) -> str | None:

@@ -176,7 +176,22 @@ Reason = Literal[
 ]
 
 
-class RunFailedData(_Coordinates):
+# A sweep's window of run creation times, [from, to); "from" is a keyword, so the functional form.
+Window = TypedDict(
+    "Window",
+    {
+        "from": Annotated[int, _doc("Start of the window, epoch milliseconds, included.")],
+        "to": Annotated[int, _doc("End of the window, epoch milliseconds, excluded.")],
+    },
+)
+
+
+class _Sweep(TypedDict, total=False):
+    # Present only on the run.failed of a sweep CDF refused.
+    window: Annotated[Window, _doc("The sweep's window of run creation times; only on a sweep's run.failed.")]
+
+
+class RunFailedData(_Coordinates, _Sweep):
     """Data of a com.cognite.entitymatching.run.failed event: the run failed in CDF, or matchrelay gave up on it. It
     closes the run instead of run.completed (same ce-id); match or rule events received before it are not a result."""
 

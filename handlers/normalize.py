@@ -53,6 +53,7 @@ class RunRef:
     known_project: bool = True  # False when the trigger's project could not be read
     from_trigger: bool = False  # an invalid trigger: the source names no run
     latest_key: str | None = None  # runId "latest" not yet resolved: the message that asked for it
+    traceparent: str | None = None  # the trigger's trace (W3C traceparent), carried as ce-traceparent
 
     @property
     def source(self) -> str:
@@ -91,6 +92,8 @@ class RunRef:
             attributes["ce-pipelineid"] = str(self.pipeline_id)
         if self.run_id is not None:
             attributes["ce-runid"] = str(self.run_id)
+        if self.traceparent is not None:
+            attributes["ce-traceparent"] = self.traceparent
         return attributes
 
 
@@ -257,7 +260,11 @@ def failed_event(
     decided_at_ms: int,
     event_id: str | None = None,
 ) -> Event:
-    """``run.failed``: a failed run (CDF's own message) or a reason of ours (with our message)."""
+    """``run.failed``: a failed run (CDF's own message) or a reason of ours (with our message).
+
+    Its subject names the reason, so a run that fails once and later completes (or fails otherwise) gives each
+    outcome its own ``ce-id``.
+    """
     data = {
         **ref.coordinates(summary.jobId if summary else None),
         "status": summary.status if summary else None,
@@ -268,7 +275,7 @@ def failed_event(
         "startTime": summary.startTime if summary else None,
         "statusTime": summary.statusTime if summary else None,
     }
-    attributes = ref.attributes("run.failed", "run", run_time(summary, decided_at_ms), event_id)
+    attributes = ref.attributes("run.failed", f"run/failed/{reason}", run_time(summary, decided_at_ms), event_id)
     attributes["ce-reason"] = reason
     return Event(dumps(data), attributes)
 

@@ -1,9 +1,10 @@
-"""The flow, stage by stage: trigger → poll → normalize → publish.
+"""The flow, stage by stage: trigger → poll → normalize → publish → complete or continue.
 
 ``Relay`` owns no I/O of its own: CDF, the sink and time are handed in. It turns
 every ending into an ``Outcome``: a completed run (its events confirmed), a
-``run.failed`` event published (any ``PermanentError``), or a hand-back
-(``HandBack``) that the entry point answers with a non-2xx status.
+segment published and its continuation confirmed (the invocation's deadline
+came first), a ``run.failed`` event published (any ``PermanentError``), or a
+hand-back (``HandBack``) that the entry point answers with a non-2xx status.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.cdf import CdfClient
-from handlers.errors import HandBack, MalformedResponse, PermanentError
-from handlers.models import MAX_ID
+from handlers.continuation import Segment, continuation_message
+from handlers.deadline import Deadline
+from handlers.errors import HandBack, MalformedResponse, NoProgress, PermanentError
+from handlers.models import MAX_ID, RunSummary
 from handlers.normalize import RunRef, completed_event, failed_event, stream_events
 from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.publish import Sink
@@ -39,13 +42,14 @@ class Topics:
 class Outcome:
     """How one trigger ended; ``ack`` is what the function answers (200 or not)."""
 
-    kind: str  # "completed", "failed" or "handed_back"
+    kind: str  # "completed", "continued", "failed" or "handed_back"
     reason: str | None = None
     events: int = 0
     polls: int = 0
     retries: int = 0
     run_id: int | None = None
     detail: str = ""
+    segment: int = 0
 
     @property
     def ack(self) -> bool:
@@ -61,7 +65,7 @@ class Relay:
     wall: Callable[[], float] = time.time  # epoch seconds, for publishTime ages and ce-time of decisions
     topics: Topics = field(default_factory=lambda: Topics("-", "-"))
 
-    def invalid(self, exc: BadTrigger) -> Outcome:
+    def invalid(self, exc: BadTrigger, traceparent: str | None = None) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
         ref = RunRef(
             self.settings.base_url,
@@ -70,63 +74,59 @@ class Relay:
             exc.run_id,
             known_project=exc.project is not None,
             from_trigger=True,
+            traceparent=traceparent,
         )
         event = failed_event(ref, exc.reason, str(exc), None, self._now_ms(), f"invalid-trigger/{exc.message_id}")
         log.warning("invalid trigger answered with run.failed: %s", exc)
         return Outcome("failed", exc.reason, self._publish_error([event]), detail=str(exc))
 
-    def relay(self, trigger: Trigger, budget_s: float | None, started_wall: float | None = None) -> Outcome:
-        """Wait for the run and publish its events; ``budget_s`` None polls without a budget."""
+    def relay(
+        self,
+        trigger: Trigger,
+        budget_s: float | None,
+        started_wall: float | None = None,
+        deadline: Deadline | None = None,
+        continue_to: str | None = None,
+    ) -> Outcome:
+        """Wait for the run and publish its events; ``budget_s`` None polls without a budget.
+
+        ``deadline`` is when the invocation must have answered, ``continue_to`` the topic a continuation goes to.
+        """
+        deadline = deadline or Deadline.never(self.clock.monotonic)
         poller = Poller(Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s), self.clock)
         deadlines = self._deadlines(trigger, budget_s, started_wall)
         run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
         # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
         latest_key = None if run_id is not None else (trigger.message_id or f"run-{self._now_ms()}")
-        ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id, latest_key=latest_key)
+        ref = self._ref(trigger, run_id, latest_key)
         try:
             try:
                 if run_id is None:
-                    run_id = poller.until_done(lambda: self._latest(trigger), deadlines)
-                    ref = RunRef(self.settings.base_url, trigger.project, trigger.pipeline_id, run_id)
+                    run_id = poller.until_done(lambda: self._latest(trigger, deadline), deadlines)
+                    ref = self._ref(trigger, run_id)
                     log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
-                outcome = poller.until_done(lambda: self._step(ref, poller), deadlines)
+                step = _Step(self, trigger, ref, poller, deadline, continue_to)
+                outcome = poller.until_done(step, deadlines)
             except PermanentError as exc:
                 event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self._now_ms())
-                outcome = Outcome("failed", exc.reason, self._publish_error([event]), detail=str(exc))
+                outcome = Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
         except HandBack as exc:  # also a run.failed event that could not be published
             outcome = Outcome("handed_back", exc.code, detail=str(exc))
         outcome.polls, outcome.retries, outcome.run_id = poller.stats.polls, poller.stats.retries, run_id
+        outcome.segment = trigger.continuation.segment
         return outcome
 
-    def _latest(self, trigger: Trigger) -> int:
-        body = self.cdf.get_latest(trigger.project, trigger.pipeline_id)
+    def _ref(self, trigger: Trigger, run_id: int | None, latest_key: str | None = None) -> RunRef:
+        base, tp = self.settings.base_url, trigger.traceparent
+        return RunRef(base, trigger.project, trigger.pipeline_id, run_id, latest_key=latest_key, traceparent=tp)
+
+    def _latest(self, trigger: Trigger, deadline: Deadline) -> int:
+        body = self.cdf.get_latest(trigger.project, trigger.pipeline_id, deadline)
         summary_of(body)
         job_id = body.get("jobId")
         if not isinstance(job_id, int) or isinstance(job_id, bool) or not 1 <= job_id <= MAX_ID:
             raise MalformedResponse("CDF answered a latest run without a valid jobId")
         return job_id
-
-    def _step(self, ref: RunRef, poller: Poller) -> Outcome | None:
-        """One poll: ``None`` while the run is not finished, else publish and say how it ended."""
-        assert ref.pipeline_id is not None
-        assert ref.run_id is not None
-        with self.cdf.open_run(ref.project, ref.pipeline_id, ref.run_id) as chunks:
-            body = RunBody(chunks)
-            summary = poller.stats.last = summary_of(body.header())
-            if not summary.finished:
-                log.info("run is %s; polling again later", summary.status)
-                return None
-            if summary.status == "Failed":
-                summary = summary_of(body.drain())  # errors may follow the results
-                event = failed_event(ref, "run_failed", summary.errorMessage, summary, self._now_ms())
-                return Outcome("failed", "run_failed", self._publish_error([event]), detail=summary.errorMessage or "")
-            published = self.sink.publish(self.topics.events, stream_events(ref, summary, body))
-        # run.completed goes last, once every match and rule event is confirmed: its counts close the run.
-        final = summary_of(body.fields)
-        n = body.counts
-        completed = completed_event(ref, final, (n["matches"], n["suggestedRules"], n["generatedRules"]))
-        published += self.sink.publish(self.topics.events, [completed])
-        return Outcome("completed", events=published)
 
     def _deadlines(self, trigger: Trigger, budget_s: float | None, started_wall: float | None) -> Deadlines:
         now, wall = self.clock.monotonic(), self.wall()
@@ -134,8 +134,70 @@ class Relay:
         wait = now + (born + self.settings.run_max_wait_s - wall)
         return Deadlines(budget=None if budget_s is None else now + budget_s, wait=wait)
 
-    def _publish_error(self, events: list[Any]) -> int:
-        return self.sink.publish(self.topics.errors, events)
+    def _publish_error(self, events: list[Any], deadline: Deadline | None = None) -> int:
+        return self.sink.publish(self.topics.errors, events, deadline)
 
     def _now_ms(self) -> int:
         return int(self.wall() * 1000)
+
+
+@dataclass
+class _Step:
+    """One poll of a run: ``None`` while it is not finished, else publish this segment and say how it ended."""
+
+    relay: Relay
+    trigger: Trigger
+    ref: RunRef
+    poller: Poller
+    deadline: Deadline
+    continue_to: str | None
+
+    def __call__(self) -> Outcome | None:
+        r, ref = self.relay, self.ref
+        assert ref.pipeline_id is not None
+        assert ref.run_id is not None
+        with r.cdf.open_run(ref.project, ref.pipeline_id, ref.run_id, self.deadline) as chunks:
+            body = RunBody(chunks)
+            summary = self.poller.stats.last = summary_of(body.header())
+            if not summary.finished:
+                log.info("run is %s; polling again later", summary.status)
+                return None
+            if summary.status == "Failed":
+                summary = summary_of(body.drain())  # errors may follow the results
+                event = failed_event(ref, "run_failed", summary.errorMessage, summary, r._now_ms())
+                published = r._publish_error([event], self.deadline)
+                return Outcome("failed", "run_failed", published, detail=summary.errorMessage or "")
+            deadline = self._publishing_deadline()
+            segment = Segment(body, self.trigger.continuation, deadline)
+            published = r.sink.publish(r.topics.events, stream_events(ref, summary, segment), deadline)
+        if segment.stopped:
+            return self._continue(segment, published)
+        return self._complete(body, published)
+
+    def _publishing_deadline(self) -> Deadline:
+        if self.deadline.bounded and self.continue_to is None:
+            log.warning("no trigger topic to continue on (RELAY_TRIGGER_TOPIC): publishing the run to the end")
+            return Deadline.never(self.deadline.clock)
+        return self.deadline
+
+    def _complete(self, body: RunBody, published: int) -> Outcome:
+        # run.completed goes last, once every match and rule event is confirmed: its counts close the run.
+        final: RunSummary = summary_of(body.fields)
+        n = body.counts
+        completed = completed_event(self.ref, final, (n["matches"], n["suggestedRules"], n["generatedRules"]))
+        published += self.relay.sink.publish(self.relay.topics.events, [completed], self.deadline)
+        return Outcome("completed", events=published)
+
+    def _continue(self, segment: Segment, published: int) -> Outcome:
+        """Hand the rest of the run to a continuation trigger, once this segment's events are confirmed."""
+        if segment.produced == 0 and segment.start.segment > 0:
+            # A continuation that cannot move on would only publish itself again: let Pub/Sub's backoff decide.
+            raise NoProgress(f"segment {segment.start.segment} had no time to publish anything")
+        ref, after = self.ref, segment.next
+        assert ref.pipeline_id is not None
+        assert ref.run_id is not None
+        assert self.continue_to is not None
+        message = continuation_message(ref.project, ref.pipeline_id, ref.run_id, after, ref.traceparent)
+        self.relay.sink.publish(self.continue_to, [message], self.deadline)
+        detail = f"segment {after.segment} goes on after {after.skip} items"
+        return Outcome("continued", events=published, detail=detail)

@@ -7,6 +7,7 @@ CloudEvent: read the trigger, relay the run, log one summary line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from handlers.cdf import CdfClient, TokenSource, make_http
+from handlers.deadline import Deadline
 from handlers.errors import HandBack
-from handlers.logs import log_context
+from handlers.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.poll import Clock
 from handlers.publish import PubSubSink, Sink, StdoutSink
 from handlers.relay import Outcome, Relay, Topics
@@ -26,6 +28,16 @@ from handlers.shutdown import STOP
 from handlers.trigger import BadTrigger, parse_event
 
 log = logging.getLogger("matchrelay")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a trigger arrived: when (``time.monotonic``), from which topic (Eventarc's ``source``), with which
+    trace (the request's headers)."""
+
+    received: float
+    source: str | None = None
+    trace: Trace | None = None
 
 
 @dataclass
@@ -45,27 +57,38 @@ class Runtime:
         clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
         return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics))
 
-    def handle_event(self, event_id: str, data: Any) -> Outcome:
+    def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""
-        started = time.monotonic()
+        delivery = delivery or Delivery(time.monotonic())
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
         message = data.get("message") if isinstance(data, dict) else None
         message_id = str(message.get("messageId") or event_id) if isinstance(message, dict) else event_id
-        with log_context(messageId=message_id):
+        trace = delivery.trace or _attribute_trace(message)
+        traceparent = traceparent_of(trace) if trace else None
+        with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):
             try:
                 trigger = parse_event(
                     event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
                 )
             except BadTrigger as exc:
-                outcome = self._guard(self.relay.invalid, exc)
-                _summarize(outcome, started)
+                outcome = self._guard(self.relay.invalid, exc, traceparent)
+                _summarize(outcome, delivery.received)
                 return outcome
+            trigger = dataclasses.replace(trigger, traceparent=traceparent)
+            deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
+            continue_to = self.settings.trigger_topic(delivery.source)
             with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
-                outcome = self._guard(self.relay.relay, trigger, self.settings.poll_budget_s)
+                outcome = self._guard(self.relay.relay, trigger, self.settings.budget_s, None, deadline, continue_to)
                 with log_context(runId=outcome.run_id):
-                    _summarize(outcome, started)
+                    _summarize(outcome, delivery.received)
                 return outcome
+
+    def _trace_fields(self, trace: Trace | None, source: str | None, data: Any) -> dict[str, Any]:
+        """Cloud Logging's trace fields, the trace named by ``GOOGLE_CLOUD_PROJECT``, else by the project of the
+        trigger's topic or subscription (Cloud Run does not set that variable by itself)."""
+        subscription = data.get("subscription") if isinstance(data, dict) else None
+        return trace_fields(trace, gcp_project(self.settings.google_cloud_project, source, subscription))
 
     @staticmethod
     def _guard(work: Callable[..., Outcome], *args: Any) -> Outcome:
@@ -82,6 +105,13 @@ def _loads(data: bytes | str) -> Any:
         return None
 
 
+def _attribute_trace(message: Any) -> Trace | None:
+    """A valid ``traceparent`` attribute on the trigger message (the worker's own triggers carry one)."""
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    value = attributes.get("traceparent") if isinstance(attributes, dict) else None
+    return parse_traceparent(value) if isinstance(value, str) else None
+
+
 def _summarize(outcome: Outcome, started: float) -> None:
     """One line per invocation: how it ended, how many polls, retries and events, how long."""
     fields = {
@@ -90,13 +120,15 @@ def _summarize(outcome: Outcome, started: float) -> None:
         "polls": outcome.polls,
         "retries": outcome.retries,
         "events": outcome.events,
+        "segment": outcome.segment,
         "seconds": round(time.monotonic() - started, 3),
     }
     if outcome.kind == "handed_back":
-        # A run still going is routine (INFO); a publish that failed is not.
         # A run still going (budget spent, or the instance stopping) is routine: INFO. A failed publish is not.
         level = logging.ERROR if outcome.reason == "publish_failed" else logging.INFO
         message = f"handed the message back for redelivery: {outcome.detail}"
+    elif outcome.kind == "continued":
+        level, message = logging.INFO, f"published {outcome.events} events; the run continues: {outcome.detail}"
     elif outcome.kind == "failed":
         level, message = logging.WARNING, f"published run.failed ({outcome.reason}): {outcome.detail}"
     else:

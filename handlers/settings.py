@@ -20,6 +20,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 TOPIC_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$|^[A-Za-z0-9.:_-]{1,100}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_TIMEOUT_S = 540.0  # event functions (gen2) time out after at most 540 s
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 5.0, 3600.0  # below 5 s the margin would leave no time to work; 3600: Cloud Run's most
+DEFAULT_BUDGET_S = 480.0
 
 
 class Settings(BaseSettings):
@@ -40,10 +43,13 @@ class Settings(BaseSettings):
     cdf_token: SecretStr | None = None
     relay_topic: str | None = None
     relay_error_topic: str | None = None
+    relay_trigger_topic: str | None = None
     google_cloud_project: str | None = None
     poll_initial_delay_s: float = Field(1.0, gt=0)
     poll_max_delay_s: float = Field(30.0, gt=0)
-    poll_budget_s: float = Field(480.0, gt=0)
+    poll_budget_s: float | None = Field(None, gt=0)  # unset: see ``budget_s``
+    invocation_timeout_s: float | None = Field(None, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
+    cloud_run_timeout_seconds: float | None = Field(None, ge=0, le=MAX_TIMEOUT_S)  # set by Google's runtimes
     run_max_wait_s: float = Field(82800.0, gt=0)
     http_timeout_s: float = Field(30.0, gt=0)
     log_level: str = "INFO"
@@ -75,10 +81,33 @@ class Settings(BaseSettings):
         self._check_credentials()
         if self.poll_initial_delay_s > self.poll_max_delay_s:
             raise ConfigError("POLL_INITIAL_DELAY_S: must not exceed POLL_MAX_DELAY_S")
-        for name, value in (("RELAY_TOPIC", self.relay_topic), ("RELAY_ERROR_TOPIC", self.relay_error_topic)):
+        if self.poll_budget_s is not None and self.poll_budget_s >= self.timeout_s:
+            raise ConfigError(f"POLL_BUDGET_S: must be below INVOCATION_TIMEOUT_S ({self.timeout_s:g} s)")
+        if self.invocation_timeout_s is None and 0 < (self.cloud_run_timeout_seconds or 0) < MIN_TIMEOUT_S:
+            raise ConfigError(f"CLOUD_RUN_TIMEOUT_SECONDS: below {MIN_TIMEOUT_S:g} s; set INVOCATION_TIMEOUT_S")
+        topics = {
+            "RELAY_TOPIC": self.relay_topic,
+            "RELAY_ERROR_TOPIC": self.relay_error_topic,
+            "RELAY_TRIGGER_TOPIC": self.relay_trigger_topic,
+        }
+        for name, value in topics.items():
             if value is not None:
                 _topic_path(name, value, self.google_cloud_project)
         return self
+
+    @property
+    def timeout_s(self) -> float:
+        """``INVOCATION_TIMEOUT_S``, else the platform's ``CLOUD_RUN_TIMEOUT_SECONDS`` (0 means unset), else 540."""
+        if self.invocation_timeout_s is not None:
+            return self.invocation_timeout_s
+        return self.cloud_run_timeout_seconds or DEFAULT_TIMEOUT_S
+
+    @property
+    def budget_s(self) -> float:
+        """``POLL_BUDGET_S``; unset, 480 s, or 80 % of a timeout of 480 s or less (a default is never invalid)."""
+        if self.poll_budget_s is not None:
+            return self.poll_budget_s
+        return DEFAULT_BUDGET_S if self.timeout_s > DEFAULT_BUDGET_S else 0.8 * self.timeout_s
 
     def _check_credentials(self) -> None:
         idp = {
@@ -132,6 +161,25 @@ class Settings(BaseSettings):
         if self.relay_error_topic is None:
             return self.topic()
         return _topic_path("RELAY_ERROR_TOPIC", self.relay_error_topic, self.google_cloud_project)
+
+    def trigger_topic(self, event_source: str | None = None) -> str | None:
+        """``RELAY_TRIGGER_TOPIC``, else the topic the trigger came from (Eventarc's ``source``), else none."""
+        if self.relay_trigger_topic is not None:
+            return _topic_path("RELAY_TRIGGER_TOPIC", self.relay_trigger_topic, self.google_cloud_project)
+        return topic_of_source(event_source)
+
+
+def topic_of_source(source: str | None) -> str | None:
+    """``projects/P/topics/T`` from a ``//pubsub.googleapis.com/projects/P/topics/T`` source, if it is one."""
+    if not isinstance(source, str) or len(source) > 512:
+        return None
+    match = re.fullmatch(r"//pubsub\.googleapis\.com/(projects/[^/]+/topics/[^/]+)", source)
+    if match is None:
+        return None
+    try:
+        return _topic_path("source", match.group(1), None)
+    except ConfigError:
+        return None
 
 
 def _check_name(variable: str, value: str) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from handlers.continuation import FIELD as CONTINUATION
+from handlers.continuation import FIRST, Continuation, parse_continuation
 from handlers.errors import InvalidTrigger
 from handlers.models import MAX_ID
 
@@ -34,6 +36,8 @@ class Trigger:
     run_id: int | str  # an id, or "latest" until it is resolved
     message_id: str = ""
     publish_time: datetime | None = None
+    continuation: Continuation = FIRST  # where publishing goes on; FIRST for an ordinary trigger
+    traceparent: str | None = None  # the outgoing trace context, once the entry point has resolved it
 
 
 class BadTrigger(InvalidTrigger):
@@ -89,6 +93,11 @@ def parse_fields(
     run_id: int | str | None
     run_id = LATEST if fields.get("runId") == LATEST else _id("runId", fields.get("runId"), problems)
     project = _project(fields.get("project"), default_project, allowed, problems)
+    continuation = FIRST
+    if CONTINUATION in fields:
+        continuation = parse_continuation(fields[CONTINUATION], problems) or FIRST
+        if run_id == LATEST:
+            problems.append(f"a {CONTINUATION} names its run by id, not 'latest'")
     if problems or pipeline_id is None or run_id is None or project is None:
         raise BadTrigger(
             "invalid trigger: " + "; ".join(problems),
@@ -98,7 +107,7 @@ def parse_fields(
             run_id=run_id if isinstance(run_id, int) else None,
             publish_time=publish_time,
         )
-    return Trigger(project, pipeline_id, run_id, message_id, publish_time)
+    return Trigger(project, pipeline_id, run_id, message_id, publish_time, continuation)
 
 
 def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -30,15 +30,30 @@ _NAME = "^[A-Za-z0-9][A-Za-z0-9_-]*$"
 _RUN = "[^/]+/[0-9]+/[0-9]+"  # {project}/{pipelineId}/{runId}
 _SOURCE = (
     r"^https?://\S+/api/v1/projects/[A-Za-z0-9][A-Za-z0-9_-]*/context/entitymatching/pipelines"
-    r"(/[0-9]+/runs/([0-9]+|latest))?$"
+    r"(/[0-9]+/runs(/([0-9]+|latest))?)?$"
 )
+_TRACEPARENT = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+def _reasons() -> str:
+    from handlers.models import Reason
+
+    return "(" + "|".join(get_args(Reason)) + ")"
+
+
+_FAILED = f"run/failed/{_reasons()}"
+_SWEEP_FAILED = f"sweep/[0-9]+-[0-9]+/failed/{_reasons()}"
 _SUBJECTS = {
     "match": "^match/[0-9]+$",
     "suggestedrule": "^suggestedrule/[0-9]+(/part/[0-9]+)?$",
     "generatedrule": "^generatedrule/[0-9]+(/part/[0-9]+)?$",
     "run.completed": "^run$",
-    "run.failed": "^run$",
+    "run.failed": f"^({_FAILED}|{_SWEEP_FAILED})$",
 }
+# A run's failure, an unresolved "latest" keyed by its message, an invalid trigger, a sweep CDF refused.
+_FAILED_ID = (
+    f"^({_RUN}/{_FAILED}|[^/]+/[0-9]+/latest/.+/{_FAILED}|invalid-trigger/.+|[^/]+/([0-9]+|all)/{_SWEEP_FAILED})$"
+)
 
 
 def event_types() -> list[str]:
@@ -92,10 +107,7 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
 
     kind = event_type.removeprefix(PREFIX)
     failed = kind == "run.failed"
-    if failed:
-        event_id = "^(invalid-trigger/.+|[^/]+/[0-9]+/([0-9]+|latest/.+)/run)$"
-    else:
-        event_id = f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
+    event_id = _FAILED_ID if failed else f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
     properties: dict[str, Any] = {
         "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},
         "ce-type": {"const": event_type, "description": "The event type."},
@@ -103,13 +115,16 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
             "type": "string",
             "pattern": _SOURCE,
             "description": "The run's URL in CDF: {CDF_URL}/api/v1/projects/{project}/context/entitymatching/"
-            "pipelines/{pipelineId}/runs/{runId}; ends at /pipelines for an invalid trigger.",
+            "pipelines/{pipelineId}/runs/{runId}; ends at /pipelines for an invalid trigger or a project sweep, at "
+            "/runs/latest for an unresolved latest run, at /runs for a sweep of one pipeline.",
         },
         "ce-id": {
             "type": "string",
             "pattern": event_id,
             "description": "{project}/{pipelineId}/{runId}/{ce-subject} (invalid-trigger/{messageId} for an invalid "
-            "trigger): the same event always has the same id, so deduplicate by it.",
+            "trigger, {project}/{pipelineId}/latest/{messageId}/{ce-subject} for an unresolved latest run, "
+            "{project}/{pipelineId or all}/{ce-subject} for a sweep): the same event always has the same id, so "
+            "deduplicate by it.",
         },
         "ce-subject": {"type": "string", "pattern": _SUBJECTS[kind], "description": "The event's part of the run."},
         "ce-time": {
@@ -122,6 +137,12 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
         "ce-cdfproject": {"type": "string", "pattern": _NAME, "description": "The run's CDF project."},
         "ce-pipelineid": {"type": "string", "pattern": _NUMBER, "description": "The run's pipeline id, in decimal."},
         "ce-runid": {"type": "string", "pattern": _NUMBER, "description": "The run's id, in decimal."},
+        "ce-traceparent": {
+            "type": "string",
+            "pattern": _TRACEPARENT,
+            "description": "W3C trace context of the trigger's trace (CloudEvents Distributed Tracing); present only "
+            "when the trigger came with a valid trace.",
+        },
     }
     required = ["ce-specversion", "ce-type", "ce-source", "ce-id", "ce-subject", "ce-time", "content-type"]
     if failed:

@@ -59,6 +59,8 @@ TYPE_ATTRIBUTES: Mapping[str, frozenset[str]] = {
 }
 # A rule too large for one message is split: its data gains these, and ce-subject ends in ``/part/{k}``.
 SPLIT_FIELDS = _listed("part, partCount")
+# A sweep's run.failed adds its window.
+SWEEP_FIELDS = _listed("window")
 # A rule's ``matches`` items keep CDF's fields.
 RULE_MATCH_FIELDS = _listed("sourceKeyField, targetKeyField, source, target, existingMatchType, consistentMatch")
 # ``reason`` of a run.failed (and its ce-reason), in the contract's order.
@@ -71,12 +73,14 @@ SUBJECTS: Mapping[str, re.Pattern[str]] = {
     "suggestedrule": re.compile(r"suggestedrule/(?P<index>0|[1-9][0-9]*)(?:/part/(?P<part>0|[1-9][0-9]*))?"),
     "generatedrule": re.compile(r"generatedrule/(?P<index>0|[1-9][0-9]*)(?:/part/(?P<part>0|[1-9][0-9]*))?"),
     "run.completed": re.compile(r"run"),
-    "run.failed": re.compile(r"run"),
+    # A run's failure names its reason; a sweep's names its window too.
+    "run.failed": re.compile(r"(?:sweep/(?P<window>[0-9]+-[0-9]+)/|run/)failed/(?P<reason>[a-z_]+)"),
 }
-# ce-source; an invalid trigger's ends at /pipelines, a "latest" run not yet resolved ends in /runs/latest.
+# ce-source; an invalid trigger's (and a project sweep's) ends at /pipelines, a "latest" run not yet resolved ends
+# in /runs/latest, a sweep of one pipeline at /runs.
 SOURCE = re.compile(
     r"(?P<base>https?://[^/]+)/api/v1/projects/(?P<project>[A-Za-z0-9][A-Za-z0-9_-]*)/context/entitymatching"
-    r"/pipelines(?:/(?P<pipeline>[1-9][0-9]*)/runs/(?P<run>[1-9][0-9]*|latest))?"
+    r"/pipelines(?:/(?P<pipeline>[1-9][0-9]*)/runs(?:/(?P<run>[1-9][0-9]*|latest))?)?"
 )
 RFC3339_MS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")  # use fullmatch
 DECIMAL = re.compile(r"[0-9]+")
@@ -162,6 +166,7 @@ def contract_problems(
         return [*problems, f"ce-subject {subject_text!r} for {kind}"]
     part = subject.groupdict().get("part")
     fields = DATA_FIELDS[kind] | (SPLIT_FIELDS if part is not None else frozenset())
+    fields |= SWEEP_FIELDS if subject.groupdict().get("window") else frozenset()
     if set(decoded) != fields:
         return [*problems, f"data fields {sorted(set(decoded) ^ fields)} differ"]
 
@@ -217,6 +222,10 @@ def _coordinate_problems(
         problems.append(f"ce-source {attributes['ce-source']!r}")
     elif cdf_url is not None and source["base"] != cdf_url:
         problems.append(f"ce-source {attributes['ce-source']!r} is not under {cdf_url}")
+    if kind == "run.failed" and SUBJECTS[kind].fullmatch(subject)["reason"] != decoded["reason"]:  # type: ignore[index]
+        problems.append(f"ce-subject {subject!r} names another reason than {decoded['reason']!r}")
+    if kind == "run.failed" and subject.startswith("sweep/"):
+        return problems + _sweep_problems(project, pipeline, run, ce_id, subject, source)
     if kind == "run.failed" and decoded["reason"] == "invalid_trigger":
         if not ce_id.startswith("invalid-trigger/") or ce_id == "invalid-trigger/":
             problems.append(f"ce-id {ce_id!r} of an invalid trigger")
@@ -235,8 +244,20 @@ def _coordinate_problems(
     else:  # "latest" not yet resolved: only a run.failed, keyed by the message
         if kind != "run.failed" or (source is not None and source["run"] != "latest"):
             problems.append(f"ce-runid missing from {kind} with ce-source {attributes['ce-source']!r}")
-        if not (ce_id.startswith(f"{project}/{pipeline}/latest/") and ce_id.endswith("/run")):
+        if not (ce_id.startswith(f"{project}/{pipeline}/latest/") and ce_id.endswith(f"/{subject}")):
             problems.append(f"ce-id {ce_id!r} of a run not yet resolved")
+    return problems
+
+
+def _sweep_problems(
+    project: str | None, pipeline: str | None, run: str | None, ce_id: str, subject: str, source: Any
+) -> list[str]:
+    """A sweep CDF refused: no run, its id under the pipeline (or ``all``), its source at /runs (or /pipelines)."""
+    problems = [] if run is None else [f"ce-runid {run!r} on a sweep's run.failed"]
+    if ce_id != f"{project}/{pipeline or 'all'}/{subject}":
+        problems.append(f"ce-id {ce_id!r} of a sweep")
+    if source is not None and (source["pipeline"] != pipeline or source["run"] is not None):
+        problems.append("ce-source of a sweep names another pipeline or a run")
     return problems
 
 

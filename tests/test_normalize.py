@@ -339,11 +339,12 @@ def test_counts_of_a_run() -> None:
 
 @pytest.mark.parametrize("reason", REASONS)
 def test_failed_event_carries_reason(reason: str) -> None:
-    """``run.failed`` has ``ce-reason`` and ``reason`` equal to the reason, and subject ``run``."""
+    """``run.failed`` has ``ce-reason`` and ``reason`` equal to the reason, and subject ``run/failed/{reason}``."""
     event = failed_event(REF, reason, "why", None, STATUS_MS)
     assert event.attributes["ce-type"] == TYPE_PREFIX + "run.failed"
     assert event.attributes["ce-reason"] == reason
-    assert event.attributes["ce-id"] == "demo/7/456/run"
+    assert event.attributes["ce-subject"] == f"run/failed/{reason}"
+    assert event.attributes["ce-id"] == f"demo/7/456/run/failed/{reason}"
     assert (data(event)["reason"], data(event)["errorMessage"]) == (reason, "why")
 
 

@@ -70,7 +70,7 @@ def test_poll_failed_run_publishes_run_failed(client: Any, sim: CdfSimulator, pu
     failure = only_failure(events, errors)
     assert code == 200
     assert failure.attributes["ce-reason"] == "run_failed"
-    assert failure.attributes["ce-id"] == "demo/1/456/run"
+    assert failure.attributes["ce-id"] == "demo/1/456/run/failed/run_failed"
     assert failure.data["errorMessage"] == "Source dataset is empty"
     assert failure.data["errors"] == ["no sources"]
     assert failure.data["status"] == "Failed"

@@ -183,7 +183,7 @@ def test_relay_latest_without_runs_is_run_not_found(
     assert [e.attributes["ce-reason"] for e in errors] == ["run_not_found"]
     assert "ce-runid" not in errors[0].attributes
     # Keyed by the message until resolved: distinct failures keep distinct ids, a redelivery the same one.
-    assert errors[0].attributes["ce-id"] == f"demo/1/latest/{message['messageId']}/run"
+    assert errors[0].attributes["ce-id"] == f"demo/1/latest/{message['messageId']}/run/failed/run_not_found"
     assert errors[0].attributes["ce-source"].endswith("/pipelines/1/runs/latest")
 
 
@@ -238,7 +238,7 @@ def test_relay_cli_failed_run_exits_1(env: dict[str, str], sim: CdfSimulator, pu
     result = run_cli(["--pipeline-id", "2", "--run-id", "789"], env | _path_env())
     assert result.returncode == 1, result.stderr
     errors = pubsub.drain(topics.errors_sub, at_least=1)
-    assert [(e.attributes["ce-id"], e.data["errorMessage"]) for e in errors] == [("demo/2/789/run", "boom")]
+    assert [(e.attributes["ce-id"], e.data["errorMessage"]) for e in errors] == [("demo/2/789/run/failed/run_failed", "boom")]
 
 
 def test_relay_cli_replay_gives_the_same_ids(

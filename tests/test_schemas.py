@@ -27,7 +27,7 @@ from handlers.normalize import (
 )
 from sim import make_run
 from tests.conftest import ROOT, PubSub
-from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, TYPE_PREFIX
+from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, SWEEP_FIELDS, TYPE_PREFIX
 
 TYPES = [TYPE_PREFIX + kind for kind in DATA_FIELDS]
 CDF_URL = "https://westeurope-1.cognitedata.com"
@@ -92,7 +92,7 @@ def test_schemas_data_fields_are_the_contracts(kind: str) -> None:
     """Each data schema requires exactly the contract's fields, allows only part and partCount more, all described."""
     schema = committed(f"{TYPE_PREFIX}{kind}.json")
     fields = set(DATA_FIELDS[kind])
-    optional = SPLIT_FIELDS if kind.endswith("rule") else set()
+    optional = SPLIT_FIELDS if kind.endswith("rule") else SWEEP_FIELDS if kind == "run.failed" else set()
     assert set(schema["required"]) == fields
     assert set(schema["properties"]) == fields | optional
     assert all(prop.get("description") for prop in schema["properties"].values())

@@ -123,7 +123,8 @@ def test_load_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load(monkeypatch)
     assert settings.cdf_api_version == "beta"
     assert settings.scopes == f"{URL}/.default"
-    assert (settings.poll_initial_delay_s, settings.poll_max_delay_s, settings.poll_budget_s) == (1, 30, 480)
+    assert (settings.poll_initial_delay_s, settings.poll_max_delay_s, settings.budget_s) == (1, 30, 480)
+    assert (settings.timeout_s, settings.relay_trigger_topic, settings.trigger_topic()) == (540, None, None)
     assert (settings.run_max_wait_s, settings.http_timeout_s) == (82800, 30)
     assert settings.log_level == "INFO"
     assert settings.allowed_projects == ("demo",)
@@ -197,7 +198,7 @@ def test_load_settings_values_given(monkeypatch: pytest.MonkeyPatch) -> None:
             "IDP_AUDIENCE": "https://cognitedata.com",
         },
     )
-    assert (settings.poll_initial_delay_s, settings.poll_max_delay_s, settings.poll_budget_s) == (0.5, 12, 60)
+    assert (settings.poll_initial_delay_s, settings.poll_max_delay_s, settings.budget_s) == (0.5, 12, 60)
     assert (settings.run_max_wait_s, settings.http_timeout_s, settings.log_level) == (3600, 5.5, "DEBUG")
     assert settings.idp_audience == "https://cognitedata.com"
 

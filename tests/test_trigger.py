@@ -369,7 +369,7 @@ def test_on_run_message_invalid_trigger_answers_run_failed(
     assert attributes["ce-type"] == FAILED
     assert attributes["ce-reason"] == "invalid_trigger"
     assert attributes["ce-id"] == f"invalid-trigger/{message['messageId']}"
-    assert attributes["ce-subject"] == "run"
+    assert attributes["ce-subject"] == "run/failed/invalid_trigger"
     assert attributes["content-type"] == "application/json"
     assert attributes["ce-source"].startswith(f"{sim.url}/api/v1/projects/")
     assert attributes["ce-source"].endswith("/context/entitymatching/pipelines")
@@ -484,7 +484,7 @@ def test_on_run_message_allowed_project_without_access_is_access_denied(
     assert attributes["ce-type"] == FAILED
     assert attributes["ce-reason"] == "access_denied"
     assert (attributes["ce-cdfproject"], attributes["ce-pipelineid"], attributes["ce-runid"]) == ("other", "1", "456")
-    assert attributes["ce-id"] == "other/1/456/run"
+    assert attributes["ce-id"] == "other/1/456/run/failed/access_denied"
     assert received[0].data["reason"] == "access_denied"
     assert [r.path for r in sim.cdf_requests()] == [
         "/api/v1/projects/other/context/entitymatching/pipelines/1/runs/456"
