@@ -1,30 +1,37 @@
 """Stage 4: publish events and confirm every one (contract, section 5).
 
 ``PubSubSink`` publishes in CloudEvents binary mode (the data is the message
-body, the context attributes are message attributes) through Google's client,
-batched and flow-controlled, and returns only once Pub/Sub has confirmed every
-message; any failure becomes ``PublishFailed`` so the trigger is handed back and
-the same events (same ids) are published again. ``StdoutSink`` prints them instead.
+body, the context attributes are message attributes) in Publish requests of up
+to 1,000 messages it builds itself (``handlers.pubsub_rpc``: the high-level
+client's per-message work was the bound), a few in flight on a small pool of
+threads, within a per-process budget of messages and bytes. It returns only once
+Pub/Sub has confirmed every message of the call; any failure becomes
+``PublishFailed`` so the trigger is handed back and the same events (same ids)
+are published again. ``StdoutSink`` prints them instead.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
 from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
 from handlers.normalize import Event
-
-if TYPE_CHECKING:  # the client pulls in gRPC; import it only when a sink is built
-    from google.api_core.retry import Retry
-    from google.cloud.pubsub_v1 import PublisherClient
+from handlers.pubsub_rpc import Budget, Factory, PublishRpc, Workers, connect, describe, retry_for
 
 CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back
-PUBLISH_DEADLINE_S = 60.0  # the client's retry deadline per message (its default is 600 s)
+PUBLISH_DEADLINE_S = 60.0  # the retry deadline of one request (Google's client defaults to 600 s)
 ATTEMPT_TIMEOUT_S = 20.0  # one publish request
+MAX_REQUEST_MESSAGES = 1000  # Pub/Sub's limit per Publish request
+MAX_REQUEST_BYTES = 9_000_000  # Pub/Sub takes 10 MB a request; the estimate below may be short by a little
+MAX_LATENCY_S = 0.02  # a request is sent once this old, even if a slow body has not filled it
+IN_FLIGHT_MESSAGES = 10_000  # per process, over every invocation: what memory may hold unconfirmed
+IN_FLIGHT_BYTES = 64_000_000
+WORKERS = 4  # requests in flight at once, per process
 
 
 class Sink(Protocol):
@@ -37,111 +44,177 @@ class Sink(Protocol):
         ...
 
 
-def publish_retry(deadline_s: float = PUBLISH_DEADLINE_S) -> Retry:
-    """The codes the client itself retries, with a deadline that fits an invocation.
-
-    An outage must end in a hand-back (non-2xx) before the function's timeout, not after the client's 600 s.
-    """
-    from google.api_core import exceptions as gax
-    from google.api_core.retry import Retry, if_exception_type
-
-    retryable = (
-        gax.Aborted,
-        gax.Cancelled,
-        gax.DeadlineExceeded,
-        gax.InternalServerError,
-        gax.ResourceExhausted,
-        gax.ServiceUnavailable,
-        gax.Unknown,
-    )
-    return Retry(initial=0.1, maximum=5.0, multiplier=2.0, timeout=deadline_s, predicate=if_exception_type(*retryable))
-
-
-def make_publisher(deadline_s: float = PUBLISH_DEADLINE_S) -> PublisherClient:
-    """A client tuned for bursts of small messages with bounded memory in flight."""
-    from google.cloud.pubsub_v1 import PublisherClient, types
-
-    batch = types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.02)
-    flow = types.PublishFlowControl(
-        message_limit=10_000,
-        byte_limit=64_000_000,
-        limit_exceeded_behavior=types.LimitExceededBehavior.BLOCK,
-    )
-    options = types.PublisherOptions(flow_control=flow, retry=publish_retry(deadline_s), timeout=ATTEMPT_TIMEOUT_S)
-    return PublisherClient(batch_settings=batch, publisher_options=options)
+def cost(event: Event) -> int:
+    """An event's size in a request: its data and attributes, plus protobuf framing (characters for bytes)."""
+    attributes = event.attributes
+    return len(event.data) + sum(map(len, attributes)) + sum(map(len, attributes.values())) + 6 * len(attributes) + 12
 
 
 class PubSubSink:
-    """Publishes through one lazily built ``PublisherClient`` (no gRPC until the first event)."""
+    """One publisher per process: the RPC and its threads are built at the first publish (no gRPC before)."""
 
     def __init__(
-        self, factory: Callable[[], PublisherClient] = make_publisher, confirm_timeout_s: float = CONFIRM_TIMEOUT_S
+        self,
+        factory: Factory = connect,
+        confirm_timeout_s: float = CONFIRM_TIMEOUT_S,
+        budget: Budget | None = None,
+        workers: int = WORKERS,
     ) -> None:
         self._factory, self._timeout = factory, confirm_timeout_s
-        self._client: PublisherClient | None = None
+        self.budget = budget or Budget(IN_FLIGHT_MESSAGES, IN_FLIGHT_BYTES)
+        self._workers = Workers(workers)
+        self._rpc: PublishRpc | None = None
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> PublisherClient:
+    def rpc(self) -> PublishRpc:
         with self._lock:
-            if self._client is None:
-                self._client = self._factory()
-            return self._client
+            if self._rpc is None:
+                self._rpc = self._factory()
+            return self._rpc
 
     def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
-        client, pending = self.client, _Pending()
-        options: dict[str, Any] = {}
-        if deadline is not None and deadline.bounded:
-            # Each message's retries end when the invocation must stop waiting (the batch that carries it keeps
-            # the retry of the call that opened it, which is as tight for messages of other invocations).
-            options["retry"] = publish_retry(deadline.ending_s(PUBLISH_DEADLINE_S))
+        rpc, call = self.rpc, Call()
+        bounded = deadline is not None and deadline.bounded
+
+        def ending(cap: float) -> float:
+            return deadline.ending_s(cap) if deadline is not None and bounded else cap
+
         try:
-            for event in events:
-                if pending.failed:  # one message is lost for this invocation: stop producing, hand back
-                    break
-                try:
-                    future = client.publish(topic, event.data, **options, **event.attributes)
-                except Exception as exc:  # the client's own refusals (stopped, bad topic): translate once, here
-                    raise PublishFailed(f"Pub/Sub refused an event on {topic}: {type(exc).__name__}: {exc}") from None
-                pending.add(future)
+            self._produce(rpc, topic, events, call, ending)
         finally:
             # Whatever happened while producing events, wait for what is in flight before answering.
-            failure = pending.wait(deadline.ending_s(self._timeout) if deadline else self._timeout)
+            failure = call.wait(ending(self._timeout))
         if failure is not None:
             raise PublishFailed(f"Pub/Sub did not confirm every event on {topic}: {failure}")
-        return pending.count
+        return call.confirmed
+
+    def _produce(
+        self, rpc: PublishRpc, topic: str, events: Iterable[Event], call: Call, ending: Callable[[float], float]
+    ) -> None:
+        """Fill requests from ``events``; send each when full or stale, and what is left once done."""
+        batch = _Batch(rpc.new_request(topic))
+        try:
+            for event in events:
+                if call.failed:  # one message is lost for this invocation: stop producing, hand back
+                    return
+                try:
+                    size = cost(event)
+                except TypeError as exc:  # attributes that are not text
+                    raise _refused(event, exc, call) from None
+                if batch.count and (
+                    batch.count >= MAX_REQUEST_MESSAGES
+                    or batch.size + size > MAX_REQUEST_BYTES
+                    or time.monotonic() - batch.opened > MAX_LATENCY_S
+                ):
+                    batch = self._send(rpc, topic, batch, call, ending)
+                if not self.budget.try_take(size):
+                    # Send what this call holds first: waiting while holding budget could wait on ourselves.
+                    batch = self._send(rpc, topic, batch, call, ending)
+                    if not self.budget.take(size, ending(self._timeout), lambda: call.failed):
+                        call.fail("no room in flight: Pub/Sub confirmed too little for too long")
+                        return
+                self._add(batch, event, size, call)
+            batch = self._send(rpc, topic, batch, call, ending)
+        finally:
+            self.budget.give(batch.count, batch.size)  # a request never sent (a failure, an error producing)
+
+    def _add(self, batch: _Batch, event: Event, size: int, call: Call) -> None:
+        try:
+            batch.add(event, size)
+        except Exception as exc:  # a message protobuf refuses (not bytes, not str): translate once, here
+            self.budget.give(1, size)
+            raise _refused(event, exc, call) from None
+
+    def _send(self, rpc: PublishRpc, topic: str, batch: _Batch, call: Call, ending: Callable[[float], float]) -> _Batch:
+        """Hand ``batch`` to the workers (its budget with it); a new, empty batch."""
+        if not batch.count:
+            return batch
+        call.opened()
+        self._workers.submit(lambda: self._run(rpc, batch, call, ending))
+        return _Batch(rpc.new_request(topic))
+
+    def _run(self, rpc: PublishRpc, batch: _Batch, call: Call, ending: Callable[[float], float]) -> None:
+        """One request, retried within the call's deadline; its budget is given back whatever happens."""
+        error: str | None = None
+        try:
+            if call.failed:  # another request of the call failed: this one would be published again anyway
+                error = "skipped"
+            else:
+                limit = ending(PUBLISH_DEADLINE_S)
+                end = time.monotonic() + limit
+
+                def attempt() -> int:
+                    return rpc.send(batch.request, max(0.01, min(ATTEMPT_TIMEOUT_S, end - time.monotonic())))
+
+                ids = retry_for(limit)(attempt)()
+                if ids != batch.count:
+                    error = f"Pub/Sub answered {ids} ids for {batch.count} messages"
+        except Exception as exc:  # the RPC's failures, translated once: the call hands back
+            error = describe(exc)
+        finally:
+            if error is not None:
+                call.fail(error)  # first, so a producer woken by the budget sees it
+            self.budget.give(batch.count, batch.size)
+            call.settle(batch.count, error)
 
 
-class _Pending:
-    """Counts unconfirmed futures without keeping them, so memory does not grow with the run."""
+def _refused(event: Event, exc: Exception, call: Call) -> PublishFailed:
+    call.fail(f"Pub/Sub cannot carry an event: {type(exc).__name__}")
+    return PublishFailed(f"Pub/Sub cannot carry event {event.attributes.get('ce-id')}: {type(exc).__name__}: {exc}")
+
+
+class _Batch:
+    """One Publish request being filled, with its message count and estimated size."""
+
+    __slots__ = ("_add", "count", "opened", "request", "size")
+
+    def __init__(self, request: Any) -> None:
+        self.request, self._add = request, request.messages.add
+        self.count, self.size, self.opened = 0, 0, time.monotonic()
+
+    def add(self, event: Event, size: int) -> None:
+        self._add(data=event.data, attributes=event.attributes)
+        if not self.count:
+            self.opened = time.monotonic()
+        self.count += 1
+        self.size += size
+
+
+class Call:
+    """One publish call's own outcome: requests open, messages confirmed, its first failure."""
 
     def __init__(self) -> None:
-        self.count, self._open = 0, 0
+        self.confirmed, self._open = 0, 0
         self._failure: str | None = None
         self._done = threading.Condition()
-
-    def add(self, future: Any) -> None:
-        with self._done:
-            self.count += 1
-            self._open += 1
-        future.add_done_callback(self._settle)
-
-    def _settle(self, future: Any) -> None:
-        error = future.exception()
-        with self._done:
-            self._open -= 1
-            if error is not None and self._failure is None:
-                self._failure = f"{type(error).__name__}: {error}"
-            self._done.notify_all()
 
     @property
     def failed(self) -> bool:
         return self._failure is not None
 
+    def opened(self) -> None:
+        with self._done:
+            self._open += 1
+
+    def fail(self, reason: str) -> None:
+        with self._done:
+            self._failure = self._failure or reason
+
+    def settle(self, messages: int, error: str | None) -> None:
+        with self._done:
+            self._open -= 1
+            if error is None:
+                self.confirmed += messages
+            else:
+                self._failure = self._failure or error
+            self._done.notify_all()
+
     def wait(self, timeout: float) -> str | None:
+        """The first failure once every request has settled; a failure too if that takes over ``timeout``."""
         with self._done:
             if not self._done.wait_for(lambda: self._open == 0, timeout):
-                return f"{self._open} events unconfirmed after {timeout:.0f} s"
+                self._failure = self._failure or f"{self._open} requests unconfirmed after {timeout:.1f} s"
             return self._failure
 
 
