@@ -61,7 +61,7 @@ Settings (environment variables):
                                     CRON (UTC) must fire once in every WINDOW_S window:
                                     '*/M * * * *' for 60*M (M divides 60), 'MM */h * * *'
                                     for 3600*h (h divides 24; 'MM * * * *' hourly),
-                                    'MM HH * * *' for 86400, 'MM HH * * 4' for 604800
+                                    'MM HH * * *' for 86400, 'MM HH * * D' for 604800
 
 Exit status: 0 deployed (or printed), 2 a setting is missing or wrong, other: a
 gcloud command failed.
@@ -216,7 +216,7 @@ declare -A sweep_crons=(
   [28800]='^[0-5]?[0-9] \*/8 \* \* \*$'
   [43200]='^[0-5]?[0-9] \*/12 \* \* \*$'
   [86400]='^[0-5]?[0-9] (1?[0-9]|2[0-3]) \* \* \*$'
-  [604800]='^[0-5]?[0-9] (1?[0-9]|2[0-3]) \* \* 4$'
+  [604800]='^[0-5]?[0-9] (1?[0-9]|2[0-3]) \* \* [0-6]$'
 )
 sweep_jobs=() sweep_specs=() # job names, and PIPELINE:WINDOW_S:CRON for each
 if [[ -n ${SWEEPS:-} ]]; then

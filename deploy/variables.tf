@@ -262,7 +262,7 @@ variable "dead_letter_retention" {
 # Scheduled sweeps (sweeps.tf).
 
 variable "sweeps" {
-  description = "Cloud Scheduler jobs that publish a sweep trigger ({\"pipelineId\": N, \"runsCreated\": {\"windowS\": W}}, or without pipelineId for the whole project) to the trigger topic. Each sweep covers the last whole window of window_s seconds (windows aligned to multiples of window_s since the epoch) before it fires, so schedule (unix cron, UTC) must fire once in every window: every M minutes on the minute (\"*/M * * * *\", M divides 60), every h hours at a fixed minute (\"MM */h * * *\", h divides 24; \"MM * * * *\" hourly), daily (\"MM HH * * *\") or weekly on Thursdays, when epoch weeks start (\"MM HH * * 4\")."
+  description = "Cloud Scheduler jobs that publish a sweep trigger ({\"pipelineId\": N, \"runsCreated\": {\"windowS\": W}}, or without pipelineId for the whole project) to the trigger topic. Each sweep covers the last whole window of window_s seconds (windows aligned to multiples of window_s since the epoch) before it fires, so schedule (unix cron, UTC) must fire once in every window: every M minutes on the minute (\"*/M * * * *\", M divides 60), every h hours at a fixed minute (\"MM */h * * *\", h divides 24; \"MM * * * *\" hourly), daily (\"MM HH * * *\") or weekly (\"MM HH * * D\", D from 0 to 6)."
   type = list(object({
     pipeline_id = optional(number) # null sweeps every pipeline of the CDF project
     window_s    = number
@@ -303,9 +303,9 @@ variable "sweeps" {
       "28800"  = "^[0-5]?[0-9] \\*/8 \\* \\* \\*$"
       "43200"  = "^[0-5]?[0-9] \\*/12 \\* \\* \\*$"
       "86400"  = "^[0-5]?[0-9] (1?[0-9]|2[0-3]) \\* \\* \\*$"
-      "604800" = "^[0-5]?[0-9] (1?[0-9]|2[0-3]) \\* \\* 4$"
+      "604800" = "^[0-5]?[0-9] (1?[0-9]|2[0-3]) \\* \\* [0-6]$"
     }[tostring(s.window_s)], s.schedule))])
-    error_message = "sweeps: schedule must fire once in every window of window_s seconds (UTC): \"*/M * * * *\" for window_s = 60*M with M dividing 60; \"MM */h * * *\" (\"MM * * * *\" for an hour) for window_s = 3600*h with h dividing 24; \"MM HH * * *\" for 86400; \"MM HH * * 4\" for 604800. Other windows cannot be scheduled."
+    error_message = "sweeps: schedule must fire once in every window of window_s seconds (UTC): \"*/M * * * *\" for window_s = 60*M with M dividing 60; \"MM */h * * *\" (\"MM * * * *\" for an hour) for window_s = 3600*h with h dividing 24; \"MM HH * * *\" for 86400; \"MM HH * * D\" (D from 0 to 6) for 604800. Other windows cannot be scheduled."
   }
 
   validation {

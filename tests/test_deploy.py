@@ -13,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +220,13 @@ def test_deploy_function_environment_names_full_topics_and_drops_unset_values(tf
     assert tf.variables["idp_audience"]["default"] is None
     extra = tf.variables["extra_environment_variables"]["validation"][0]["condition"]
     assert '"IDP_CLIENT_SECRET"' in extra
-    assert all(f'"{name}"' in extra for name in ("RELAY_TOPIC", "RELAY_TRIGGER_TOPIC", "INVOCATION_TIMEOUT_S", "THREADS"))
+    assert all(
+        f'"{name}"' in extra for name in ("RELAY_TOPIC", "RELAY_TRIGGER_TOPIC", "INVOCATION_TIMEOUT_S", "THREADS")
+    )
 
 
 def test_deploy_poll_budget_defaults_to_480_and_must_stay_below_the_timeout(tf: Module) -> None:
-    """POLL_BUDGET_S defaults to 480, its validation refuses 540 and more, and a precondition keeps it below timeout_s."""
+    """POLL_BUDGET_S defaults to 480, its validation refuses 540 and up, and a precondition keeps it below timeout_s."""
     preconditions = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "lifecycle")["precondition"]
     assert "${var.poll_budget_s < var.timeout_s}" in [rule["condition"] for rule in preconditions]
     timeout = tf.variables["timeout_s"]
@@ -365,6 +368,8 @@ elif args[:2] == ["functions", "describe"]:
     print("projects/{project}/locations/{region}/triggers/matchrelay-123")
 elif args[:3] == ["eventarc", "triggers", "describe"]:
     print("{subscription}")
+elif args[:3] == ["scheduler", "jobs", "list"]:
+    print(os.environ.get("STUB_JOBS", ""))
 elif "describe" in args:
     sys.exit(0 if os.environ.get("STUB_EXISTING") else 1)
 """
@@ -653,3 +658,243 @@ def test_deploy_script_dry_run_prints_the_commands_and_runs_none(tmp_path: Path)
     assert "'--set-env-vars=^|^CDF_PROJECT=acme|" in run.stdout
     assert lines[-1].startswith("gcloud pubsub subscriptions update EVENTARC_SUBSCRIPTION ")
     assert SECRET not in run.stdout + run.stderr
+
+
+def test_deploy_script_settings_reach_the_function(tmp_path: Path) -> None:
+    """CONCURRENCY, TIMEOUT_S and KMS_KEY_NAME set concurrency and THREADS, timeout and its variable, and topic keys."""
+    key = f"projects/{PROJECT}/locations/europe/keyRings/relay/cryptoKeys/topics"
+    settings = {"CONCURRENCY": "12", "TIMEOUT_S": "300", "POLL_BUDGET_S": "240", "KMS_KEY_NAME": key}
+    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, **settings})
+    assert run.code == 0, run.stderr
+    (deploy,) = [argv for argv in run.calls if argv[:2] == ["functions", "deploy"]]
+    flags = _flags(deploy)
+    assert (flags["--concurrency"], flags["--timeout"], flags["--cpu"]) == ("12", "300s", "1")
+    environment = dict(pair.split("=", 1) for pair in flags["--set-env-vars"].removeprefix("^|^").split("|"))
+    assert (environment["THREADS"], environment["INVOCATION_TIMEOUT_S"], environment["POLL_BUDGET_S"]) == (
+        "12",
+        "300",
+        "240",
+    )
+    creates = [argv for argv in run.calls if argv[:3] == ["pubsub", "topics", "create"]]
+    assert len(creates) == 4
+    assert all(_flags(argv)["--topic-encryption-key"] == key for argv in creates)
+    refused = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, "TIMEOUT_S": "300", "POLL_BUDGET_S": "300"})
+    assert refused.code == 2
+    assert "POLL_BUDGET_S must be a whole number from 1 to 299" in refused.stderr
+
+
+# --- scheduled sweeps -----------------------------------------------------------------------------------------------
+
+# (window_s, schedule, accepted): a sweep covers the last whole window before it fires, so its cron must fire once in
+# every window aligned to multiples of window_s since the epoch (UTC). Each case's verdict is also the oracle's below.
+CRON_CASES = [
+    (60, "* * * * *", True),
+    (60, "*/1 * * * *", True),
+    (60, "*/2 * * * *", False),
+    (300, "*/5 * * * *", True),
+    (900, "*/15 * * * *", True),
+    (900, "*/10 * * * *", False),
+    (900, "*/30 * * * *", False),
+    (1800, "*/30 * * * *", True),
+    (420, "*/7 * * * *", False),
+    (3600, "0 * * * *", True),
+    (3600, "59 * * * *", True),
+    (3600, "*/30 * * * *", False),
+    (7200, "5 */2 * * *", True),
+    (7200, "0 * * * *", False),
+    (7200, "5 */3 * * *", False),
+    (21600, "0 */6 * * *", True),
+    (18000, "0 */5 * * *", False),
+    (43200, "0 */12 * * *", True),
+    (86400, "0 0 * * *", True),
+    (86400, "30 23 * * *", True),
+    (86400, "0 */12 * * *", False),
+    (86400, "0 0 * * 1", False),
+    (604800, "0 0 * * 4", True),
+    (604800, "15 6 * * 0", True),
+    (604800, "0 0 * * *", False),
+]
+
+
+def _tf_cron_table(tf: Module) -> dict[int, str]:
+    """window_s -> the regex its schedule must match, read from the sweeps variable's validation."""
+    (condition,) = [rule["condition"] for rule in tf.variables["sweeps"]["validation"] if "regex(" in rule["condition"]]
+    pairs = re.findall(r'"(\d+)" = "((?:[^"\\]|\\.)*)"', condition)
+    return {int(window): json.loads(f'"{pattern}"') for window, pattern in pairs}
+
+
+def _sh_cron_table() -> dict[int, str]:
+    """The same table in deploy.sh."""
+    return {int(w): p for w, p in re.findall(r"^ +\[(\d+)\]='([^']*)'$", SCRIPT.read_text(), re.MULTILINE)}
+
+
+def _fires(cron: str, minute: int) -> bool:
+    """Whether a cron of fields '*', '*/N' and 'N' fires at this minute since the epoch (UTC)."""
+    moment = datetime.fromtimestamp(minute * 60, UTC)
+    values = (moment.minute, moment.hour, moment.day, moment.month, moment.isoweekday() % 7)
+    specs = cron.split()
+    return all(
+        spec == "*" or (value % int(spec[2:]) == 0 if spec.startswith("*/") else value == int(spec))
+        for spec, value in zip(specs, values, strict=True)
+    )
+
+
+def _once_per_window(cron: str, window: int) -> bool:
+    """The oracle: over three weeks, every epoch-aligned window of this length holds exactly one firing."""
+    start, count = 2_000_000_000 // window * window, 3 * 604800 // window  # whole windows, from a boundary
+    counts = [0] * count
+    for minute in range(start // 60, (start + count * window) // 60):
+        if _fires(cron, minute):
+            counts[(minute * 60 - start) // window] += 1
+    return set(counts) == {1}
+
+
+def test_deploy_sweep_schedule_tables_agree_and_name_each_window_a_cron_can_follow(tf: Module) -> None:
+    """Terraform and deploy.sh share one table: a pattern for 60*M (M | 60), 3600*h (h | 24), a day and a week."""
+    table = _tf_cron_table(tf)
+    assert table == _sh_cron_table()
+    minutes = [60 * m for m in range(1, 60) if 60 % m == 0]
+    hours = [3600 * h for h in range(1, 24) if 24 % h == 0]
+    assert sorted(table) == [*minutes, *hours, 86400, 604800]
+
+
+@pytest.mark.parametrize(("window", "cron", "accepted"), CRON_CASES)
+def test_deploy_sweep_schedule_is_accepted_exactly_when_it_fires_once_per_window(
+    tf: Module, window: int, cron: str, accepted: bool
+) -> None:
+    """A schedule passes the table exactly when the simulated cron fires once in every window."""
+    assert _once_per_window(cron, window) == accepted
+    pattern = _tf_cron_table(tf).get(window)
+    assert (pattern is not None and re.search(pattern, cron) is not None) == accepted
+
+
+@pytest.mark.parametrize(("window", "cron", "accepted"), CRON_CASES[::3])
+def test_deploy_script_applies_the_same_schedule_rule(tmp_path: Path, window: int, cron: str, accepted: bool) -> None:
+    """deploy.sh accepts the same schedules, and refuses the others with exit 2 before any change."""
+    run = _deploy(tmp_path, {**SETTINGS, "SWEEPS": f"all:{window}:{cron}"}, "--dry-run")
+    assert run.code == (0 if accepted else 2), run.stderr
+    assert ("does not fire once in every" in run.stderr) != accepted
+    assert (f"gcloud scheduler jobs create pubsub matchrelay-sweep-all-{window} " in run.stdout) == accepted
+
+
+def test_deploy_sweeps_are_scheduler_jobs_publishing_the_sweep_trigger(tf: Module) -> None:
+    """Each sweep is a job on the trigger topic in UTC with the sweep body, created after the function."""
+    job = tf.resources["google_cloud_scheduler_job", "sweep"]
+    assert job["for_each"] == "${local.sweeps}"
+    assert job["time_zone"] == "Etc/UTC"
+    assert job["schedule"] == "${each.value.schedule}"
+    target = _one(job, "pubsub_target")
+    assert target["topic_name"] == "${google_pubsub_topic.trigger.id}"
+    assert "jsonencode({runsCreated = {windowS = each.value.window_s}})" in target["data"]
+    assert (
+        "jsonencode({pipelineId = each.value.pipeline_id, runsCreated = {windowS = each.value.window_s}})"
+        in target["data"]
+    )
+    assert "${google_cloudfunctions2_function.matchrelay}" in job["depends_on"]
+    assert '"${var.name}-sweep-${s.pipeline_id == null ? "all" : s.pipeline_id}-${s.window_s}"' in tf.locals["sweeps"]
+    sweeps = tf.variables["sweeps"]
+    assert sweeps["default"] == []
+    assert "pipeline_id = optional(number)" in sweeps["type"]
+    retry = _one(job, "retry_config")
+    assert sum(5 * 2**i for i in range(retry["retry_count"])) < 60, "retries must end inside the shortest window"
+    apis = tf.resources["google_project_service", "apis"]["for_each"]
+    assert "cloudscheduler.googleapis.com" in apis
+
+
+def test_deploy_script_creates_updates_and_prunes_sweep_jobs(tmp_path: Path) -> None:
+    """SWEEPS become scheduler jobs after the Eventarc subscription; jobs it no longer names are deleted."""
+    sweeps = "123:900:*/15 * * * *;all:3600:5 * * * *"
+    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, "SWEEPS": sweeps})
+    assert run.code == 0, run.stderr
+    changes = _changes(run.calls)
+    jobs = [argv for argv in changes if argv[0] == "scheduler"]
+    assert changes[-len(jobs) - 1][:3] == ["pubsub", "subscriptions", "update"]
+    assert [argv[:5] for argv in jobs] == [
+        ["scheduler", "jobs", "create", "pubsub", "matchrelay-sweep-123-900"],
+        ["scheduler", "jobs", "create", "pubsub", "matchrelay-sweep-all-3600"],
+    ]
+    first, second = (_flags(argv) for argv in jobs)
+    assert json.loads(first["--message-body"]) == {"pipelineId": 123, "runsCreated": {"windowS": 900}}
+    assert json.loads(second["--message-body"]) == {"runsCreated": {"windowS": 3600}}
+    assert (first["--schedule"], first["--time-zone"], first["--location"]) == ("*/15 * * * *", "Etc/UTC", REGION)
+    assert first["--topic"] == f"projects/{PROJECT}/topics/matchrelay-trigger"
+    listed = "\n".join(
+        f"projects/{PROJECT}/locations/{REGION}/jobs/{job}"
+        for job in ("matchrelay-sweep-123-900", "matchrelay-sweep-all-60", "matchrelay-sweep-x-sweep-all-60", "other")
+    )
+    again = _deploy(
+        tmp_path, {**SETTINGS, "SWEEPS": sweeps, "STUB_JOBS": listed, "IDP_CLIENT_SECRET": ""}, existing=True
+    )
+    assert again.code == 0, again.stderr
+    verbs = [argv[2:5] for argv in _changes(again.calls) if argv[0] == "scheduler"]
+    assert verbs == [
+        ["update", "pubsub", "matchrelay-sweep-123-900"],
+        ["update", "pubsub", "matchrelay-sweep-all-3600"],
+        ["delete", "matchrelay-sweep-all-60", f"--project={PROJECT}"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sweeps", "named"),
+    [
+        ("123:900", "is not PIPELINE:WINDOW_S:CRON"),
+        ("0:900:*/15 * * * *", "pipeline '0'"),
+        ("abc:900:*/15 * * * *", "pipeline 'abc'"),
+        ("all:30:* * * * *", "window '30'"),
+        ("all:3600:5 * * * *;all:3600:7 * * * *", "all:3600 appears twice"),
+    ],
+)
+def test_deploy_script_refuses_a_wrong_sweep(tmp_path: Path, sweeps: str, named: str) -> None:
+    """A malformed sweep, a bad pipeline or window, or a duplicate stops deploy.sh before any change."""
+    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, "SWEEPS": sweeps})
+    assert run.code == 2
+    assert named in run.stderr
+    assert run.calls == []
+
+
+# --- alerts ---------------------------------------------------------------------------------------------------------
+
+
+def _condition(tf: Module, policy: str) -> dict[str, Any]:
+    return _one(_one(tf.resources["google_monitoring_alert_policy", policy], "conditions"), "condition_threshold")
+
+
+def test_deploy_alerts_watch_dead_letters_failed_runs_and_the_trigger_backlog(tf: Module) -> None:
+    """Three policies, all optional and notifying the given channels, on the three signals operating.md documents."""
+    policies = {name for type_, name in tf.resources if type_ == "google_monitoring_alert_policy"}
+    assert policies == {"dead_letters", "run_failed", "trigger_backlog"}
+    for name in policies:
+        policy = tf.resources["google_monitoring_alert_policy", name]
+        assert policy["count"] == "${local.alerts}"
+        assert policy["notification_channels"] == "${var.notification_channels}"
+        assert "docs/operating.md" in _one(policy, "documentation")["content"]
+    assert tf.locals["alerts"] == "${var.alerts ? 1 : 0}"
+    dead = _condition(tf, "dead_letters")
+    assert 'resource.labels.subscription_id = "${google_pubsub_subscription.dead_letter.name}"' in dead["filter"]
+    assert "subscription/num_undelivered_messages" in dead["filter"]
+    assert (dead["comparison"], dead["threshold_value"]) == ("COMPARISON_GT", 0)
+    backlog = _condition(tf, "trigger_backlog")
+    assert "subscription/oldest_unacked_message_age" in backlog["filter"]
+    assert 'subscription_id = starts_with("${local.eventarc_subscription_prefix}")' in backlog["filter"]
+    assert backlog["threshold_value"] == "${var.trigger_backlog_alert_s}"
+    prefix = tf.locals["eventarc_subscription_prefix"]
+    trigger = "google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger"
+    assert prefix == f"eventarc-${{var.region}}-${{basename({trigger})}}-sub-"
+    # The stand-in's Eventarc subscription has the name Eventarc gives: the prefix selects it.
+    assert EVENTARC_SUBSCRIPTION.rsplit("/", 1)[1].startswith(f"eventarc-{REGION}-matchrelay-123-sub-")
+
+
+def test_deploy_run_failed_metric_counts_summary_lines_by_reason(tf: Module) -> None:
+    """The log-based metric counts the function's outcome=failed lines with a reason label; its alert groups by it."""
+    metric = tf.resources["google_logging_metric", "run_failed"]
+    assert metric["filter"] == '${local.function_logs} AND jsonPayload.outcome="failed"'
+    assert tf.locals["function_logs"] == (
+        'resource.type="cloud_run_revision" AND resource.labels.service_name="${var.name}"'
+    )
+    assert metric["label_extractors"] == {"reason": "EXTRACT(jsonPayload.reason)"}
+    descriptor = _one(metric, "metric_descriptor")
+    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "INT64")
+    assert _one(descriptor, "labels")["key"] == "reason"
+    failed = _condition(tf, "run_failed")
+    assert "logging.googleapis.com/user/${google_logging_metric.run_failed[0].name}" in failed["filter"]
+    assert _one(failed, "aggregations")["group_by_fields"] == ["metric.label.reason"]
