@@ -211,6 +211,7 @@ def parse(event: CloudEvent, min_score: float) -> Item | None:
     if not isinstance(data, dict):
         raise ValueError("the event's data is not a JSON object")
     ce_id, run = str(event["id"]), run_key(data)
+    doc_id(ce_id), doc_id(run)  # refused here, acked as malformed, rather than failing every redelivery later
     if event["type"] == MATCH:
         return Item(ce_id, run, data, match_index(data), kept(data, min_score))
     count = data.get("matchCount")
