@@ -211,13 +211,17 @@ def _expected() -> set[str]:
 
 
 def _process_env(env: dict[str, str], events: str) -> dict[str, str]:
-    return os.environ | env | {
-        "RELAY_TOPIC": events,
-        "INVOCATION_TIMEOUT_S": str(TIMEOUT_S),
-        "POLL_BUDGET_S": "3",
-        "THREADS": "4",
-        "LOG_LEVEL": "INFO",
-    }
+    return (
+        os.environ
+        | env
+        | {
+            "RELAY_TOPIC": events,
+            "INVOCATION_TIMEOUT_S": str(TIMEOUT_S),
+            "POLL_BUDGET_S": "3",
+            "THREADS": "4",
+            "LOG_LEVEL": "INFO",
+        }
+    )
 
 
 def test_large_run_completes_over_continuations_without_overrunning(
@@ -241,7 +245,8 @@ def test_large_run_completes_over_continuations_without_overrunning(
     assert set(by_id) == _expected()
     assert all(d.seconds < TIMEOUT_S for d in bridge.deliveries), [d.seconds for d in bridge.deliveries]
     continuations = [d for d in bridge.deliveries if "continuation" in d.body]
-    assert continuations and all(d.attributes.get("traceparent", "").split("-")[1] == TRACE_ID for d in continuations)
+    assert continuations
+    assert all(d.attributes.get("traceparent", "").split("-")[1] == TRACE_ID for d in continuations)
     completed = by_id["demo/1/456/run"]
     assert completed.data["matchCount"] == MATCHES
     assert [r for r in received if r.attributes["ce-subject"] == "run"] == [completed]  # published once
