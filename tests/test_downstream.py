@@ -127,7 +127,7 @@ def relay_env(env: dict[str, str]) -> dict[str, str]:
 
 def push_to(pubsub: PubSub, topic: str, endpoint: str) -> str:
     """A push subscription on ``topic`` delivering to ``endpoint``, as the README's deployment has."""
-    name = pubsub.subscriber.subscription_path(GCP_PROJECT, f"downstream-{uuid.uuid4().hex[:12]}")
+    name: str = pubsub.subscriber.subscription_path(GCP_PROJECT, f"downstream-{uuid.uuid4().hex[:12]}")
     pubsub.subscriber.create_subscription(
         request={"name": name, "topic": topic, "push_config": {"push_endpoint": endpoint}, "ack_deadline_seconds": 20}
     )
