@@ -24,7 +24,7 @@ resource "google_logging_metric" "run_failed" {
     metric_kind  = "DELTA"
     value_type   = "INT64"
     unit         = "1"
-    display_name = "matchrelay ${var.name}: run.failed events"
+    display_name = "${var.name}: run.failed events"
     labels {
       key         = "reason"
       value_type  = "STRING"
@@ -43,7 +43,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   count = local.alerts
 
   project               = var.project
-  display_name          = "matchrelay ${var.name}: trigger messages dead-lettered"
+  display_name          = "${var.name}: trigger messages dead-lettered"
   combiner              = "OR"
   notification_channels = var.notification_channels
   user_labels           = var.labels
@@ -74,7 +74,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
   count = local.alerts
 
   project               = var.project
-  display_name          = "matchrelay ${var.name}: run.failed events"
+  display_name          = "${var.name}: run.failed events"
   combiner              = "OR"
   notification_channels = var.notification_channels
   user_labels           = var.labels
@@ -102,7 +102,7 @@ resource "google_monitoring_alert_policy" "run_failed" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "matchrelay ${var.name} published run.failed events with reason $${metric.label.reason}. What to do for each reason: docs/operating.md, \"What each outcome looks like\" and \"Alerting\". Logs: ${local.function_logs} AND jsonPayload.outcome=\"failed\""
+    content   = "${var.name} published run.failed events with reason $${metric.label.reason}. What to do for each reason: docs/operating.md, \"What each outcome looks like\" and \"Alerting\". Logs: ${local.function_logs} AND jsonPayload.outcome=\"failed\""
   }
 }
 
@@ -110,7 +110,7 @@ resource "google_monitoring_alert_policy" "trigger_backlog" {
   count = local.alerts
 
   project               = var.project
-  display_name          = "matchrelay ${var.name}: trigger backlog older than ${var.trigger_backlog_alert_s} s"
+  display_name          = "${var.name}: trigger backlog older than ${var.trigger_backlog_alert_s} s"
   combiner              = "OR"
   notification_channels = var.notification_channels
   user_labels           = var.labels

@@ -392,7 +392,7 @@ for i in "${!sweep_jobs[@]}"; do
   run gcloud scheduler jobs "$verb" pubsub "$job" --project="$project" --location="$REGION" \
     --schedule="$cron" --time-zone=Etc/UTC --topic="projects/$project/topics/$trigger_topic" --message-body="$body" \
     --max-retry-attempts=3 --min-backoff=5s --max-backoff=20s --max-doublings=2 \
-    --description="matchrelay $name: relay the runs created in each $window s window ($scope)."
+    --description="$name: relay the runs created in each $window s window ($scope)."
 done
 # Sweep jobs SWEEPS no longer names (only NAME-sweep-PIPELINE-WINDOW_S, not another function's).
 if ((!dry_run)); then

@@ -17,7 +17,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   project     = var.project
   region      = var.region
   name        = each.key
-  description = "matchrelay ${var.name}: relay the runs created in each ${each.value.window_s} s window (${each.value.pipeline_id == null ? "every pipeline" : "pipeline ${each.value.pipeline_id}"})."
+  description = "${var.name}: relay the runs created in each ${each.value.window_s} s window (${each.value.pipeline_id == null ? "every pipeline" : "pipeline ${each.value.pipeline_id}"})."
   schedule    = each.value.schedule
   time_zone   = "Etc/UTC" # the windows are counted from the epoch, in UTC
 

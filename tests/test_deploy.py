@@ -898,3 +898,16 @@ def test_deploy_run_failed_metric_counts_summary_lines_by_reason(tf: Module) -> 
     failed = _condition(tf, "run_failed")
     assert "logging.googleapis.com/user/${google_logging_metric.run_failed[0].name}" in failed["filter"]
     assert _one(failed, "aggregations")["group_by_fields"] == ["metric.label.reason"]
+
+
+def test_deploy_operating_guide_says_what_to_do_for_each_alert_and_sweep(tf: Module) -> None:
+    """docs/operating.md names each alert policy in its Alerting section and explains sweeps and their backfill."""
+    guide = (ROOT / "docs" / "operating.md").read_text()
+    alerting = guide.split("\n## Alerting\n", 1)[1]
+    for (type_, _), body in tf.resources.items():
+        if type_ == "google_monitoring_alert_policy":
+            title = body["display_name"].replace("${var.name}", "matchrelay").split(" ${", 1)[0]
+            assert f"**`{title}" in alerting, title
+    sweeps = guide.split("\n## Scheduled sweeps\n", 1)[1].split("\n## ", 1)[0]
+    for needed in ("scheduleInterval", "python main.py sweep --from", "--window-s", "--stdout", "ce-id", "retries"):
+        assert needed in sweeps, needed
