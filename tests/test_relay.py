@@ -256,3 +256,18 @@ def _path_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "PUBSUB_EMULATOR_HOST")}
+
+
+def test_relay_replay_after_access_denied_gets_its_own_ids(
+    client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A run refused with access_denied and replayed after the fix gets a run.completed no deduplicator drops."""
+    sim.set_run(1, 456, [Step.error(403, "insufficient access")])
+    assert deliver(client, pubsub_message({"pipelineId": 1, "runId": 456})).status_code == 200
+    sim.set_run(1, 456, [Step.run(make_run(2, job_id=456))])
+    assert deliver(client, pubsub_message({"pipelineId": 1, "runId": 456})).status_code == 200
+    failed = pubsub.drain(topics.errors_sub, at_least=1)
+    events = pubsub.drain(topics.events_sub, at_least=3)
+    assert [e.attributes["ce-id"] for e in failed] == ["demo/1/456/run/failed/access_denied"]
+    assert {e.attributes["ce-id"] for e in events} == {"demo/1/456/match/0", "demo/1/456/match/1", "demo/1/456/run"}
+    assert [kind(e) for e in events if e.attributes["ce-subject"] == "run"] == ["run.completed"]

@@ -97,6 +97,19 @@ BAD_SETTINGS = [
     pytest.param({"RELAY_ERROR_TOPIC": "errors"}, ("RELAY_ERROR_TOPIC",), id="short-error-topic-without-gcp-project"),
     pytest.param({"RELAY_TOPIC": "projects/p/subscriptions/s"}, ("RELAY_TOPIC",), id="topic-not-a-topic"),
     pytest.param({"LOG_LEVEL": "LOUD"}, ("LOG_LEVEL",), id="bad-log-level"),
+    pytest.param({"POLL_BUDGET_S": "540"}, ("POLL_BUDGET_S",), id="budget-not-below-default-timeout"),
+    pytest.param({"POLL_BUDGET_S": "60", "INVOCATION_TIMEOUT_S": "60"}, ("POLL_BUDGET_S",), id="budget-equals-timeout"),
+    pytest.param(
+        {"POLL_BUDGET_S": "300", "CLOUD_RUN_TIMEOUT_SECONDS": "240"}, ("POLL_BUDGET_S",), id="budget-over-platform"
+    ),
+    pytest.param({"INVOCATION_TIMEOUT_S": "4"}, ("INVOCATION_TIMEOUT_S",), id="timeout-too-short"),
+    pytest.param({"INVOCATION_TIMEOUT_S": "3601"}, ("INVOCATION_TIMEOUT_S",), id="timeout-too-long"),
+    pytest.param({"INVOCATION_TIMEOUT_S": "9m"}, ("INVOCATION_TIMEOUT_S",), id="timeout-with-unit"),
+    pytest.param({"CLOUD_RUN_TIMEOUT_SECONDS": "3"}, ("CLOUD_RUN_TIMEOUT_SECONDS",), id="platform-timeout-short"),
+    pytest.param({"RELAY_TRIGGER_TOPIC": "trigger"}, ("RELAY_TRIGGER_TOPIC",), id="short-trigger-topic-no-project"),
+    pytest.param(
+        {"RELAY_TRIGGER_TOPIC": "projects/p/subscriptions/s"}, ("RELAY_TRIGGER_TOPIC",), id="trigger-not-a-topic"
+    ),
 ]
 
 
@@ -227,6 +240,47 @@ def test_load_settings_topics(
     """Topics are ``projects/P/topics/T`` or ``T`` with ``GOOGLE_CLOUD_PROJECT``; errors default to events."""
     settings = load(monkeypatch, changes)
     assert (settings.topic(), settings.error_topic()) == (events, errors)
+
+
+@pytest.mark.parametrize(
+    ("changes", "timeout_s", "budget_s"),
+    [
+        pytest.param({}, 540, 480, id="defaults"),
+        pytest.param({"CLOUD_RUN_TIMEOUT_SECONDS": "900"}, 900, 480, id="platform-timeout"),
+        pytest.param({"CLOUD_RUN_TIMEOUT_SECONDS": "0"}, 540, 480, id="platform-zero-is-unset"),
+        pytest.param({"CLOUD_RUN_TIMEOUT_SECONDS": "300"}, 300, 240, id="short-platform-timeout-shrinks-budget"),
+        pytest.param({"INVOCATION_TIMEOUT_S": "60", "CLOUD_RUN_TIMEOUT_SECONDS": "900"}, 60, 48, id="own-setting-wins"),
+        pytest.param({"INVOCATION_TIMEOUT_S": "60", "POLL_BUDGET_S": "59"}, 60, 59, id="budget-given"),
+    ],
+)
+def test_load_settings_timeout_and_budget(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None], timeout_s: float, budget_s: float
+) -> None:
+    """INVOCATION_TIMEOUT_S, else CLOUD_RUN_TIMEOUT_SECONDS, else 540; an unset budget always fits below it."""
+    settings = load(monkeypatch, changes)
+    assert (settings.timeout_s, settings.budget_s) == (timeout_s, pytest.approx(budget_s))
+
+
+@pytest.mark.parametrize(
+    ("changes", "source", "expected"),
+    [
+        pytest.param({}, "//pubsub.googleapis.com/projects/p-1/topics/trig", "projects/p-1/topics/trig", id="source"),
+        pytest.param({}, "//pubsub.googleapis.com/", None, id="raw-push-has-none"),
+        pytest.param({}, "//pubsub.googleapis.com/projects/p-1/topics/../x", None, id="source-not-a-topic"),
+        pytest.param({}, None, None, id="none"),
+        pytest.param(
+            {"RELAY_TRIGGER_TOPIC": "projects/p-2/topics/mine"},
+            "//pubsub.googleapis.com/projects/p-1/topics/trig",
+            "projects/p-2/topics/mine",
+            id="setting-wins",
+        ),
+    ],
+)
+def test_load_settings_trigger_topic(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None], source: str | None, expected: str | None
+) -> None:
+    """RELAY_TRIGGER_TOPIC, else the topic of the triggering event's source, else none."""
+    assert load(monkeypatch, changes).trigger_topic(source) == expected
 
 
 def test_load_settings_static_token_instead_of_idp(monkeypatch: pytest.MonkeyPatch) -> None:
