@@ -238,7 +238,9 @@ def test_relay_cli_failed_run_exits_1(env: dict[str, str], sim: CdfSimulator, pu
     result = run_cli(["--pipeline-id", "2", "--run-id", "789"], env | _path_env())
     assert result.returncode == 1, result.stderr
     errors = pubsub.drain(topics.errors_sub, at_least=1)
-    assert [(e.attributes["ce-id"], e.data["errorMessage"]) for e in errors] == [("demo/2/789/run/failed/run_failed", "boom")]
+    assert [(e.attributes["ce-id"], e.data["errorMessage"]) for e in errors] == [
+        ("demo/2/789/run/failed/run_failed", "boom")
+    ]
 
 
 def test_relay_cli_replay_gives_the_same_ids(
