@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 
+from handlers import progress
 from handlers.errors import ConfigError
 from handlers.logs import log_context, setup_logging
 from handlers.runtime import Runtime
@@ -37,11 +38,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)  # exits 2 on usage errors
     started = time.time()
+    shown = progress.on_terminal(f"pipeline {args.pipeline_id} run {args.run_id}", events_to_stdout=args.stdout)
     setup_logging("INFO", to_stderr=args.stdout)
+    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
     log = logging.getLogger("matchrelay")
     try:
         settings = load_settings(publishing=not args.stdout)
         setup_logging(settings.log_level, to_stderr=args.stdout)
+        shown.take_logs(settings.log_level)
         trigger = parse_fields(
             {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project},
             default_project=settings.cdf_project,
@@ -55,8 +59,10 @@ def main(argv: list[str]) -> int:
         return 2
     install_sigterm(exit_by_default=False)
     runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
-    with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
+    progress.attach(runtime.relay, shown)
+    with shown, log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
         outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)
+        shown.done(outcome.kind, polls=outcome.polls)
     level = logging.INFO if outcome.kind == "completed" else logging.WARNING
     log.log(level, "%s: %d events%s", outcome.kind, outcome.events, f" ({outcome.detail})" if outcome.detail else "")
     return EXIT[outcome.kind]

@@ -27,6 +27,7 @@ from handlers.errors import (
     WaitTimeout,
 )
 from handlers.models import RunSummary
+from handlers.progress import NO_PROGRESS, Progress
 
 log = logging.getLogger("matchrelay.poll")
 MAX_MALFORMED_RETRIES = 3  # "at most 3 times in a row; then invalid_response"
@@ -74,6 +75,7 @@ class Poller:
     backoff: Backoff
     clock: Clock
     stats: PollStats = field(default_factory=PollStats)
+    progress: Progress = NO_PROGRESS  # the CLI's display on a terminal; a no-op otherwise
 
     def until_done(self, step: Callable[[], T | None], deadlines: Deadlines) -> T:
         """Call ``step`` until it returns a result, waiting between calls.
@@ -113,7 +115,9 @@ class Poller:
         if deadlines.budget is not None and now + delay > deadlines.budget:
             raise BudgetExhausted("POLL_BUDGET_S would run out before the next poll")
         # Never sleep past the point where the trigger is waited out: poll once more then.
-        if self.clock.sleep(max(0.0, min(delay, deadlines.wait - now))):
+        pause = max(0.0, min(delay, deadlines.wait - now))
+        self.progress.waiting(self.stats.last.status if self.stats.last else "unknown", self.stats.polls, pause)
+        if self.clock.sleep(pause):
             raise ShuttingDown("the instance is shutting down")
 
 

@@ -22,6 +22,7 @@ from handlers.errors import HandBack, MalformedResponse, NoProgress, PermanentEr
 from handlers.models import MAX_ID, RunSummary
 from handlers.normalize import RunRef, completed_event, failed_event, stream_events
 from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.progress import NO_PROGRESS, Progress
 from handlers.publish import Sink
 from handlers.results import RunBody
 from handlers.settings import Settings
@@ -64,6 +65,7 @@ class Relay:
     clock: Clock
     wall: Callable[[], float] = time.time  # epoch seconds, for publishTime ages and ce-time of decisions
     topics: Topics = field(default_factory=lambda: Topics("-", "-"))
+    progress: Progress = NO_PROGRESS  # the CLI's display (handlers.progress.attach); a no-op otherwise
 
     def invalid(self, exc: BadTrigger, traceparent: str | None = None) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
@@ -93,7 +95,8 @@ class Relay:
         ``deadline`` is when the invocation must have answered, ``continue_to`` the topic a continuation goes to.
         """
         deadline = deadline or Deadline.never(self.clock.monotonic)
-        poller = Poller(Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s), self.clock)
+        backoff = Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s)
+        poller = Poller(backoff, self.clock, progress=self.progress)
         deadlines = self._deadlines(trigger, budget_s, started_wall)
         run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
         # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.

@@ -1,0 +1,313 @@
+"""Progress on a terminal for ``python main.py run`` and ``python main.py sweep`` (issue 11).
+
+The flow says what it is doing through a ``Progress``: the poller before each
+wait (``waiting``), a wrapping sink as events are handed on and once the inner
+sink confirms them (``published``, ``confirmed``), a sweep as it finds runs
+(``found``), the command at its end (``done``). Every count is an increment:
+"n more", so callers on several threads can report without adding up.
+
+``NO_PROGRESS`` is the default everywhere: a no-op, so the function's path is
+unchanged and costs one empty call per poll. ``rich`` is imported only when a
+``TerminalProgress`` is built, never on the function's path.
+
+``on_terminal`` picks for the CLI: when stderr is not a terminal, ``NO_PROGRESS``
+and the JSON log lines of contract section 7, exactly as ever. When it is, a
+``TerminalProgress`` on stderr: a live line (the run's status, the poll count and
+a countdown to the next poll; then events published and confirmed, with rates;
+for a sweep, pipelines and runs found), a plain line at each status change and a
+summary at the end. Log lines, when they would have gone to that terminal, are
+printed through rich above the live line, WARNING and above only (everything
+with ``LOG_LEVEL=DEBUG``): the display replaces the INFO lines. When they go
+elsewhere (``run > logs.jsonl``), they stay JSON. Under ``--stdout`` with stdout
+on the terminal too, the events are the output and scroll past: no live line,
+the plain lines only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.spinner import Spinner
+    from rich.text import Text
+
+    from handlers.deadline import Deadline
+    from handlers.normalize import Event
+    from handlers.publish import Sink
+    from handlers.relay import Relay
+
+
+class Progress(Protocol):
+    """What the flow reports as it goes; every count is an increment."""
+
+    def waiting(self, status: str, polls: int, next_in_s: float) -> None:
+        """The run is ``status`` after ``polls`` polls; the next poll comes in ``next_in_s`` seconds."""
+        ...
+
+    def published(self, n: int) -> None:
+        """``n`` more events (or triggers) handed to the sink."""
+        ...
+
+    def confirmed(self, n: int) -> None:
+        """``n`` more confirmed by the sink (Pub/Sub, or printed under ``--stdout``)."""
+        ...
+
+    def found(self, pipelines: int = 0, runs: int = 0) -> None:
+        """A sweep read ``pipelines`` more pipelines and found ``runs`` more runs."""
+        ...
+
+    def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
+        """The command ended with ``outcome`` (an ``Outcome.kind``)."""
+        ...
+
+
+class SilentProgress:
+    """Shows nothing; also the CLI's side of a display (a context manager, ``take_logs``) doing nothing."""
+
+    def waiting(self, status: str, polls: int, next_in_s: float) -> None:
+        pass
+
+    def published(self, n: int) -> None:
+        pass
+
+    def confirmed(self, n: int) -> None:
+        pass
+
+    def found(self, pipelines: int = 0, runs: int = 0) -> None:
+        pass
+
+    def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
+        pass
+
+    def take_logs(self, level: str) -> None:
+        """Route log lines to this display (after each ``setup_logging``); nothing here: JSON lines stay."""
+
+    def __enter__(self) -> SilentProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        pass
+
+
+NO_PROGRESS = SilentProgress()
+
+
+class ProgressSink:
+    """A sink that passes events through to ``inner`` and reports them: ``published`` as each one is pulled,
+    ``confirmed`` when the inner ``publish`` returns (it returns only once every event is confirmed)."""
+
+    def __init__(self, inner: Sink, progress: Progress) -> None:
+        self.inner, self.progress = inner, progress
+
+    def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
+        count = self.inner.publish(topic, self._counted(events), deadline)
+        self.progress.confirmed(count)
+        return count
+
+    def _counted(self, events: Iterable[Event]) -> Iterator[Event]:
+        report = self.progress.published
+        for event in events:
+            report(1)
+            yield event
+
+
+def attach(relay: Relay, progress: Progress) -> None:
+    """Have ``relay`` report to ``progress``: its poller's waits, and its sink's events (nothing for a no-op)."""
+    if progress is NO_PROGRESS:
+        return
+    relay.progress = progress
+    relay.sink = ProgressSink(relay.sink, progress)
+
+
+def on_terminal(
+    title: str, events_to_stdout: bool, stderr: IO[str] | None = None, stdout: IO[str] | None = None
+) -> SilentProgress:
+    """The CLI's display: a ``TerminalProgress`` on ``stderr`` when it is a terminal, else ``NO_PROGRESS``.
+
+    ``events_to_stdout`` is ``--stdout``: the logs go to stderr then, to stdout otherwise (contract section 7).
+    """
+    err, out = stderr or sys.stderr, stdout or sys.stdout
+    if not _isatty(err):
+        return NO_PROGRESS
+    from rich.console import Console
+
+    logs = err if events_to_stdout else out
+    live = not (events_to_stdout and _isatty(out))  # events scrolling on the same screen would tear a live line
+    return TerminalProgress(Console(file=err), title, live=live, take_logs=_isatty(logs))
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+class TerminalProgress(SilentProgress):
+    """Progress drawn by rich on ``console``: a live line while the command runs, plain lines for what lasts."""
+
+    REFRESH_PER_SECOND = 8
+
+    def __init__(
+        self,
+        console: Console,
+        title: str = "",
+        *,
+        live: bool = True,
+        take_logs: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console, self.title, self._clock, self._take = console, title, clock, take_logs
+        self._lock = threading.Lock()
+        self._status: str | None = None
+        self._polls = 0
+        self._next_at: float | None = None
+        self._published = self._confirmed = self._pipelines = self._runs = 0
+        self._first_published: float | None = None
+        self._last_confirmed: float | None = None
+        self._handler: logging.Handler | None = None
+        self._live: Live | None = None
+        self._spinner: Spinner | None = None
+        if live:
+            from rich.live import Live
+
+            self._live = Live(
+                console=console,
+                get_renderable=self.__rich__,
+                refresh_per_second=self.REFRESH_PER_SECOND,
+                transient=True,  # the summary line replaces it
+                redirect_stdout=False,  # stdout carries the events under --stdout: never through rich
+                redirect_stderr=False,
+            )
+
+    # -- what the flow reports
+
+    def waiting(self, status: str, polls: int, next_in_s: float) -> None:
+        with self._lock:
+            changed = status != self._status
+            self._status, self._polls, self._next_at = status, polls, self._clock() + next_in_s
+        if changed:
+            self._say(f"{self.title}: {status}" if self.title else status, f"(poll {polls})")
+
+    def published(self, n: int) -> None:
+        with self._lock:
+            if self._first_published is None:
+                self._first_published = self._clock()
+            self._published += n
+
+    def confirmed(self, n: int) -> None:
+        with self._lock:
+            self._confirmed += n
+            self._last_confirmed = self._clock()
+
+    def found(self, pipelines: int = 0, runs: int = 0) -> None:
+        with self._lock:
+            self._pipelines += pipelines
+            self._runs += runs
+
+    def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
+        from rich.text import Text
+
+        mark, style = {"completed": ("✓", "green"), "failed": ("✗", "red")}.get(outcome, ("!", "yellow"))
+        line = Text.assemble((f"{mark} {outcome}", f"bold {style}"))
+        if self.title:
+            line.append(f" {self.title}")
+        with self._lock:
+            parts = self._counts(final=True)
+        if polls:
+            parts.append(f"{polls} poll{'s' if polls != 1 else ''}")
+        if parts:
+            line.append(": " + ", ".join(parts))
+        if detail:
+            line.append(f" ({detail})")
+        self.console.print(line, soft_wrap=True)
+
+    # -- the CLI's side
+
+    def take_logs(self, level: str) -> None:
+        """Swap the JSON handler ``setup_logging`` installed for a rich one above the live line."""
+        if not self._take:
+            return
+        from rich.logging import RichHandler
+
+        from handlers.logs import JsonFormatter
+
+        root = logging.getLogger()
+        for old in [h for h in root.handlers if isinstance(h.formatter, JsonFormatter) or h is self._handler]:
+            root.removeHandler(old)
+        threshold = logging.DEBUG if level.upper() == "DEBUG" else max(logging.WARNING, _level(level))
+        self._handler = RichHandler(threshold, self.console, show_path=False, markup=False, log_time_format="%H:%M:%S")
+        root.addHandler(self._handler)
+
+    def __enter__(self) -> TerminalProgress:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    # -- drawing
+
+    def __rich__(self) -> RenderableType:
+        """The live line, as of now: a spinner, the title, then what the command is doing."""
+        from rich.spinner import Spinner
+
+        if self._spinner is None:  # one spinner, so that it turns
+            self._spinner = Spinner("dots", style="cyan")
+        self._spinner.update(text=self.line())
+        return self._spinner
+
+    def line(self) -> Text:
+        from rich.text import Text
+
+        with self._lock:
+            parts = self._counts(final=False)
+            if self._first_published is None and self._status is not None:
+                assert self._next_at is not None
+                next_in = self._next_at - self._clock()
+                soon = f"next poll in {next_in:.1f} s" if next_in >= 0.05 else "polling"
+                parts[:0] = [self._status, f"poll {self._polls}", soon]
+        if not parts:
+            parts = ["asking CDF"]
+        line = Text(self.title, style="bold") if self.title else Text()
+        line.append((" · " if self.title else "") + " · ".join(parts))
+        return line
+
+    def _counts(self, final: bool) -> list[str]:
+        """Pipelines and runs found, events published and confirmed with their rates (under ``self._lock``)."""
+        parts = []
+        if self._pipelines or self._runs:
+            parts.append(f"{self._pipelines:,} pipelines, {self._runs:,} runs found")
+        if self._first_published is not None:
+            end = self._last_confirmed if final and self._last_confirmed is not None else self._clock()
+            seconds = end - self._first_published
+            parts.append(f"{self._published:,} published" + ("" if final else _rate(self._published, seconds)))
+            confirmed = f"{self._confirmed:,} confirmed"
+            if final and self._last_confirmed is not None:
+                confirmed += f" in {seconds:.2f} s"
+            parts.append(confirmed + _rate(self._confirmed, seconds))
+        return parts
+
+    def _say(self, *words: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(" ".join(words)), soft_wrap=True)
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f" ({n / seconds:,.0f}/s)" if n and seconds > 0 else ""
+
+
+def _level(name: str) -> int:
+    value = logging.getLevelName(name.upper())
+    return value if isinstance(value, int) else logging.INFO
