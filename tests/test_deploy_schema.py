@@ -4,6 +4,8 @@ argument is there, and every attribute an expression reads exists. No provider d
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import re
 import shutil
@@ -215,3 +217,75 @@ def test_deploy_schema_check_catches_a_broken_copy(
 def test_deploy_schema_check_accepts_what_the_provider_allows(tmp_path: Path, file: str, old: str, new: str) -> None:
     """Reading a computed attribute, a dynamic block of a real block and an optional argument pass."""
     assert module_problems(_broken_copy(tmp_path, file, old, new)) == []
+
+
+FAKE_SOURCE = """export function fooBarToHclTerraform(struct?: FooBarOutputReference | FooBar): any {
+  const attrs = {
+    ttl: {
+      value: cdktf.stringToHclTerraform(struct!.ttl),
+      isBlock: false,
+      type: "simple",
+    },
+  };
+}
+
+export class FooBarOutputReference extends cdktf.ComplexObject {
+  // ttl - computed: false, optional: false, required: true
+  private _ttl?: string;
+}
+
+export class Foo extends cdktf.TerraformResource {
+  public constructor(scope: Construct, id: string, config: FooConfig) {
+    super(scope, id, {
+      terraformResourceType: 'google_foo',
+      terraformGeneratorMetadata: { providerVersion: '6.50.0' },
+    });
+  }
+
+  // name - computed: false, optional: false, required: true
+  private _name?: string;
+
+  // uri - computed: true, optional: false, required: false
+  public get uri() {
+    return this.getStringAttribute('uri');
+  }
+
+  // bar - computed: false, optional: true, required: false
+  private _bar = new FooBarOutputReference(this, "bar");
+
+  protected synthesizeHclAttributes(): { [name: string]: any } {
+    const attrs = {
+      name: {
+        value: cdktf.stringToHclTerraform(this._name),
+        isBlock: false,
+      },
+      bar: {
+        value: fooBarToHclTerraform(this._bar.internalValue),
+        isBlock: true,
+      },
+    };
+  }
+}
+"""
+
+
+def test_deploy_provider_schema_tool_reads_the_generated_typescript(tmp_path: Path) -> None:
+    """The extractor turns cdktf's comments, nested references and isBlock flags into arguments, computed and blocks."""
+    spec = importlib.util.spec_from_file_location("provider_schema", DEPLOY / "tools" / "provider_schema.py")
+    assert spec is not None
+    assert spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    source_map = base64.b64encode(json.dumps({"sourcesContent": [FAKE_SOURCE]}).encode()).decode()
+    (tmp_path / "lib" / "foo").mkdir(parents=True)
+    (tmp_path / "lib" / "foo" / "index.js").write_text(
+        f"exports.Foo = Foo;\n//# sourceMappingURL=data:application/json;base64,{source_map}\n"
+    )
+    assert tool.schema(tmp_path, "resource", "google_foo") == (
+        "6.50.0",
+        {
+            "arguments": {"name": "required"},
+            "computed": ["uri"],
+            "blocks": {"bar": {"required": False, "arguments": {"ttl": "required"}, "computed": [], "blocks": {}}},
+        },
+    )
