@@ -402,6 +402,8 @@ if ((!dry_run)); then
       run gcloud scheduler jobs delete "$job" --project="$project" --location="$REGION" --quiet
     fi
   done < <(gcloud scheduler jobs list --project="$project" --location="$REGION" --format='value(name)')
+else
+  printf '# and: gcloud scheduler jobs delete for each %s-sweep-* job that SWEEPS no longer names\n' "$name"
 fi
 
 if ((!dry_run)); then

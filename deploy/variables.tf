@@ -102,7 +102,7 @@ variable "enable_apis" {
 }
 
 variable "labels" {
-  description = "Labels put on the function, topics, bucket and secret."
+  description = "Labels put on the function, topics, bucket, secret and alert policies."
   type        = map(string)
   default     = {}
 }
