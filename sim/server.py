@@ -18,12 +18,16 @@ from typing import Self
 from urllib.parse import parse_qsl
 
 from sim.handler import HttpServer
+from sim.lists import Catalog
 from sim.steps import Request, Step
 
 TOKEN_PATH = "/oauth2/token"
 RUN_PATH = re.compile(
     r"/api/v1/projects/(?P<project>[^/]+)/context/entitymatching"
     r"/pipelines/(?P<pipeline>[^/]+)/runs/(?P<run>[^/]+)"
+)
+LIST_PATH = re.compile(
+    r"/api/v1/projects/(?P<project>[^/]+)/context/entitymatching/pipelines(?:/(?P<pipeline>[^/]+)/runs)?"
 )
 MAX_ID = 9007199254740991
 
@@ -50,6 +54,7 @@ class CdfSimulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        seed: int = 0,
     ) -> None:
         self.project = project
         self.client_id = client_id
@@ -61,6 +66,8 @@ class CdfSimulator:
         self._address = (host, port)
         self._lock = threading.Lock()
         self._scripts: dict[tuple[int, str], list[Step]] = {}
+        self.catalog = Catalog(seed)  # what the list endpoints show; `seed` shuffles their order
+        self._list_scripts: dict[int | None, list[Step | None]] = {}
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
         self._stopping = threading.Event()
         self._httpd: HttpServer | None = None
@@ -121,6 +128,53 @@ class CdfSimulator:
         """Script GET .../pipelines/{pipeline_id}/runs/latest; the last step repeats."""
         self._script((pipeline_id, "latest"), steps)
 
+    def add_pipeline(
+        self,
+        pipeline_id: int,
+        *,
+        external_id: str | None = None,
+        name: str | None = None,
+        schedule_interval: int | None = None,
+    ) -> None:
+        """List a pipeline under GET .../pipelines; `schedule_interval` in seconds, as CDF gives it."""
+        with self._lock:
+            self.catalog.add_pipeline(
+                pipeline_id, external_id=external_id, name=name, schedule_interval=schedule_interval
+            )
+
+    def add_run(
+        self,
+        pipeline_id: int,
+        job_id: int,
+        created_ms: int,
+        status: str = "Completed",
+        *,
+        error_message: str | None = None,
+        steps: list[Step] | None = None,
+    ) -> None:
+        """List a run summary under GET .../pipelines/{pipeline_id}/runs (the pipeline too, if new).
+
+        `steps`, when given, also script the run itself (as `set_run`).
+        """
+        with self._lock:
+            self.catalog.add_run(pipeline_id, job_id, created_ms, status, error_message)
+        if steps is not None:
+            self.set_run(pipeline_id, job_id, steps)
+
+    def script_list(self, pipeline_id: int | None, steps: list[Step | None]) -> None:
+        """Answer the next requests of a list (the pipelines' for None, else that pipeline's runs) with `steps`.
+
+        `None` in `steps` answers that request normally; once the steps are used up, every request is.
+        """
+        with self._lock:
+            self._list_scripts[pipeline_id] = list(steps)
+
+    def list_requests(self, pipeline_id: int | None = None) -> list[Request]:
+        """The requests of one list: the pipelines' (None) or that pipeline's runs."""
+        return [
+            r for r in self.cdf_requests() if (found := LIST_PATH.fullmatch(r.path)) and _pipeline(found) == pipeline_id
+        ]
+
     def _script(self, key: tuple[int, str], steps: list[Step]) -> None:
         if not steps:
             raise ValueError("a script needs at least one step")
@@ -136,6 +190,8 @@ class CdfSimulator:
         """Forget scripts, token faults, recorded requests and issued tokens."""
         with self._lock:
             self._scripts.clear()
+            self._list_scripts.clear()
+            self.catalog = Catalog(self.catalog.seed)
             self._tokens.clear()
             self.token_steps.clear()
             self.requests.clear()
@@ -192,6 +248,9 @@ class CdfSimulator:
         # Same order as CDF: authentication, then project access, then the resource.
         if not self._authorized(request.headers.get("authorization", "")):
             return Step.error(401, "Unauthorized")
+        listed = LIST_PATH.fullmatch(request.path)
+        if request.method == "GET" and listed is not None:
+            return self._answer_list(listed, request)
         found = RUN_PATH.fullmatch(request.path)
         if request.method != "GET" or found is None:
             return Step.error(404, f"No such endpoint: {request.method} {request.path}")
@@ -209,3 +268,26 @@ class CdfSimulator:
             if steps is None:
                 return Step.error(404, f"Pipeline run not found: pipelines/{pipeline}/runs/{run}")
             return steps.pop(0) if len(steps) > 1 else steps[0]
+
+    def _answer_list(self, found: re.Match[str], request: Request) -> Step:
+        if found["project"] != self.project:
+            return Step.error(403, "Resource not found. This may also be due to insufficient access rights.")
+        pipeline = found["pipeline"]
+        if pipeline is not None and not _valid_id(pipeline):
+            return Step.error(400, "Invalid id in path: ids are integers in 1..9007199254740991")
+        key = None if pipeline is None else int(pipeline)
+        with self._lock:
+            steps = self._list_scripts.get(key)
+            if steps:
+                step = steps.pop(0)
+                if step is not None:
+                    return step
+            if key is None:
+                return self.catalog.page("pipelines", self.catalog.pipeline_items(), request.query)
+            if key not in self.catalog.pipelines:
+                return Step.error(404, f"Pipeline not found: pipelines/{key}")
+            return self.catalog.page(f"runs/{key}", self.catalog.run_items(key), request.query)
+
+
+def _pipeline(found: re.Match[str]) -> int | None:
+    return None if found["pipeline"] is None else int(found["pipeline"]) if _valid_id(found["pipeline"]) else -1

@@ -324,3 +324,115 @@ def test_sim_cli_serves_demo_scenario() -> None:
     assert statuses == ["Queued", "Running", "Running", "Completed"]
     assert [f["status"] for f in failed] == ["Running", "Failed"]
     assert failed[1]["errorMessage"] == "Source dataset is empty"
+
+
+# --- the list endpoints ---------------------------------------------------------------------------------------
+
+
+def _every_page(client: httpx.Client, path: str, token: str, limit: int | None = None) -> list[list[dict[str, Any]]]:
+    """Every page of a list, following nextCursor until it is absent."""
+    found, cursor = [], None
+    while True:
+        params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        answer = _get(client, path, token, params=params)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        found.append(body["items"])
+        cursor = body.get("nextCursor")
+        if cursor is None:
+            return found
+
+
+def test_sim_lists_pipelines_in_pages_with_their_fields(sim: CdfSimulator, client: httpx.Client) -> None:
+    """GET .../pipelines pages by limit and cursor; pipelines have id, externalId, name, scheduleInterval, lastRun."""
+    for pipeline_id in range(1, 8):
+        sim.add_pipeline(pipeline_id, schedule_interval=900 if pipeline_id % 2 else None)
+    sim.add_run(3, 30, 1_000, "Completed")
+    sim.add_run(3, 31, 2_000, "Running")
+    pages = _every_page(client, RUNS, _token(client, sim), limit=3)
+    assert [len(p) for p in pages] == [3, 3, 1]
+    pipelines = {p["id"]: p for page in pages for p in page}
+    assert sorted(pipelines) == list(range(1, 8))
+    assert {"id", "externalId", "name", "scheduleInterval", "lastRun"} <= set(pipelines[3])
+    assert pipelines[3]["lastRun"]["jobId"] == 31
+    assert not {"scheduleInterval", "lastRun"} & set(pipelines[2])
+
+
+def test_sim_lists_runs_as_summaries_in_a_shuffled_order(sim: CdfSimulator, client: httpx.Client) -> None:
+    """GET .../pipelines/{id}/runs gives run summaries (no results), 100 a page by default, not in id order."""
+    for job_id in range(1, 251):
+        sim.add_run(5, job_id, 1_000 * job_id, "Completed")
+    pages = _every_page(client, f"{RUNS}/5/runs", _token(client, sim))
+    runs = [r for page in pages for r in page]
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert sorted(r["jobId"] for r in runs) == list(range(1, 251))
+    assert [r["jobId"] for r in runs] != sorted(r["jobId"] for r in runs)
+    assert set(runs[0]) == {"status", "createdTime", "startTime", "statusTime", "jobId", "errorMessage"}
+
+
+def test_sim_list_order_is_deterministic_per_seed(client: httpx.Client) -> None:
+    """The same seed gives the same order; another seed another order."""
+    orders = []
+    for seed in (1, 1, 2):
+        with CdfSimulator(seed=seed) as seeded:
+            for job_id in range(1, 30):
+                seeded.add_run(1, job_id, job_id, "Completed")
+            seeded.static_tokens.add("t")
+            orders.append([r["jobId"] for r in _get(client, f"{seeded.url}{RUNS}/1/runs", "t").json()["items"]])
+    assert orders[0] == orders[1] != orders[2]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        pytest.param({"limit": "0"}, 400, id="limit-zero"),
+        pytest.param({"limit": "101"}, 400, id="limit-over-100"),
+        pytest.param({"limit": "x"}, 400, id="limit-not-a-number"),
+        pytest.param({"cursor": "not-a-cursor"}, 400, id="bad-cursor"),
+        pytest.param({"limit": "100"}, 200, id="limit-100"),
+    ],
+)
+def test_sim_list_checks_limit_and_cursor(
+    sim: CdfSimulator, client: httpx.Client, params: dict[str, str], code: int
+) -> None:
+    """limit must be 1..100 and a cursor one the list handed out."""
+    sim.add_pipeline(1)
+    assert _get(client, RUNS, _token(client, sim), params=params).status_code == code
+
+
+def test_sim_list_cursor_of_another_list_is_rejected(sim: CdfSimulator, client: httpx.Client) -> None:
+    """A cursor belongs to the list that gave it."""
+    for job_id in range(1, 4):
+        sim.add_run(1, job_id, job_id, "Completed")
+        sim.add_run(2, job_id, job_id, "Completed")
+    token = _token(client, sim)
+    cursor = _get(client, f"{RUNS}/1/runs", token, params={"limit": 1}).json()["nextCursor"]
+    assert _get(client, f"{RUNS}/2/runs", token, params={"cursor": cursor}).status_code == 400
+
+
+def test_sim_list_runs_of_unknown_pipeline_is_404(sim: CdfSimulator, client: httpx.Client) -> None:
+    """A pipeline that is not there answers 404 on its runs; another project 403."""
+    token = _token(client, sim)
+    assert _get(client, f"{RUNS}/9/runs", token).status_code == 404
+    assert _get(client, "/api/v1/projects/other/context/entitymatching/pipelines", token).status_code == 403
+
+
+def test_sim_script_list_faults_come_first_none_answers_normally(sim: CdfSimulator, client: httpx.Client) -> None:
+    """script_list answers in order (None: normally) per list, then every request normally."""
+    sim.add_run(1, 1, 1, "Completed")
+    sim.script_list(1, [None, Step.throttle("1"), Step.raw(200, b"{not json")])
+    sim.script_list(None, [Step.error(503)])
+    token = _token(client, sim)
+    codes = [_get(client, f"{RUNS}/1/runs", token).status_code for _ in range(4)]
+    assert codes == [200, 429, 200, 200]
+    assert [r.status_code for r in (_get(client, RUNS, token), _get(client, RUNS, token))] == [503, 200]
+    assert (len(sim.list_requests(1)), len(sim.list_requests(None))) == (4, 2)
+
+
+def test_sim_add_run_with_steps_scripts_the_run(sim: CdfSimulator, client: httpx.Client) -> None:
+    """add_run(steps=...) lists the run and scripts its results; set_run and set_latest keep working."""
+    sim.add_run(4, 44, 5, "Completed", steps=[Step.run(make_run(2, job_id=44))])
+    sim.set_latest(4, [Step.status("Running", 44)])
+    token = _token(client, sim)
+    assert len(_get(client, f"{RUNS}/4/runs/44", token).json()["matches"]) == 2
+    assert _get(client, f"{RUNS}/4/runs/latest", token).json()["jobId"] == 44
