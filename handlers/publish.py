@@ -16,12 +16,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
 from handlers.normalize import Event
-from handlers.pubsub_rpc import Budget, Factory, PublishRpc, Workers, connect, describe, retry_for
+from handlers.pubsub_rpc import Batch, Budget, Factory, PublishRpc, Workers, connect, cost, describe, retry_for
 
 CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back
 PUBLISH_DEADLINE_S = 60.0  # the retry deadline of one request (Google's client defaults to 600 s)
@@ -42,12 +42,6 @@ class Sink(Protocol):
         (``Deadline.ending_s``); what is not confirmed by then is a ``PublishFailed``.
         """
         ...
-
-
-def cost(event: Event) -> int:
-    """An event's size in a request: its data and attributes, plus protobuf framing (characters for bytes)."""
-    attributes = event.attributes
-    return len(event.data) + sum(map(len, attributes)) + sum(map(len, attributes.values())) + 6 * len(attributes) + 12
 
 
 class PubSubSink:
@@ -93,7 +87,7 @@ class PubSubSink:
         self, rpc: PublishRpc, topic: str, events: Iterable[Event], call: Call, ending: Callable[[float], float]
     ) -> None:
         """Fill requests from ``events``; send each when full or stale, and what is left once done."""
-        batch = _Batch(rpc.new_request(topic))
+        batch = Batch(rpc.new_request(topic))
         try:
             for event in events:
                 if call.failed:  # one message is lost for this invocation: stop producing, hand back
@@ -119,22 +113,22 @@ class PubSubSink:
         finally:
             self.budget.give(batch.count, batch.size)  # a request never sent (a failure, an error producing)
 
-    def _add(self, batch: _Batch, event: Event, size: int, call: Call) -> None:
+    def _add(self, batch: Batch, event: Event, size: int, call: Call) -> None:
         try:
             batch.add(event, size)
         except Exception as exc:  # a message protobuf refuses (not bytes, not str): translate once, here
             self.budget.give(1, size)
             raise _refused(event, exc, call) from None
 
-    def _send(self, rpc: PublishRpc, topic: str, batch: _Batch, call: Call, ending: Callable[[float], float]) -> _Batch:
+    def _send(self, rpc: PublishRpc, topic: str, batch: Batch, call: Call, ending: Callable[[float], float]) -> Batch:
         """Hand ``batch`` to the workers (its budget with it); a new, empty batch."""
         if not batch.count:
             return batch
         call.opened()
         self._workers.submit(lambda: self._run(rpc, batch, call, ending))
-        return _Batch(rpc.new_request(topic))
+        return Batch(rpc.new_request(topic))
 
-    def _run(self, rpc: PublishRpc, batch: _Batch, call: Call, ending: Callable[[float], float]) -> None:
+    def _run(self, rpc: PublishRpc, batch: Batch, call: Call, ending: Callable[[float], float]) -> None:
         """One request, retried within the call's deadline; its budget is given back whatever happens."""
         error: str | None = None
         try:
@@ -162,23 +156,6 @@ class PubSubSink:
 def _refused(event: Event, exc: Exception, call: Call) -> PublishFailed:
     call.fail(f"Pub/Sub cannot carry an event: {type(exc).__name__}")
     return PublishFailed(f"Pub/Sub cannot carry event {event.attributes.get('ce-id')}: {type(exc).__name__}: {exc}")
-
-
-class _Batch:
-    """One Publish request being filled, with its message count and estimated size."""
-
-    __slots__ = ("_add", "count", "opened", "request", "size")
-
-    def __init__(self, request: Any) -> None:
-        self.request, self._add = request, request.messages.add
-        self.count, self.size, self.opened = 0, 0, time.monotonic()
-
-    def add(self, event: Event, size: int) -> None:
-        self._add(data=event.data, attributes=event.attributes)
-        if not self.count:
-            self.opened = time.monotonic()
-        self.count += 1
-        self.size += size
 
 
 class Call:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from handlers.normalize import Event
+
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
 
@@ -173,3 +175,26 @@ class Workers:
     def _serve(self) -> None:
         while True:
             self._queue.get()()
+
+
+def cost(event: Event) -> int:
+    """An event's size in a request: its data and attributes, plus protobuf framing (characters for bytes)."""
+    attributes = event.attributes
+    return len(event.data) + sum(map(len, attributes)) + sum(map(len, attributes.values())) + 6 * len(attributes) + 12
+
+
+class Batch:
+    """One Publish request being filled, with its message count and estimated size."""
+
+    __slots__ = ("_add", "count", "opened", "request", "size")
+
+    def __init__(self, request: Any) -> None:
+        self.request, self._add = request, request.messages.add
+        self.count, self.size, self.opened = 0, 0, time.monotonic()
+
+    def add(self, event: Event, size: int) -> None:
+        self._add(data=event.data, attributes=event.attributes)
+        if not self.count:
+            self.opened = time.monotonic()
+        self.count += 1
+        self.size += size
