@@ -25,6 +25,7 @@ the plain lines only.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import threading
@@ -135,7 +136,7 @@ def on_terminal(
     ``events_to_stdout`` is ``--stdout``: the logs go to stderr then, to stdout otherwise (contract section 7).
     """
     err, out = stderr or sys.stderr, stdout or sys.stdout
-    if not _isatty(err):
+    if not _isatty(err) or importlib.util.find_spec("rich") is None:  # without rich: JSON lines, as ever
         return NO_PROGRESS
     from rich.console import Console
 
@@ -165,7 +166,7 @@ class TerminalProgress(SilentProgress):
         take_logs: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.console, self.title, self._clock, self._take = console, title, clock, take_logs
+        self.console, self.title, self._clock, self.takes_logs = console, title, clock, take_logs
         self._lock = threading.Lock()
         self._status: str | None = None
         self._polls = 0
@@ -188,6 +189,11 @@ class TerminalProgress(SilentProgress):
                 redirect_stderr=False,
             )
 
+    @property
+    def animated(self) -> bool:
+        """Whether a live line is drawn (not under ``--stdout`` with stdout on the terminal too)."""
+        return self._live is not None
+
     # -- what the flow reports
 
     def waiting(self, status: str, polls: int, next_in_s: float) -> None:
@@ -196,6 +202,8 @@ class TerminalProgress(SilentProgress):
             self._status, self._polls, self._next_at = status, polls, self._clock() + next_in_s
         if changed:
             self._say(f"{self.title}: {status}" if self.title else status, f"(poll {polls})")
+        if self._live is not None and self._live.is_started:
+            self._live.refresh()  # each poll shows at once, not at the next tick
 
     def published(self, n: int) -> None:
         with self._lock:
@@ -234,7 +242,7 @@ class TerminalProgress(SilentProgress):
 
     def take_logs(self, level: str) -> None:
         """Swap the JSON handler ``setup_logging`` installed for a rich one above the live line."""
-        if not self._take:
+        if not self.takes_logs:
             return
         from rich.logging import RichHandler
 
