@@ -34,6 +34,7 @@ USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too
 CHUNK_BYTES = 64 * 1024
 REFRESH_MARGIN_S = 30.0  # as Cognite's SDK: renew a token 30 s before it runs out
+PAGE_LIMIT = 100  # CDF's largest page of pipelines or runs: the fewest requests for a sweep
 
 
 class TokenSource:
@@ -112,19 +113,40 @@ class CdfClient:
             _read(response, "CDF")
             return _json(response, "CDF")
 
+    def list_pipelines(self, project: str, cursor: str | None, deadline: Deadline | None = None) -> dict[str, Any]:
+        """One page of the project's pipelines, ``{"items": [...], "nextCursor": ...}`` (a sweep's listing)."""
+        url = f"{self._base}/{project}/context/entitymatching/pipelines"
+        return self._page(url, cursor, deadline, "CDF has no such project")
+
+    def list_runs(
+        self, project: str, pipeline_id: int, cursor: str | None, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        """One page of a pipeline's run summaries; a 404 is ``RunNotFound`` (the pipeline is gone)."""
+        url = f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}/runs"
+        return self._page(url, cursor, deadline, "CDF has no such pipeline")
+
+    def _page(self, url: str, cursor: str | None, deadline: Deadline | None, missing: str) -> dict[str, Any]:
+        # The cursor is CDF's own text handed back to CDF, and only ever as a query parameter (encoded by httpx).
+        params = {"limit": str(PAGE_LIMIT), **({"cursor": cursor} if cursor is not None else {})}
+        with self._open(url, params, deadline, missing) as response:
+            _read(response, "CDF")
+            return _json(response, "CDF")
+
     @contextlib.contextmanager
-    def _open(self, url: str, params: dict[str, str], deadline: Deadline | None) -> Iterator[httpx.Response]:
+    def _open(
+        self, url: str, params: dict[str, str], deadline: Deadline | None, missing: str = "CDF has no such run"
+    ) -> Iterator[httpx.Response]:
         """A 200 response, unread; any other answer is translated into the error tree here."""
         token, fresh = self._tokens.get()
         with self._stream(url, params, token, deadline) as response:
             if response.status_code != 401 or fresh or not self._tokens.refreshable:
-                yield self._ok(response)
+                yield self._ok(response, missing)
                 return
         token, _ = self._tokens.get(rejected=token)  # a 401 on a cached token: it expired; fetch one, once
         with self._stream(url, params, token, deadline) as response:
-            yield self._ok(response)
+            yield self._ok(response, missing)
 
-    def _ok(self, response: httpx.Response) -> httpx.Response:
+    def _ok(self, response: httpx.Response, missing: str) -> httpx.Response:
         if response.status_code == 200:
             return response
         _read(response, "CDF")
@@ -134,7 +156,7 @@ class CdfClient:
         if response.status_code == 403:
             raise AccessDenied(_describe(response, "CDF denied access"))
         if response.status_code == 404:
-            raise RunNotFound(_describe(response, "CDF has no such run"))
+            raise RunNotFound(_describe(response, missing))
         raise InvalidRequest(_describe(response, "CDF rejected the request"))
 
     @contextlib.contextmanager

@@ -14,14 +14,17 @@ import sys
 import time
 
 from handlers import progress
+from handlers.deadline import Deadline
 from handlers.errors import ConfigError
 from handlers.logs import log_context, setup_logging
 from handlers.runtime import Runtime
 from handlers.settings import load_settings
 from handlers.shutdown import install as install_sigterm
-from handlers.trigger import BadTrigger, parse_fields
+from handlers.sweep import Sweeper, SweepOutcome
+from handlers.trigger import BadTrigger, parse_fields, parse_sweep
 
 EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
+SWEEP_EXIT = {"swept": 0, "failed": 1, "handed_back": 3}  # no deadline, so a sweep never continues
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,11 +35,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", required=True, help="the run's id (its jobId), or 'latest'")
     run.add_argument("--project", help="the CDF project (one of CDF_ALLOWED_PROJECTS; default CDF_PROJECT)")
     run.add_argument("--stdout", action="store_true", help="print each event as a JSON line instead of publishing")
+    sweep = sub.add_parser("sweep", help="publish a run trigger for every run created in a window of time")
+    sweep.add_argument("--pipeline-id", help="the pipeline's id (default: every pipeline of the project)")
+    window = sweep.add_mutually_exclusive_group(required=True)
+    window.add_argument("--window-s", type=int, help="the last whole window of this many seconds before now")
+    window.add_argument("--from", dest="from_ms", type=int, help="the window's start, epoch ms (included); with --to")
+    sweep.add_argument("--to", dest="to_ms", type=int, help="the window's end, epoch ms (excluded)")
+    sweep.add_argument("--project", help="the CDF project (one of CDF_ALLOWED_PROJECTS; default CDF_PROJECT)")
+    sweep.add_argument("--stdout", action="store_true", help="print each run trigger as a JSON line instead")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)  # exits 2 on usage errors
+    if args.command == "sweep":
+        return sweep_main(args)
     started = time.time()
     shown = progress.on_terminal(f"pipeline {args.pipeline_id} run {args.run_id}", events_to_stdout=args.stdout)
     setup_logging("INFO", to_stderr=args.stdout)
@@ -66,3 +79,49 @@ def main(argv: list[str]) -> int:
     level = logging.INFO if outcome.kind == "completed" else logging.WARNING
     log.log(level, "%s: %d events%s", outcome.kind, outcome.events, f" ({outcome.detail})" if outcome.detail else "")
     return EXIT[outcome.kind]
+
+
+def sweep_main(args: argparse.Namespace) -> int:
+    """``python main.py sweep``: one sweep with no deadline and no budget; exit codes as ``run``."""
+    setup_logging("INFO", to_stderr=args.stdout)
+    log = logging.getLogger("matchrelay")
+    try:
+        settings = load_settings(publishing=not args.stdout)
+        setup_logging(settings.log_level, to_stderr=args.stdout)
+        sweep = parse_sweep(
+            _sweep_fields(args), default_project=settings.cdf_project, allowed=settings.allowed_projects
+        )
+        topic = "-" if args.stdout else settings.trigger_topic()
+        if topic is None:
+            raise ConfigError("RELAY_TRIGGER_TOPIC: required by sweep (or use --stdout)")
+    except ConfigError as exc:
+        log.critical("configuration error: %s", exc)
+        return 2
+    except BadTrigger as exc:
+        log.critical("%s", exc)
+        return 2
+    install_sigterm(exit_by_default=False)
+    runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
+    with log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
+        outcome = Sweeper(runtime.relay).sweep(sweep, None, Deadline.never(runtime.relay.clock.monotonic), topic)
+    if isinstance(outcome, SweepOutcome) and outcome.kind == "swept":
+        log.info("%s", outcome.summary(), extra={"fields": outcome.fields()})
+    else:
+        log.warning("%s%s", outcome.kind, f" ({outcome.detail})" if outcome.detail else "")
+    return SWEEP_EXIT[outcome.kind]
+
+
+def _sweep_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The sweep the options name, as a trigger body, so the command validates exactly as the function does."""
+    if args.window_s is not None:
+        if args.to_ms is not None:
+            raise BadTrigger("--to goes with --from, not with --window-s", message_id="")
+        window: dict[str, int] = {"windowS": args.window_s}
+    elif args.to_ms is None:
+        raise BadTrigger("--from needs --to", message_id="")
+    else:
+        window = {"from": args.from_ms, "to": args.to_ms}
+    fields: dict[str, object] = {"runsCreated": window, "project": args.project}
+    if args.pipeline_id is not None:
+        fields["pipelineId"] = args.pipeline_id
+    return fields

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from handlers.errors import InvalidResponse, MalformedResponse
 from handlers.models import GENERATED_RULE, SUGGESTED_RULE, RuleMatchData, RunSummary
+from handlers.window import Window
 
 TYPE_PREFIX = "com.cognite.entitymatching."
 MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
@@ -54,17 +55,22 @@ class RunRef:
     from_trigger: bool = False  # an invalid trigger: the source names no run
     latest_key: str | None = None  # runId "latest" not yet resolved: the message that asked for it
     traceparent: str | None = None  # the trigger's trace (W3C traceparent), carried as ce-traceparent
+    window: Window | None = None  # a sweep's: its failure names the window and the pipeline (or all), no run
 
     @property
     def source(self) -> str:
         base = f"{self.cdf_url}/api/v1/projects/{self.project}/context/entitymatching/pipelines"
         if self.from_trigger or self.pipeline_id is None:
             return base
+        if self.window is not None:
+            return f"{base}/{self.pipeline_id}/runs"
         if self.run_id is None:
             return f"{base}/{self.pipeline_id}/runs/latest" if self.latest_key else base
         return f"{base}/{self.pipeline_id}/runs/{self.run_id}"
 
     def event_id(self, subject: str) -> str:
+        if self.window is not None:
+            return f"{self.project}/{self.pipeline_id or 'all'}/{subject}"
         run = self.run_id if self.run_id is not None else f"latest/{self.latest_key}"
         return f"{self.project}/{self.pipeline_id}/{run}/{subject}"
 
@@ -263,7 +269,7 @@ def failed_event(
     """``run.failed``: a failed run (CDF's own message) or a reason of ours (with our message).
 
     Its subject names the reason, so a run that fails once and later completes (or fails otherwise) gives each
-    outcome its own ``ce-id``.
+    outcome its own ``ce-id``. A sweep's (``ref.window``) names its window instead of a run, and carries it.
     """
     data = {
         **ref.coordinates(summary.jobId if summary else None),
@@ -275,7 +281,10 @@ def failed_event(
         "startTime": summary.startTime if summary else None,
         "statusTime": summary.statusTime if summary else None,
     }
-    attributes = ref.attributes("run.failed", f"run/failed/{reason}", run_time(summary, decided_at_ms), event_id)
+    subject = f"run/failed/{reason}"
+    if ref.window is not None:
+        subject, data["window"] = f"sweep/{ref.window.text}/failed/{reason}", ref.window.as_data()
+    attributes = ref.attributes("run.failed", subject, run_time(summary, decided_at_ms), event_id)
     attributes["ce-reason"] = reason
     return Event(dumps(data), attributes)
 

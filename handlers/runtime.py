@@ -25,7 +25,8 @@ from handlers.publish import PubSubSink, Sink, StdoutSink
 from handlers.relay import Outcome, Relay, Topics
 from handlers.settings import Settings
 from handlers.shutdown import STOP
-from handlers.trigger import BadTrigger, parse_event
+from handlers.sweep import Sweeper, SweepOutcome
+from handlers.trigger import BadTrigger, Sweep, parse_event
 
 log = logging.getLogger("matchrelay")
 
@@ -78,6 +79,12 @@ class Runtime:
             trigger = dataclasses.replace(trigger, traceparent=traceparent)
             deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
             continue_to = self.settings.trigger_topic(delivery.source)
+            if isinstance(trigger, Sweep):  # a stage of its own: it relays no run, it hands runs on
+                with log_context(project=trigger.project, pipelineId=trigger.pipeline_id):
+                    sweeper = Sweeper(self.relay).sweep
+                    outcome = self._guard(sweeper, trigger, self.settings.budget_s, deadline, continue_to)
+                    _summarize(outcome, delivery.received)
+                return outcome
             with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
                 outcome = self._guard(self.relay.relay, trigger, self.settings.budget_s, None, deadline, continue_to)
                 with log_context(runId=outcome.run_id):
@@ -123,9 +130,14 @@ def _summarize(outcome: Outcome, started: float) -> None:
         "segment": outcome.segment,
         "seconds": round(time.monotonic() - started, 3),
     }
-    if outcome.kind == "handed_back":
+    if isinstance(outcome, SweepOutcome):
+        fields |= outcome.fields()
+    if isinstance(outcome, SweepOutcome) and outcome.kind in ("swept", "continued"):
+        level, message = logging.INFO, outcome.summary()
+    elif outcome.kind == "handed_back":
         # A run still going (budget spent, or the instance stopping) is routine: INFO. A failed publish is not.
-        level = logging.ERROR if outcome.reason == "publish_failed" else logging.INFO
+        # A sweep too large for one invocation would come back for ever: an operator must look.
+        level = logging.ERROR if outcome.reason in ("publish_failed", "sweep_too_large") else logging.INFO
         message = f"handed the message back for redelivery: {outcome.detail}"
     elif outcome.kind == "continued":
         level, message = logging.INFO, f"published {outcome.events} events; the run continues: {outcome.detail}"

@@ -21,6 +21,8 @@ from handlers.continuation import FIELD as CONTINUATION
 from handlers.continuation import FIRST, Continuation, parse_continuation
 from handlers.errors import InvalidTrigger
 from handlers.models import MAX_ID
+from handlers.window import FIELD as RUNS_CREATED
+from handlers.window import Span, parse_span
 
 MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this big is not a trigger
 LATEST = "latest"
@@ -38,6 +40,18 @@ class Trigger:
     publish_time: datetime | None = None
     continuation: Continuation = FIRST  # where publishing goes on; FIRST for an ordinary trigger
     traceparent: str | None = None  # the outgoing trace context, once the entry point has resolved it
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep (section 2b): the runs created in ``span`` in one pipeline, or in every one (``pipeline_id`` None)."""
+
+    project: str
+    pipeline_id: int | None
+    span: Span
+    message_id: str = ""
+    publish_time: datetime | None = None
+    traceparent: str | None = None
 
 
 class BadTrigger(InvalidTrigger):
@@ -61,8 +75,9 @@ class BadTrigger(InvalidTrigger):
         self.publish_time = publish_time
 
 
-def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tuple[str, ...]) -> Trigger:
-    """Read a ``messagePublished`` event's data: ``{"message": {...}, "subscription": ...}``."""
+def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tuple[str, ...]) -> Trigger | Sweep:
+    """Read a ``messagePublished`` event's data: ``{"message": {...}, "subscription": ...}``; a body with
+    ``runsCreated`` is a sweep."""
     message = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(message, Mapping):
         raise BadTrigger("the event carries no Pub/Sub message", message_id=event_id)
@@ -74,6 +89,10 @@ def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tupl
     except BadTrigger as exc:
         exc.message_id, exc.publish_time = message_id, publish_time
         raise
+    if RUNS_CREATED in fields:
+        return parse_sweep(
+            fields, message_id=message_id, publish_time=publish_time, default_project=default_project, allowed=allowed
+        )
     return parse_fields(
         fields, message_id=message_id, publish_time=publish_time, default_project=default_project, allowed=allowed
     )
@@ -108,6 +127,34 @@ def parse_fields(
             publish_time=publish_time,
         )
     return Trigger(project, pipeline_id, run_id, message_id, publish_time, continuation)
+
+
+def parse_sweep(
+    fields: Mapping[str, Any],
+    *,
+    message_id: str = "",
+    publish_time: datetime | None = None,
+    default_project: str,
+    allowed: tuple[str, ...],
+) -> Sweep:
+    """Validate ``runsCreated``, the optional ``pipelineId`` and ``project``; nothing of a run may stand beside it."""
+    problems: list[str] = []
+    span = parse_span(fields.get(RUNS_CREATED), problems)
+    # Absent means every pipeline; null is not absent (a template that lost its value must not sweep them all).
+    pipeline_id = _id("pipelineId", fields["pipelineId"], problems) if "pipelineId" in fields else None
+    project = _project(fields.get("project"), default_project, allowed, problems)
+    for other in ("runId", CONTINUATION):
+        if other in fields:
+            problems.append(f"a sweep ({RUNS_CREATED}) has no {other} beside it")
+    if problems or span is None or project is None:
+        raise BadTrigger(
+            "invalid trigger: " + "; ".join(problems),
+            message_id=message_id,
+            project=project,
+            pipeline_id=pipeline_id,
+            publish_time=publish_time,
+        )
+    return Sweep(project, pipeline_id, span, message_id, publish_time)
 
 
 def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
