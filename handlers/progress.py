@@ -7,8 +7,15 @@ sink confirms them (``published``, ``confirmed``), a sweep as it finds runs
 "n more", so callers on several threads can report without adding up.
 
 ``NO_PROGRESS`` is the default everywhere: a no-op, so the function's path is
-unchanged and costs one empty call per poll. ``rich`` is imported only when a
-``TerminalProgress`` is built, never on the function's path.
+unchanged and costs one empty call per poll. This module imports ``rich`` only
+when a ``TerminalProgress`` is built, never on the function's path (httpx,
+though, imports its own CLI, rich included, whenever rich is installed).
+
+A command shows progress in four steps: ``shown = on_terminal(title, ...)``;
+``shown.take_logs(level)`` after each ``setup_logging``; ``attach(relay, shown)``
+(the poller's waits and the sink's events then report by themselves; a sweep
+adds ``relay.progress.found(pipelines=1, runs=n)`` per pipeline read); and
+``with shown: ...; shown.done(outcome.kind, ...)``.
 
 ``on_terminal`` picks for the CLI: when stderr is not a terminal, ``NO_PROGRESS``
 and the JSON log lines of contract section 7, exactly as ever. When it is, a
