@@ -23,10 +23,15 @@ from types import FrameType
 from demo.bus import ERRORS, EVENTS, GCP_PROJECT, TRIGGER, Bus, Received, topic_path
 from demo.show import LogStream, compact, event_line, report, summary
 from demo.stack import DemoError, Stack
+from sim.data import SWEEP_WINDOW_MS
 
 FIRST = ({"pipelineId": 1, "runId": 456}, {"pipelineId": 2, "runId": 789})
 LATEST = {"pipelineId": 1, "runId": "latest"}
-COMPLETED, FAILED = "demo/1/456/run", "demo/2/789/run"
+COMPLETED, FAILED = "demo/1/456/run", "demo/2/789/run/failed/run_failed"  # contract v2: failures name their reason
+# A sweep of every pipeline over one hour: pipeline 3's scheduled runs 901 to 903 were created in it (900 before,
+# 904 exactly at its end, so in the next window); pipeline 4 has no run in it.
+SWEEP = {"runsCreated": {"from": SWEEP_WINDOW_MS[0], "to": SWEEP_WINDOW_MS[1]}}
+SWEPT = ("demo/3/901", "demo/3/902", "demo/3/903")
 TOPICS = (topic_path(EVENTS), topic_path(ERRORS))
 WAIT_S = 60.0
 WIDTHS = (len("com.cognite.entitymatching.suggestedrule"), len("suggestedrule/0"), len("demo/1/456/suggestedrule/0"))
@@ -36,6 +41,7 @@ DEPLOYMENT = {  # what a deployment sets; the addresses are added once known
     "IDP_CLIENT_SECRET": "s3cret",  # the simulator's, not a real one
     "RELAY_TOPIC": topic_path(EVENTS),
     "RELAY_ERROR_TOPIC": topic_path(ERRORS),
+    "RELAY_TRIGGER_TOPIC": topic_path(TRIGGER),  # a sweep's run triggers come back to the function by its push
     "POLL_INITIAL_DELAY_S": "0.5",
     "POLL_MAX_DELAY_S": "2",
 }
@@ -59,14 +65,14 @@ class Subscriber:
     def copies(self, ce_id: str, kind: str) -> int:
         return sum(1 for r in self.received if r.id == ce_id and r.short_type == kind)
 
-    def complete(self, times: int) -> bool:
-        """Run 1/456's ``run.completed`` came ``times`` times, and so did every match and rule it counts."""
-        done = [r for r in self.received if r.id == COMPLETED and r.short_type == "run.completed"]
+    def complete(self, times: int, run: str = "demo/1/456") -> bool:
+        """The run's ``run.completed`` came ``times`` times, and so did every match and rule it counts."""
+        done = [r for r in self.received if r.id == f"{run}/run" and r.short_type == "run.completed"]
         if len(done) < times or not isinstance(done[0].data, dict):
             return False
         for kind in ("match", "suggestedRule", "generatedRule"):
             for i in range(int(done[0].data.get(f"{kind}Count") or 0)):
-                if self.copies(f"demo/1/456/{kind.lower()}/{i}", kind.lower()) < times:
+                if self.copies(f"{run}/{kind.lower()}/{i}", kind.lower()) < times:
                     return False
         return True
 
@@ -131,6 +137,14 @@ def demonstrate(subscriber: Subscriber) -> None:
     before, began = len(subscriber.received), time.monotonic()
     subscriber.wait("run 456's events for the trigger with runId 'latest'", lambda: subscriber.complete(2))
     print(f"  {len(subscriber.received) - before} messages in {time.monotonic() - began:.1f} s", flush=True)
+    print(f"published sweep {json.dumps(SWEEP)} (message id {bus.publish(SWEEP)})", flush=True)
+    print(
+        "waiting: the function lists every pipeline and its runs, publishes a run trigger for each of runs 901, 902"
+        " and 903 (created in the window) to the trigger topic, which pushes them back to the function"
+    )
+    before, began = len(subscriber.received), time.monotonic()
+    subscriber.wait("the events of runs 901, 902 and 903", lambda: all(subscriber.complete(1, run) for run in SWEPT))
+    print(f"  {len(subscriber.received) - before} messages in {time.monotonic() - began:.1f} s", flush=True)
 
 
 def keep_running(subscriber: Subscriber, env: dict[str, str]) -> None:
@@ -140,10 +154,12 @@ def keep_running(subscriber: Subscriber, env: dict[str, str]) -> None:
     print(f"  export CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB={endpoint} CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true")
     print(f"  gcloud pubsub topics publish {topic_path(TRIGGER)} --message='{json.dumps(FIRST[0])}'")
     print(f"  gcloud pubsub topics publish {topic_path(TRIGGER)} --attribute=pipelineId=2,runId=789")
+    print(f"  gcloud pubsub topics publish {topic_path(TRIGGER)} --message='{json.dumps(SWEEP)}'")
     print("or run the flow once, events on stdout, with the function's environment:")
     for name in sorted(k for k in env if k.startswith(OURS)):
         print(f"  export {name}={env[name]}")
     print("  python main.py run --pipeline-id 1 --run-id 456 --stdout")
+    print(f"  python main.py sweep --from {SWEEP_WINDOW_MS[0]} --to {SWEEP_WINDOW_MS[1]} --stdout")
     print("new events, as the subscriber receives them:", flush=True)
     while True:
         for event in subscriber.pull(strict=False):

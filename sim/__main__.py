@@ -13,6 +13,19 @@ import threading
 from collections.abc import Callable, Sequence
 
 from sim import CdfSimulator, Step, make_run
+from sim.data import SWEEP_WINDOW_MS
+
+
+def _scheduled(sim: CdfSimulator) -> None:
+    """Pipeline 3 runs every 15 minutes on CDF's own schedule: three runs in the demo's sweep window, one on
+    each side of it (one created exactly at its end, which the next window holds); pipeline 4 has none in it."""
+    start, end = SWEEP_WINDOW_MS
+    sim.add_pipeline(3, external_id="pumps-nightly", name="Pumps to assets", schedule_interval=900)
+    sim.add_pipeline(4, external_id="valves-weekly", name="Valves to assets", schedule_interval=604800)
+    for job_id, created in ((900, start - 900_000), (901, start), (902, start + 900_000), (903, end - 1), (904, end)):
+        steps = [Step.status("Running", job_id), Step.run(make_run(3, 1, 1, job_id=job_id, created=created))]
+        sim.add_run(3, job_id, created, steps=steps)
+    sim.add_run(4, 950, start - 86_400_000, steps=[Step.run(make_run(1, job_id=950))])
 
 
 def _demo(sim: CdfSimulator) -> None:
@@ -29,6 +42,7 @@ def _demo(sim: CdfSimulator) -> None:
     sim.set_latest(1, [Step.status("Running", 456)])
     failed = make_run(0, status="Failed", job_id=789, error_message="Source dataset is empty")
     sim.set_run(2, 789, [Step.status("Running", 789), Step.run(failed)])
+    _scheduled(sim)
 
 
 SCENARIOS: dict[str, Callable[[CdfSimulator], None]] = {
