@@ -603,6 +603,26 @@ def test_sweep_out_of_time_hands_the_rest_on_as_sweeps_of_one_pipeline(
     assert completed(pubsub, topics, count=len(inside) * 2) == inside
 
 
+def test_sweep_of_one_pipeline_out_of_time_hands_back(
+    sim: CdfSimulator,
+    pubsub: PubSub,
+    trigger: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """One pipeline whose runs cannot all be read before the deadline: 503 with an ERROR line, to start over."""
+    monkeypatch.setenv("INVOCATION_TIMEOUT_S", "5")  # producing stops 3 s in; five pages of 0.8 s take 4 s
+    for job_id in range(1, 501):
+        sim.add_run(5, job_id, FROM)
+    runs = sim.catalog.run_items(5)
+    sim.script_list(5, [Step.slow(0.8, Step.run({"items": runs[:100], "nextCursor": f"c{k}"})) for k in range(5)])
+    fn = load_app().test_client()
+    assert deliver(fn, sweep_message({"pipelineId": 5, "runsCreated": {"from": FROM, "to": TO}})).status_code == 503
+    assert triggers(pubsub, trigger[1]) == []
+    summary = _summary(capfd)
+    assert (summary["severity"], summary["reason"]) == ("ERROR", "sweep_too_large")
+
+
 def test_sweep_end_to_end_in_a_real_process(
     env: dict[str, str], sim: CdfSimulator, pubsub: PubSub, topics: Topics, trigger: tuple[str, str], tmp_path: Any
 ) -> None:
