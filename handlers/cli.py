@@ -83,11 +83,14 @@ def main(argv: list[str]) -> int:
 
 def sweep_main(args: argparse.Namespace) -> int:
     """``python main.py sweep``: one sweep with no deadline and no budget; exit codes as ``run``."""
+    shown = progress.on_terminal(f"pipeline {args.pipeline_id}" if args.pipeline_id else "every pipeline", args.stdout)
     setup_logging("INFO", to_stderr=args.stdout)
+    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
     log = logging.getLogger("matchrelay")
     try:
         settings = load_settings(publishing=not args.stdout)
         setup_logging(settings.log_level, to_stderr=args.stdout)
+        shown.take_logs(settings.log_level)
         sweep = parse_sweep(
             _sweep_fields(args), default_project=settings.cdf_project, allowed=settings.allowed_projects
         )
@@ -102,8 +105,11 @@ def sweep_main(args: argparse.Namespace) -> int:
         return 2
     install_sigterm(exit_by_default=False)
     runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
-    with log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
+    progress.attach(runtime.relay, shown)
+    with shown, log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
         outcome = Sweeper(runtime.relay).sweep(sweep, None, Deadline.never(runtime.relay.clock.monotonic), topic)
+        summary = outcome.summary() if isinstance(outcome, SweepOutcome) and outcome.kind == "swept" else ""
+        shown.done(outcome.kind, detail=summary)
     if isinstance(outcome, SweepOutcome) and outcome.kind == "swept":
         log.info("%s", outcome.summary(), extra={"fields": outcome.fields()})
     else:

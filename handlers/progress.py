@@ -231,7 +231,7 @@ class TerminalProgress(SilentProgress):
     def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
         from rich.text import Text
 
-        mark, style = {"completed": ("✓", "green"), "failed": ("✗", "red")}.get(outcome, ("!", "yellow"))
+        mark, style = _MARKS.get(outcome, ("!", "yellow"))
         line = Text.assemble((f"{mark} {outcome}", f"bold {style}"))
         if self.title:
             line.append(f" {self.title}")
@@ -317,6 +317,9 @@ class TerminalProgress(SilentProgress):
         from rich.text import Text
 
         self.console.print(Text(" ".join(words)), soft_wrap=True)
+
+
+_MARKS = {"completed": ("✓", "green"), "swept": ("✓", "green"), "failed": ("✗", "red")}  # else "!": handed back
 
 
 def _rate(n: int, seconds: float) -> str:

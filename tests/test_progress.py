@@ -509,3 +509,18 @@ def test_cli_on_a_terminal_a_configuration_error_is_one_readable_line() -> None:
     assert stdout == ""
     assert len(screen.lines) == 1, screen.text
     assert re.fullmatch(r"\d\d:\d\d:\d\d CRITICAL configuration error: CDF_PROJECT: .*", screen.lines[0])
+
+
+def test_cli_sweep_on_a_terminal_shows_the_triggers_and_the_summary(sim: CdfSimulator) -> None:
+    """``sweep --stdout`` on a terminal: the run triggers published and confirmed, then the sweep's summary."""
+    window_from, window_to = 1_730_199_600_000, 1_730_203_200_000
+    for job_id in (1, 2, 3):
+        sim.add_run(9, job_id, window_from + job_id if job_id < 3 else window_to)
+    args = ["sweep", "--pipeline-id", "9", "--from", str(window_from), "--to", str(window_to), "--stdout"]
+    code, stdout, screen = run_on_pty(args, _env(sim))
+    assert code == 0, screen.raw
+    assert sorted(json.loads(line)["data"]["runId"] for line in stdout.splitlines()) == [1, 2]
+    assert len(screen.lines) == 1, screen.text
+    assert screen.lines[0].startswith("✓ swept pipeline 9: 2 published, 2 confirmed in ")
+    assert "read 1 pipelines, published 2 run triggers)" in screen.lines[0]
+    assert screen.json_lines() == []
