@@ -17,6 +17,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,19 @@ def expected_ids(run_id: int) -> set[str]:
 
 
 def serve_large_run(sim: CdfSimulator, run_id: int) -> None:
-    """Run ``run_id`` of pipeline 1 answers Completed with a large body, streamed from memory."""
-    chunks = list(stream_run_body(MATCHES, RULES, RULES, job_id=run_id))
-    sim.set_run(1, run_id, [Step.stream(lambda: iter(chunks))])
+    """Run ``run_id`` of pipeline 1 answers Completed with a large body, streamed over about 4 s.
+
+    Publishing is faster than any fixed point a subscriber could wait for, so the body is paced: the instance is
+    still publishing when the test kills it or stops the emulator, on any machine.
+    """
+    chunks = list(stream_run_body(MATCHES, RULES, RULES, job_id=run_id, chunk_size=16 * 1024))
+
+    def paced() -> Iterator[bytes]:
+        for chunk in chunks:
+            time.sleep(0.01)
+            yield chunk
+
+    sim.set_run(1, run_id, [Step.stream(paced)])
 
 
 class Collector:
