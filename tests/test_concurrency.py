@@ -102,7 +102,7 @@ def test_concurrent_runs_in_one_process_keep_their_own_events_and_answers(
         with instance(process_env, tmp_path / "function.log") as (process, url):
             with ThreadPoolExecutor(RUNS) as pool:
                 answers = pool.map(lambda p: _post(url, p.run_id), plans)
-                wait_for(lambda: len(sim.token_requests()) >= 1, 60)
+                wait_for(lambda: len(sim.token_requests()) >= 1, 180)
                 sim.expire_tokens()  # every token at once, while runs are waiting: each renews through a 401
                 statuses = list(answers)
             peak = max(_peak_rss_mb(pid) for pid in [process.pid, *_children(process.pid)])
