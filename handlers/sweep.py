@@ -89,7 +89,8 @@ class Sweeper:
                 pipeline_id=sweep.pipeline_id,
             )
             return r.invalid(exc, sweep.traceparent)
-        poller = Poller(Backoff(r.settings.poll_initial_delay_s, r.settings.poll_max_delay_s), r.clock)
+        backoff = Backoff(r.settings.poll_initial_delay_s, r.settings.poll_max_delay_s)
+        poller = Poller(backoff, r.clock, progress=r.progress)
         now = r.clock.monotonic()
         deadlines = Deadlines(budget=None if budget_s is None else now + budget_s, wait=math.inf)
         job = _Job(r, sweep, window, poller, deadlines, deadline, to, SweepOutcome("swept", window=window))
@@ -186,6 +187,7 @@ class _Job:
                 log.info("run %s (status %s) has nothing to relay: left out of the sweep", run.job_id, run.status)
                 continue
             job_ids[run.job_id] = None
+        self.relay.progress.found(pipelines=1, runs=len(job_ids))
         for job_id in job_ids:
             fields = {"pipelineId": pipeline_id, "runId": job_id, "project": self.sweep.project}
             self.pending.append(trigger_message(fields, self.sweep.traceparent))

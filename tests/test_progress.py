@@ -521,6 +521,6 @@ def test_cli_sweep_on_a_terminal_shows_the_triggers_and_the_summary(sim: CdfSimu
     assert code == 0, screen.raw
     assert sorted(json.loads(line)["data"]["runId"] for line in stdout.splitlines()) == [1, 2]
     assert len(screen.lines) == 1, screen.text
-    assert screen.lines[0].startswith("✓ swept pipeline 9: 2 published, 2 confirmed in ")
+    assert screen.lines[0].startswith("✓ swept pipeline 9: 1 pipelines, 2 runs found, 2 published, 2 confirmed in ")
     assert "read 1 pipelines, published 2 run triggers)" in screen.lines[0]
     assert screen.json_lines() == []
