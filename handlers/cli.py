@@ -18,13 +18,14 @@ from handlers.deadline import Deadline
 from handlers.errors import ConfigError
 from handlers.logs import log_context, setup_logging
 from handlers.runtime import Runtime
-from handlers.settings import load_settings
+from handlers.settings import Settings, load_settings
 from handlers.shutdown import install as install_sigterm
 from handlers.sweep import Sweeper, SweepOutcome
 from handlers.trigger import BadTrigger, parse_fields, parse_sweep
 
 EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
 SWEEP_EXIT = {"swept": 0, "failed": 1, "handed_back": 3}  # no deadline, so a sweep never continues
+log = logging.getLogger("matchrelay")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,27 +53,16 @@ def main(argv: list[str]) -> int:
         return sweep_main(args)
     started = time.time()
     shown = progress.on_terminal(f"pipeline {args.pipeline_id} run {args.run_id}", events_to_stdout=args.stdout)
-    setup_logging("INFO", to_stderr=args.stdout)
-    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
-    log = logging.getLogger("matchrelay")
     try:
-        settings = load_settings(publishing=not args.stdout)
-        setup_logging(settings.log_level, to_stderr=args.stdout)
-        shown.take_logs(settings.log_level)
+        settings = _settings(args, shown)
         trigger = parse_fields(
             {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project},
             default_project=settings.cdf_project,
             allowed=settings.allowed_projects,
         )
-    except ConfigError as exc:
-        log.critical("configuration error: %s", exc)
-        return 2
-    except BadTrigger as exc:
-        log.critical("%s", exc)
-        return 2
-    install_sigterm(exit_by_default=False)
-    runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
-    progress.attach(runtime.relay, shown)
+    except (ConfigError, BadTrigger) as exc:
+        return _usage(exc)
+    runtime = _runtime(settings, args, shown)
     with shown, log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
         outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)
         shown.done(outcome.kind, polls=outcome.polls)
@@ -84,28 +74,17 @@ def main(argv: list[str]) -> int:
 def sweep_main(args: argparse.Namespace) -> int:
     """``python main.py sweep``: one sweep with no deadline and no budget; exit codes as ``run``."""
     shown = progress.on_terminal(f"pipeline {args.pipeline_id}" if args.pipeline_id else "every pipeline", args.stdout)
-    setup_logging("INFO", to_stderr=args.stdout)
-    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
-    log = logging.getLogger("matchrelay")
     try:
-        settings = load_settings(publishing=not args.stdout)
-        setup_logging(settings.log_level, to_stderr=args.stdout)
-        shown.take_logs(settings.log_level)
+        settings = _settings(args, shown)
         sweep = parse_sweep(
             _sweep_fields(args), default_project=settings.cdf_project, allowed=settings.allowed_projects
         )
         topic = "-" if args.stdout else settings.trigger_topic()
         if topic is None:
             raise ConfigError("RELAY_TRIGGER_TOPIC: required by sweep (or use --stdout)")
-    except ConfigError as exc:
-        log.critical("configuration error: %s", exc)
-        return 2
-    except BadTrigger as exc:
-        log.critical("%s", exc)
-        return 2
-    install_sigterm(exit_by_default=False)
-    runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
-    progress.attach(runtime.relay, shown)
+    except (ConfigError, BadTrigger) as exc:
+        return _usage(exc)
+    runtime = _runtime(settings, args, shown)
     with shown, log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
         outcome = Sweeper(runtime.relay).sweep(sweep, None, Deadline.never(runtime.relay.clock.monotonic), topic)
         summary = outcome.summary() if isinstance(outcome, SweepOutcome) and outcome.kind == "swept" else ""
@@ -115,6 +94,29 @@ def sweep_main(args: argparse.Namespace) -> int:
     else:
         log.warning("%s%s", outcome.kind, f" ({outcome.detail})" if outcome.detail else "")
     return SWEEP_EXIT[outcome.kind]
+
+
+def _settings(args: argparse.Namespace, shown: progress.SilentProgress) -> Settings:
+    """Logs set up (JSON lines, or readable ones above the progress display), then the settings read."""
+    setup_logging("INFO", to_stderr=args.stdout)
+    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
+    settings = load_settings(publishing=not args.stdout)
+    setup_logging(settings.log_level, to_stderr=args.stdout)
+    shown.take_logs(settings.log_level)
+    return settings
+
+
+def _usage(exc: ConfigError | BadTrigger) -> int:
+    """A configuration or usage error: one CRITICAL line, exit 2."""
+    log.critical("configuration error: %s" if isinstance(exc, ConfigError) else "%s", exc)
+    return 2
+
+
+def _runtime(settings: Settings, args: argparse.Namespace, shown: progress.SilentProgress) -> Runtime:
+    install_sigterm(exit_by_default=False)
+    runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
+    progress.attach(runtime.relay, shown)
+    return runtime
 
 
 def _sweep_fields(args: argparse.Namespace) -> dict[str, object]:
