@@ -21,6 +21,20 @@ MISSING = (
 )
 
 
+def stop_group(process: subprocess.Popen[bytes] | None, seconds: float) -> None:
+    """End an emulator started in its own session: SIGTERM to the group, SIGKILL after ``seconds``."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
 class EmulatorError(RuntimeError):
     """The emulator is not installed, exited, or did not listen in time."""
 
@@ -67,13 +81,4 @@ class Emulator:
         raise EmulatorError(f"the Pub/Sub emulator did not listen on port {self.port} within {seconds:.0f} s")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_group(self.process, 10)

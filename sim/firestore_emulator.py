@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sim.emulator import free_port
+from sim.emulator import free_port, stop_group
 
 MISSING = (
     "the Firestore emulator is missing: install the Cloud SDK component 'cloud-firestore-emulator' "
@@ -105,13 +103,4 @@ class FirestoreEmulator:
         return written.pop()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_group(self.process, 15)
