@@ -107,7 +107,7 @@ variable "labels" {
   default     = {}
 }
 
-# The function's configuration (environment variables, see CONTRACT.md section 3).
+# The function's configuration (environment variables, see docs/contract.md section 3).
 
 variable "cdf_project" {
   description = "CDF project (CDF_PROJECT)."

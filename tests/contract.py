@@ -1,6 +1,6 @@
 """The contract's section 5 (output events), written out once for the tests and ``bench/soak.py``.
 
-Copied from the text of the contract (``CONTRACT.md``, section 5), never derived from ``handlers/``: it is
+Copied from the text of the contract (``docs/contract.md``, section 5), never derived from ``handlers/``: it is
 the independent oracle the events ``handlers`` builds are checked against. ``contract_problems`` checks one
 event against all of it.
 """
