@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from handlers.cdf import CdfClient, TokenSource, make_http
+from handlers.cdf import CdfClient
 from handlers.deadline import Deadline
 from handlers.errors import HandBack
+from handlers.httpio import make_http
 from handlers.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.poll import Clock
 from handlers.publish import PubSubSink, Sink, StdoutSink
@@ -26,6 +27,7 @@ from handlers.relay import Outcome, Relay, Topics
 from handlers.settings import Settings
 from handlers.shutdown import STOP
 from handlers.sweep import Sweeper, SweepOutcome
+from handlers.tokens import TokenSource
 from handlers.trigger import BadTrigger, Sweep, parse_event
 
 log = logging.getLogger("matchrelay")

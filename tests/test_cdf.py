@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import httpx
 import pytest
 
-from handlers.cdf import TokenSource, make_http
+from handlers.deadline import Deadline
+from handlers.errors import TransientError
+from handlers.httpio import make_http
 from handlers.settings import Settings
+from handlers.tokens import TokenSource
 
 
 @pytest.fixture
@@ -56,3 +62,88 @@ def test_cdf_client_follows_no_redirect_and_names_itself(settings: Settings) -> 
     http = make_http(settings)
     assert http.follow_redirects is False
     assert http.headers["User-Agent"].startswith("matchrelay/")
+
+
+def test_cdf_token_failure_is_shared_by_the_threads_that_waited_for_it(settings: Settings) -> None:
+    """Threads queued behind a fetch that fails get its error at once instead of each asking the IdP in turn."""
+    release = threading.Event()
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        release.wait(10)
+        return httpx.Response(503, json={"error": "temporarily_unavailable"})
+
+    tokens = TokenSource(settings, httpx.Client(transport=httpx.MockTransport(handler)))
+    lock = tokens._lock = CountingLock()
+    errors: list[BaseException] = []
+
+    def get() -> None:
+        try:
+            tokens.get()
+        except TransientError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=get) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    assert lock.attempts.wait_for(6, 10)  # one fetching, five queued behind it
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert (len(errors), len(calls)) == (6, 1)  # then the source stays usable: the next call fetches again
+    release.set()
+    with pytest.raises(TransientError):
+        tokens.get()
+    assert len(calls) == 2
+
+
+class Count:
+    def __init__(self) -> None:
+        self.value = 0
+        self._changed = threading.Condition()
+
+    def add(self) -> None:
+        with self._changed:
+            self.value += 1
+            self._changed.notify_all()
+
+    def wait_for(self, value: int, seconds: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.value >= value, seconds)
+
+
+class CountingLock:
+    """A lock that counts the threads that asked for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.attempts = Count()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.attempts.add()
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_cdf_token_wait_is_bounded_by_the_deadline(settings: Settings) -> None:
+    """A thread whose deadline is near does not wait past it for another thread's slow fetch."""
+    release = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        release.wait(10)
+        return httpx.Response(200, json={"access_token": "t1", "expires_in": 3600})
+
+    tokens = TokenSource(settings, httpx.Client(transport=httpx.MockTransport(handler)))
+    slow = threading.Thread(target=tokens.get)
+    slow.start()
+    deadline = Deadline.after(5, time.monotonic() - 4.0, time.monotonic)  # 1 s left, margin 2 s: wait 0.05 s
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        tokens.get(deadline=deadline)
+    waited = time.monotonic() - started
+    release.set()
+    slow.join(10)
+    assert waited < 5.0

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from handlers.cdf import retry_after
 from handlers.errors import BudgetExhausted, ShuttingDown, TransientError, WaitTimeout
+from handlers.httpio import retry_after
 from handlers.poll import Backoff, Clock, Deadlines, Poller
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Topics, deliver, load_app, pubsub_message

@@ -24,9 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import handlers.trigger
-from handlers.cdf import CdfClient, TokenSource, make_http
+from handlers.cdf import CdfClient
 from handlers.errors import ConfigError, InvalidRequest, RelayError, TransientError
+from handlers.httpio import make_http
 from handlers.settings import Settings, load_settings
+from handlers.tokens import TokenSource
 from handlers.trigger import BadTrigger, Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Request, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, deliver, load_app, pubsub_message

@@ -1,0 +1,125 @@
+"""HTTP to CDF and the identity provider: one pooled client, timeouts, and every answer translated once.
+
+The edge below ``handlers.cdf`` and ``handlers.tokens``: httpx's errors and HTTP
+statuses become ``handlers.errors`` here, so nothing above sees a status code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from handlers import __version__
+from handlers.deadline import Deadline
+from handlers.errors import MalformedResponse, TransientError
+from handlers.settings import Settings
+
+USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
+RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too
+CHUNK_BYTES = 64 * 1024
+
+
+def request_timeout(deadline: Deadline | None, timeout_s: float) -> httpx.Timeout:
+    """A request's timeouts: under a deadline, no phase outlives the invocation and no read stalls into its end."""
+    if deadline is None or not deadline.bounded:
+        return httpx.Timeout(timeout_s)
+    whole = deadline.request_s(timeout_s)
+    return httpx.Timeout(whole, read=min(whole, deadline.read_s(timeout_s)))
+
+
+def wait_s(deadline: Deadline | None, timeout_s: float) -> float:
+    """How long to wait for another thread's token fetch: as long as a request of ours may take; -1 is for ever."""
+    return deadline.request_s(timeout_s) if deadline is not None and deadline.bounded else -1
+
+
+def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """One pooled client per process; redirects are not followed, so no request leaves the configured hosts."""
+    return httpx.Client(
+        timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT}, follow_redirects=False, transport=transport
+    )
+
+
+@contextlib.contextmanager
+def httpx_errors(what: str) -> Iterator[None]:
+    """httpx's errors, translated once: a body that cannot be decoded is malformed, anything else transient."""
+    try:
+        yield
+    except httpx.DecodingError:
+        raise MalformedResponse(f"{what} answered a body that cannot be decoded") from None
+    except httpx.TimeoutException:
+        raise TransientError(f"{what} did not answer in time") from None
+    except httpx.RequestError as exc:
+        raise TransientError(f"{what} could not be reached or broke off ({type(exc).__name__})") from None
+
+
+def send(http: httpx.Client, method: str, url: str, *, what: str, **kwargs: Any) -> httpx.Response:
+    with httpx_errors(what):
+        return http.request(method, url, **kwargs)
+
+
+def read(response: httpx.Response, what: str) -> None:
+    with httpx_errors(what):
+        response.read()
+
+
+def chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives; a connection that breaks mid-body is transient like any other."""
+    with httpx_errors("CDF"):
+        yield from response.iter_bytes(CHUNK_BYTES)
+
+
+def retryable(response: httpx.Response) -> bool:
+    code = response.status_code
+    return code in RETRYABLE or code >= 500 or "cdf-is-auto-retryable" in response.headers
+
+
+def raise_if_transient(response: httpx.Response, what: str, wall: Callable[[], float] = time.time) -> None:
+    if retryable(response):
+        raise TransientError(
+            describe(response, f"{what} asked to retry"),
+            retry_after=retry_after(response.headers.get("retry-after"), wall()),
+        )
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"[0-9]{1,9}", value):  # ASCII digits only: "²".isdigit() is true
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now) if when.tzinfo else None
+
+
+def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except (ValueError, RecursionError):
+        raise MalformedResponse(f"{what} answered a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedResponse(f"{what} answered JSON that is not an object")
+    return body
+
+
+def describe(response: httpx.Response, prefix: str) -> str:
+    """``prefix (HTTP n): CDF's message [request id]``; CDF's text is carried, never interpreted."""
+    message = ""
+    try:
+        error = json.loads(response.content).get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            message = ": " + error["message"][:1000]
+    except (ValueError, AttributeError, RecursionError):
+        pass
+    request_id = response.headers.get("x-request-id")
+    return f"{prefix} (HTTP {response.status_code}){message}" + (f" [X-Request-ID {request_id}]" if request_id else "")
