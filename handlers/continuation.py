@@ -24,6 +24,7 @@ from handlers.models import MAX_ID
 from handlers.normalize import Event, ItemSource
 
 FIELD = "continuation"
+SKIP_CHECK = 1024  # skipped items between two looks at the clock: cheap, and a few milliseconds apart
 KEYS = frozenset({"segment", "skip"})
 
 
@@ -72,7 +73,8 @@ def continuation_message(
 class Segment:
     """The items of one segment: those after ``start.skip``, while the deadline leaves time to produce.
 
-    Skipped items are parsed (the body is read front to back) but no event is built for them.
+    Skipped items are parsed (the body is read front to back) but no event is built for them; a segment whose
+    skipping alone outlasts its producing time stops there, having produced nothing.
     """
 
     def __init__(self, body: ItemSource, start: Continuation, deadline: Deadline) -> None:
@@ -85,6 +87,9 @@ class Segment:
         for item in self._body.items():
             seen += 1
             if seen <= self.start.skip:
+                if seen % SKIP_CHECK == 0 and not self._deadline.producing():
+                    self.stopped = True  # skipping alone took the segment's time: nothing produced
+                    return
                 continue
             if not self._deadline.producing():
                 self.stopped = True

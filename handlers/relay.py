@@ -67,7 +67,7 @@ class Relay:
     topics: Topics = field(default_factory=lambda: Topics("-", "-"))
     progress: Progress = NO_PROGRESS  # the CLI's display (handlers.progress.attach); a no-op otherwise
 
-    def invalid(self, exc: BadTrigger, traceparent: str | None = None) -> Outcome:
+    def invalid(self, exc: BadTrigger, traceparent: str | None = None, deadline: Deadline | None = None) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
         ref = RunRef(
             self.settings.base_url,
@@ -80,7 +80,7 @@ class Relay:
         )
         event = failed_event(ref, exc.reason, str(exc), None, self._now_ms(), f"invalid-trigger/{exc.message_id}")
         log.warning("invalid trigger answered with run.failed: %s", exc)
-        return Outcome("failed", exc.reason, self._publish_error([event]), detail=str(exc))
+        return Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
 
     def relay(
         self,
@@ -95,6 +95,9 @@ class Relay:
         ``deadline`` is when the invocation must have answered, ``continue_to`` the topic a continuation goes to.
         """
         deadline = deadline or Deadline.never(self.clock.monotonic)
+        nowhere = deadline.bounded and continue_to is None
+        if nowhere:  # no topic to continue on: the run is published to the end, whatever the deadline
+            deadline = Deadline.never(self.clock.monotonic)
         backoff = Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s)
         poller = Poller(backoff, self.clock, progress=self.progress)
         deadlines = self._deadlines(trigger, budget_s, started_wall)
@@ -108,7 +111,7 @@ class Relay:
                     run_id = poller.until_done(lambda: self._latest(trigger, deadline), deadlines)
                     ref = self._ref(trigger, run_id)
                     log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
-                step = _Step(self, trigger, ref, poller, deadline, continue_to)
+                step = _Step(self, trigger, ref, poller, deadline, continue_to, warn_unbounded=nowhere)
                 outcome = poller.until_done(step, deadlines)
             except PermanentError as exc:
                 event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self._now_ms())
@@ -154,6 +157,7 @@ class _Step:
     poller: Poller
     deadline: Deadline
     continue_to: str | None
+    warn_unbounded: bool = False  # the invocation has a deadline, but nowhere to continue
 
     def __call__(self) -> Outcome | None:
         r, ref = self.relay, self.ref
@@ -170,18 +174,13 @@ class _Step:
                 event = failed_event(ref, "run_failed", summary.errorMessage, summary, r._now_ms())
                 published = r._publish_error([event], self.deadline)
                 return Outcome("failed", "run_failed", published, detail=summary.errorMessage or "")
-            deadline = self._publishing_deadline()
-            segment = Segment(body, self.trigger.continuation, deadline)
-            published = r.sink.publish(r.topics.events, stream_events(ref, summary, segment), deadline)
+            if self.warn_unbounded:
+                log.warning("no trigger topic to continue on (RELAY_TRIGGER_TOPIC): publishing the run to the end")
+            segment = Segment(body, self.trigger.continuation, self.deadline)
+            published = r.sink.publish(r.topics.events, stream_events(ref, summary, segment), self.deadline)
         if segment.stopped:
             return self._continue(segment, published)
         return self._complete(body, published)
-
-    def _publishing_deadline(self) -> Deadline:
-        if self.deadline.bounded and self.continue_to is None:
-            log.warning("no trigger topic to continue on (RELAY_TRIGGER_TOPIC): publishing the run to the end")
-            return Deadline.never(self.deadline.clock)
-        return self.deadline
 
     def _complete(self, body: RunBody, published: int) -> Outcome:
         # run.completed goes last, once every match and rule event is confirmed: its counts close the run.

@@ -70,16 +70,16 @@ class Runtime:
         trace = delivery.trace or _attribute_trace(message)
         traceparent = traceparent_of(trace) if trace else None
         with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):
+            deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
             try:
                 trigger = parse_event(
                     event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
                 )
             except BadTrigger as exc:
-                outcome = self._guard(self.relay.invalid, exc, traceparent)
+                outcome = self._guard(self.relay.invalid, exc, traceparent, deadline)
                 _summarize(outcome, delivery.received)
                 return outcome
             trigger = dataclasses.replace(trigger, traceparent=traceparent)
-            deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
             continue_to = self.settings.trigger_topic(delivery.source)
             if isinstance(trigger, Sweep):  # a stage of its own: it relays no run, it hands runs on
                 with log_context(project=trigger.project, pipelineId=trigger.pipeline_id):

@@ -88,7 +88,7 @@ class Sweeper:
                 project=sweep.project,
                 pipeline_id=sweep.pipeline_id,
             )
-            return r.invalid(exc, sweep.traceparent)
+            return r.invalid(exc, sweep.traceparent, deadline)
         backoff = Backoff(r.settings.poll_initial_delay_s, r.settings.poll_max_delay_s)
         poller = Poller(backoff, r.clock, progress=r.progress)
         now = r.clock.monotonic()

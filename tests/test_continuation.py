@@ -91,6 +91,15 @@ def test_segment_skips_confirmed_items_then_stops_at_the_margin() -> None:
     assert (segment.stopped, segment.produced, segment.next) == (True, 3, Continuation(2, 7))
 
 
+def test_segment_stops_while_skipping_when_time_runs_out() -> None:
+    """Skipping watches the deadline too: a segment that cannot get past what it skips stops, producing nothing."""
+    clock = Ticking()
+    deadline = Deadline(end=4.0, margin=2.0, clock=clock)  # the clock is read every 1024 skipped items
+    segment = Segment(Items(5000), Continuation(1, 3000), deadline)
+    assert list(segment.items()) == []
+    assert (segment.stopped, segment.produced, clock.now) == (True, 0, 2.0)
+
+
 def test_segment_without_deadline_reads_to_the_end() -> None:
     """Without a deadline a segment yields every item after the skipped ones and does not stop."""
     segment = Segment(Items(5), FIRST, Deadline.never(Ticking()))
@@ -178,7 +187,9 @@ def test_no_trigger_topic_publishes_the_run_to_the_end(
     """With nowhere to continue (a raw push, no RELAY_TRIGGER_TOPIC), a run is published whole, with a WARNING."""
     for name, value in (SLOW_POLLS | {"POLL_MAX_DELAY_S": "1.1"}).items():
         monkeypatch.setenv(name, value)
-    sim.set_run(1, 456, [Step.status("Running")] * 3 + [Step.run(_completed(3))])
+    chunks = list(stream_run_body(3, job_id=456, chunk_size=64))
+    # Found completed at about 3.3 s of a 5 s timeout, its body takes 2.5 s more: run.completed goes out after the end.
+    sim.set_run(1, 456, [Step.status("Running")] * 3 + [_slow(chunks, 2.5)])
     message = pubsub_message({"pipelineId": 1, "runId": 456})
     push = {"message": message, "subscription": f"projects/{GCP_PROJECT}/subscriptions/push-sub"}
     response = load_app().test_client().post("/", json=push)
