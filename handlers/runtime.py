@@ -28,7 +28,7 @@ from handlers.settings import Settings
 from handlers.shutdown import STOP
 from handlers.sweep import Sweeper, SweepOutcome
 from handlers.tokens import TokenSource
-from handlers.trigger import BadTrigger, Sweep, parse_event
+from handlers.trigger import BadTrigger, Sweep, message_id_of, parse_event
 
 log = logging.getLogger("matchrelay")
 
@@ -66,7 +66,7 @@ class Runtime:
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
         message = data.get("message") if isinstance(data, dict) else None
-        message_id = str(message.get("messageId") or event_id) if isinstance(message, dict) else event_id
+        message_id = message_id_of(event_id, message)
         trace = delivery.trace or _attribute_trace(message)
         traceparent = traceparent_of(trace) if trace else None
         with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):

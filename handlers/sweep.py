@@ -28,7 +28,7 @@ from handlers.logs import log_context
 from handlers.normalize import Event, RunRef, failed_event
 from handlers.poll import Backoff, Deadlines, Poller
 from handlers.relay import Outcome, Relay
-from handlers.trigger import BadTrigger, Sweep
+from handlers.trigger import WITHIN_PROJECT, BadTrigger, Sweep
 from handlers.window import FIELD, Window, resolve
 
 log = logging.getLogger("matchrelay")
@@ -144,7 +144,7 @@ class _Job:
                     self._forward(ids[i:])
                     break
                 except RunNotFound as exc:
-                    if one is not None:
+                    if one is not None and not self.sweep.within_project:
                         raise
                     log.warning("pipeline %s is gone (404 on its runs): skipped by the sweep: %s", pipeline_id, exc)
                     self.outcome.missing += 1
@@ -199,7 +199,10 @@ class _Job:
         self._flush()
         project, window = self.sweep.project, self.window.as_data()
         sweeps = [
-            trigger_message({"pipelineId": pipeline_id, FIELD: window, "project": project}, self.sweep.traceparent)
+            trigger_message(
+                {"pipelineId": pipeline_id, FIELD: window, "project": project, WITHIN_PROJECT: True},
+                self.sweep.traceparent,
+            )
             for pipeline_id in ids
         ]
         self.outcome.forwarded = self.relay.sink.publish(self.to, sweeps, self.deadline)

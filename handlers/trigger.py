@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from handlers.continuation import FIELD as CONTINUATION
@@ -26,7 +27,9 @@ from handlers.window import Span, parse_span
 
 MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this big is not a trigger
 LATEST = "latest"
+WITHIN_PROJECT = "projectSweep"  # on the sweeps of one pipeline a project sweep hands on (handlers.sweep)
 _DECIMAL = re.compile(r"[0-9]{1,16}")
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Sweep:
     message_id: str = ""
     publish_time: datetime | None = None
     traceparent: str | None = None
+    within_project: bool = False  # a pipeline a project sweep handed on: if it vanished, it is skipped
 
 
 class BadTrigger(InvalidTrigger):
@@ -80,8 +84,8 @@ def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tupl
     ``runsCreated`` is a sweep."""
     message = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(message, Mapping):
-        raise BadTrigger("the event carries no Pub/Sub message", message_id=event_id)
-    message_id = str(message.get("messageId") or event_id)
+        raise BadTrigger("the event carries no Pub/Sub message", message_id=message_id_of(event_id, None))
+    message_id = message_id_of(event_id, message)
     publish_time = _time(message.get("publishTime"))
     attributes = message.get("attributes") or {}
     try:
@@ -96,6 +100,16 @@ def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tupl
     return parse_fields(
         fields, message_id=message_id, publish_time=publish_time, default_project=default_project, allowed=allowed
     )
+
+
+def message_id_of(event_id: str, message: Any) -> str:
+    """The trigger's Pub/Sub message id, as it goes into ids and logs: Pub/Sub's own (digits) as it is, anything
+    else (a hand-made push body) as a digest, so no text of unbounded length or shape reaches an attribute."""
+    raw = message.get("messageId") if isinstance(message, Mapping) else None
+    value = str(raw or event_id)
+    if _MESSAGE_ID.fullmatch(value):
+        return value
+    return "sha256-" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def parse_fields(
@@ -146,6 +160,9 @@ def parse_sweep(
     for other in ("runId", CONTINUATION):
         if other in fields:
             problems.append(f"a sweep ({RUNS_CREATED}) has no {other} beside it")
+    within = WITHIN_PROJECT in fields
+    if within and (fields[WITHIN_PROJECT] is not True or pipeline_id is None):
+        problems.append(f"{WITHIN_PROJECT} is true, and beside a pipelineId, as matchrelay writes it")
     if problems or span is None or project is None:
         raise BadTrigger(
             "invalid trigger: " + "; ".join(problems),
@@ -154,7 +171,7 @@ def parse_sweep(
             pipeline_id=pipeline_id,
             publish_time=publish_time,
         )
-    return Sweep(project, pipeline_id, span, message_id, publish_time)
+    return Sweep(project, pipeline_id, span, message_id, publish_time, within_project=within)
 
 
 def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -212,6 +229,8 @@ def _time(value: Any) -> datetime | None:
     # Pub/Sub may give nanoseconds; Python reads at most microseconds.
     value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
+    # Pub/Sub's times are UTC; one written without an offset is read as UTC, not compared naive with aware ones.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

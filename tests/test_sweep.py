@@ -152,6 +152,9 @@ def test_parse_event_invalid_window_is_an_invalid_trigger(runs_created: Any) -> 
         pytest.param({"pipelineId": None, "runsCreated": {"windowS": 900}}, id="pipelineid-null"),
         pytest.param({"pipelineId": 0, "runsCreated": {"windowS": 900}}, id="pipelineid-zero"),
         pytest.param({"runsCreated": {"windowS": 900}, "project": "prod"}, id="project-not-allowed"),
+        pytest.param({"runsCreated": {"windowS": 900}, "projectSweep": True}, id="handed-on-without-pipeline"),
+        pytest.param({"pipelineId": 7, "runsCreated": {"windowS": 900}, "projectSweep": 1}, id="handed-on-not-true"),
+        pytest.param({"pipelineId": 7, "runsCreated": {"windowS": 900}, "projectSweep": False}, id="handed-on-false"),
     ],
 )
 def test_parse_event_sweep_beside_a_run_is_invalid(body: dict[str, Any]) -> None:
@@ -471,6 +474,27 @@ def test_sweep_of_the_project_skips_a_vanished_pipeline_with_a_warning(
     assert pubsub.drain(topics.errors_sub) == []
 
 
+def test_sweep_handed_on_by_a_project_sweep_skips_its_vanished_pipeline(
+    fn: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A pipeline handed on by a project sweep and gone when read is skipped with a WARNING, as in the project."""
+    sim.script_list(2, [Step.error(404, "Pipeline not found")])
+    body = {"pipelineId": 2, "runsCreated": {"from": FROM, "to": TO}, "projectSweep": True}
+    assert deliver(fn, sweep_message(body)).status_code == 200
+    assert [line["pipelineId"] for line in _lines(capfd) if "gone" in line["message"]] == [2]
+    assert pubsub.drain(topics.errors_sub) == []
+
+
+def test_parse_event_publish_time_without_offset_is_utc() -> None:
+    """A publishTime written without an offset is read as UTC, so a rolling window is computed, not a crash."""
+    data = base64.b64encode(json.dumps({"runsCreated": {"windowS": 900}}).encode()).decode()
+    message = {"data": data, "attributes": {}, "messageId": "1", "publishTime": "2024-10-29T12:19:06.123"}
+    sweep = parse_event("1", {"message": message}, default_project="demo", allowed=("demo",))
+    assert isinstance(sweep, Sweep)
+    window = resolve(sweep.span, sweep.publish_time, 0.0)
+    assert window.end == epoch_ms(datetime(2024, 10, 29, 12, 15, tzinfo=UTC))
+
+
 @pytest.mark.parametrize(
     "faults",
     [
@@ -599,6 +623,7 @@ def test_sweep_out_of_time_hands_the_rest_on_as_sweeps_of_one_pipeline(
     forwarded = [b for b in delivered if "runsCreated" in b]
     assert forwarded, "the deadline should have come before the eighth slow pipeline"
     assert all(b["runsCreated"] == {"from": FROM, "to": TO} and "pipelineId" in b for b in forwarded)
+    assert all(b["projectSweep"] is True for b in forwarded)
     assert run_ids(delivered) == inside
     assert completed(pubsub, topics, count=len(inside) * 2) == inside
 

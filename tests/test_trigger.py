@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -490,3 +491,21 @@ def test_on_run_message_allowed_project_without_access_is_access_denied(
         "/api/v1/projects/other/context/entitymatching/pipelines/1/runs/456"
     ]
     _assert_no_event(pubsub, topics.events_sub)
+
+
+@pytest.mark.parametrize(
+    ("message_id", "expected"),
+    [
+        pytest.param("11893545201", "11893545201", id="pubsub-digits"),
+        pytest.param("x" * 2000, "sha256-" + hashlib.sha256(b"x" * 2000).hexdigest()[:32], id="too-long"),
+        pytest.param("a/b\nc", "sha256-" + hashlib.sha256(b"a/b\nc").hexdigest()[:32], id="path-and-newline"),
+    ],
+)
+def test_on_run_message_message_id_enters_ids_only_in_a_safe_form(
+    message_id: str, expected: str, client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A hand-made messageId of any length or shape reaches ce-id as a digest, so the event can still be published."""
+    message = pubsub_message({"pipelineId": 0, "runId": 1}, message_id=message_id)
+    assert deliver(client, message, "push").status_code == 200
+    (failed,) = pubsub.drain(topics.errors_sub, at_least=1)
+    assert failed.attributes["ce-id"] == f"invalid-trigger/{expected}"
