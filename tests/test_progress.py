@@ -35,9 +35,10 @@ from handlers.logs import JsonFormatter, setup_logging
 from handlers.models import RunSummary
 from handlers.normalize import Event
 from handlers.poll import Backoff, Clock, Deadlines, Poller
-from handlers.progress import NO_PROGRESS, ProgressSink, TerminalProgress
+from handlers.progress import NO_PROGRESS, ProgressSink
 from handlers.publish import StdoutSink
 from handlers.relay import Relay
+from handlers.terminal import TerminalProgress
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET
 
