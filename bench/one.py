@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from handlers.normalize import Event, RunRef, completed_event, stream_events
+from handlers.events import Event, RunRef
+from handlers.normalize import completed_event, stream_events
 from handlers.poll import summary_of
 from handlers.publish import PubSubSink
 from handlers.results import RunBody

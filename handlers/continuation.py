@@ -20,8 +20,9 @@ from typing import Any
 
 from handlers.deadline import Deadline
 from handlers.errors import InvalidResponse
+from handlers.events import Event
 from handlers.models import MAX_ID
-from handlers.normalize import Event, ItemSource
+from handlers.normalize import ItemSource
 
 FIELD = "continuation"
 SKIP_CHECK = 1024  # skipped items between two looks at the clock: cheap, and a few milliseconds apart

@@ -40,7 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from handlers.deadline import Deadline
-    from handlers.normalize import Event
+    from handlers.events import Event
     from handlers.publish import Sink
     from handlers.relay import Relay
 

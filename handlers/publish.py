@@ -20,7 +20,7 @@ from typing import IO, Protocol
 
 from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
-from handlers.normalize import Event
+from handlers.events import Event
 from handlers.pubsub_rpc import Batch, Budget, Factory, PublishRpc, Workers, connect, cost, describe, retry_for
 
 CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back

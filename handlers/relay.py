@@ -19,8 +19,9 @@ from handlers.cdf import CdfClient
 from handlers.continuation import Segment, continuation_message
 from handlers.deadline import Deadline
 from handlers.errors import HandBack, MalformedResponse, NoProgress, PermanentError
+from handlers.events import RunRef
 from handlers.models import MAX_ID, RunSummary
-from handlers.normalize import RunRef, completed_event, failed_event, stream_events
+from handlers.normalize import completed_event, failed_event, stream_events
 from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.progress import NO_PROGRESS, Progress
 from handlers.publish import Sink

@@ -23,9 +23,10 @@ from typing import Any
 from handlers.continuation import trigger_message
 from handlers.deadline import Deadline
 from handlers.errors import HandBack, PermanentError, RunNotFound
+from handlers.events import Event, RunRef
 from handlers.listing import ListedRun, OutOfTime, listed_runs, pages, pipeline_ids
 from handlers.logs import log_context
-from handlers.normalize import Event, RunRef, failed_event
+from handlers.normalize import failed_event
 from handlers.poll import Backoff, Deadlines, Poller
 from handlers.relay import Outcome, Relay
 from handlers.trigger import WITHIN_PROJECT, BadTrigger, Sweep

@@ -69,6 +69,7 @@ class CdfSimulator:
         self.catalog = Catalog(seed)  # what the list endpoints show; `seed` shuffles their order
         self._list_scripts: dict[int | None, list[Step | None]] = {}
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._issued: dict[str, float] = {}  # token -> monotonic time it was issued
         self._stopping = threading.Event()
         self._httpd: HttpServer | None = None
 
@@ -181,10 +182,14 @@ class CdfSimulator:
         with self._lock:
             self._scripts[key] = list(steps)
 
-    def expire_tokens(self) -> None:
-        """Invalidate every token issued so far (static tokens stay valid)."""
+    def expire_tokens(self, older_than_s: float = 0.0) -> int:
+        """Invalidate every token issued more than ``older_than_s`` ago (static tokens stay valid); how many."""
         with self._lock:
-            self._tokens.clear()
+            cutoff = time.monotonic() - older_than_s
+            old = [token for token, issued in self._issued.items() if issued <= cutoff and token in self._tokens]
+            for token in old:
+                del self._tokens[token]
+            return len(old)
 
     def reset(self) -> None:
         """Forget scripts, token faults, recorded requests and issued tokens."""
@@ -193,6 +198,7 @@ class CdfSimulator:
             self._list_scripts.clear()
             self.catalog = Catalog(self.catalog.seed)
             self._tokens.clear()
+            self._issued.clear()
             self.token_steps.clear()
             self.requests.clear()
 
@@ -233,6 +239,7 @@ class CdfSimulator:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = time.monotonic() + self.token_ttl_s
+            self._issued[token] = time.monotonic()
         granted = {"access_token": token, "token_type": "Bearer"}
         return Step.run({**granted, "expires_in": math.ceil(self.token_ttl_s)})
 

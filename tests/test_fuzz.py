@@ -24,7 +24,8 @@ from hypothesis import event as label
 from hypothesis import strategies as st
 
 from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.normalize import Event, RunRef, completed_event, failed_event, rfc3339, stream_events
+from handlers.events import Event, RunRef, rfc3339
+from handlers.normalize import completed_event, failed_event, stream_events
 from handlers.poll import summary_of
 from handlers.results import RunBody
 from handlers.trigger import BadTrigger, Trigger, parse_event

@@ -11,17 +11,15 @@ from typing import Any
 import pytest
 
 from handlers.errors import InvalidResponse, MalformedResponse
+from handlers.events import Event, RunRef, rfc3339
 from handlers.models import RunSummary
 from handlers.normalize import (
-    Event,
-    RunRef,
     completed_event,
     counts,
     failed_event,
     generated_rule_events,
     match_event,
     results_events,
-    rfc3339,
     suggested_rule_events,
 )
 from sim import make_run

@@ -31,9 +31,9 @@ from rich.console import Console
 from handlers import progress
 from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
+from handlers.events import Event
 from handlers.logs import JsonFormatter, setup_logging
 from handlers.models import RunSummary
-from handlers.normalize import Event
 from handlers.poll import Backoff, Clock, Deadlines, Poller
 from handlers.progress import NO_PROGRESS, ProgressSink
 from handlers.publish import StdoutSink

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from handlers.errors import PublishFailed
-from handlers.normalize import Event
+from handlers.events import Event
 from handlers.publish import IN_FLIGHT_MESSAGES, MAX_REQUEST_MESSAGES, PubSubSink, StdoutSink
 from handlers.pubsub_rpc import Budget
 

@@ -12,8 +12,9 @@ import pytest
 
 from handlers.deadline import Deadline
 from handlers.errors import PublishFailed
+from handlers.events import Event, RunRef
 from handlers.models import RunSummary
-from handlers.normalize import Event, RunRef, completed_event, counts, failed_event, match_event, results_events
+from handlers.normalize import completed_event, counts, failed_event, match_event, results_events
 from handlers.publish import PubSubSink
 from sim import make_run
 from sim.emulator import Emulator

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from handlers.errors import MalformedResponse
-from handlers.normalize import RunRef, completed_event, counts, results_events, stream_events
+from handlers.events import RunRef
+from handlers.normalize import completed_event, counts, results_events, stream_events
 from handlers.poll import summary_of
 from handlers.results import RunBody
 from sim import make_run, stream_run_body

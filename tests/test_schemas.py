@@ -14,10 +14,9 @@ import pytest
 
 import schemas
 from handlers.errors import REASONS as HANDLER_REASONS
+from handlers.events import Event, RunRef
 from handlers.models import RunSummary
 from handlers.normalize import (
-    Event,
-    RunRef,
     completed_event,
     counts,
     failed_event,

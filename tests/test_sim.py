@@ -120,6 +120,16 @@ def test_sim_expire_tokens_invalidates_issued_but_not_static(sim: CdfSimulator, 
     assert _get(client, f"{RUNS}/1/runs/2", "static-token").status_code == 200
 
 
+def test_sim_expire_tokens_older_than_spares_young_tokens(sim: CdfSimulator, client: httpx.Client) -> None:
+    """expire_tokens(older_than_s=...) revokes only tokens issued longer ago, and says how many."""
+    sim.set_run(1, 2, [Step.status("Running")])
+    token = _token(client, sim)
+    assert sim.expire_tokens(older_than_s=60) == 0
+    assert _get(client, f"{RUNS}/1/runs/2", token).status_code == 200
+    assert sim.expire_tokens(older_than_s=0) == 1
+    assert _get(client, f"{RUNS}/1/runs/2", token).status_code == 401
+
+
 def test_sim_cdf_without_token_is_401(sim: CdfSimulator, client: httpx.Client) -> None:
     """A CDF call without a bearer token gets 401 with CDF's error body."""
     sim.set_run(1, 2, [Step.status("Running")])
