@@ -6,16 +6,13 @@ import base64
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sim.emulator import free_port
+from sim.framework import StartError, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -24,27 +21,12 @@ TICKS = os.sysconf("SC_CLK_TCK")
 @contextlib.contextmanager
 def serving(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``functions-framework`` on a free port (one gunicorn worker) until the block ends; (process, url)."""
-    port = free_port()
-    script = Path(sys.executable).parent / "functions-framework"
-    command = [str(script), "--source", "main.py", "--target", "on_run_message", "--signature-type", "cloudevent"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"bench: functions-framework exited:\n{log.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        yield process, f"http://127.0.0.1:{port}/"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+    with contextlib.ExitStack() as stack:
+        try:
+            process, url = stack.enter_context(serve(ROOT, "on_run_message", env, log))
+        except StartError as exc:
+            raise SystemExit(f"bench: {exc}") from None
+        yield process, url
 
 
 def worker_pid(master: int) -> int:

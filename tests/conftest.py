@@ -12,9 +12,7 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,8 @@ from typing import Any
 import pytest
 
 from sim import CdfSimulator
-from sim.emulator import Emulator, EmulatorError, free_port
+from sim.emulator import Emulator, EmulatorError
+from sim.framework import StartError, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP_PROJECT = "matchrelay-test"
@@ -248,39 +247,12 @@ def deliver(client: Any, message: dict[str, Any], mode: str = "binary") -> Any:
 @contextlib.contextmanager
 def function_process(env: dict[str, str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``functions-framework`` serving main.on_run_message on a free port, until the block ends."""
-    port = free_port()
-    script = Path(sys.executable).parent / "functions-framework"
-    command = [
-        str(script),
-        "--source",
-        "main.py",
-        "--target",
-        "on_run_message",
-        "--signature-type",
-        "cloudevent",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log.open("ab") as out:
-        # Its own session: the finally below ends gunicorn's master and workers together.
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"functions-framework did not start:\n{log.read_text()[-2000:]}")
-        yield process, f"http://127.0.0.1:{port}/"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 9)
-        process.wait(30)
+    with contextlib.ExitStack() as stack:
+        try:
+            process, url = stack.enter_context(serve(ROOT, "on_run_message", env, log))
+        except StartError as exc:
+            pytest.fail(str(exc))
+        yield process, url
 
 
 def wait_for(condition: Any, seconds: float = 60.0) -> None:

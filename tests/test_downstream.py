@@ -12,8 +12,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +31,7 @@ from hypothesis import strategies as st
 from sim import CdfSimulator, Step, make_run
 from sim.emulator import free_port
 from sim.firestore_emulator import FirestoreEmulator, FirestoreEmulatorError
+from sim.framework import StartError, serve
 from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, function_process, pubsub_message, wait_for
 
 DOWNSTREAM = Path(__file__).resolve().parent.parent / "examples" / "downstream"
@@ -87,27 +86,12 @@ def firestore_client(host: str, project: str) -> Any:
 @contextlib.contextmanager
 def downstream_process(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
     """functions-framework serving the example from its own folder, as deployed; yields its URL."""
-    port = port or free_port()
-    script = Path(sys.executable).parent / "functions-framework"
-    command = [str(script), "--source", "main.py", "--target", "on_event", "--signature-type", "cloudevent"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, cwd=DOWNSTREAM, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"the downstream function did not start:\n{log.read_text()[-2000:]}")
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 9)  # SIGKILL, master and workers: nothing it had not answered is acked
-        process.wait(30)
+    with contextlib.ExitStack() as stack:
+        try:
+            _, url = stack.enter_context(serve(DOWNSTREAM, "on_event", env, log, port))
+        except StartError as exc:
+            pytest.fail(f"the downstream function: {exc}")
+        yield url
 
 
 def downstream_env(firestore_host: str, project: str) -> dict[str, str]:
