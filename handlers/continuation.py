@@ -21,7 +21,7 @@ from typing import Any
 from handlers.deadline import Deadline
 from handlers.errors import InvalidResponse
 from handlers.events import Event
-from handlers.models import MAX_ID
+from handlers.models import MAX_ID, is_integer
 from handlers.normalize import ItemSource
 
 FIELD = "continuation"
@@ -48,14 +48,10 @@ def parse_continuation(value: Any, problems: list[str]) -> Continuation | None:
     """``continuation`` exactly as the worker writes it: two JSON integers, nothing else; else a problem."""
     if isinstance(value, Mapping) and set(value) == KEYS:
         segment, skip = value["segment"], value["skip"]
-        if _integer(segment, 1) and _integer(skip, 0):
+        if is_integer(segment) and is_integer(skip, 0):
             return Continuation(segment, skip)
     problems.append(f"{FIELD} must be {{'segment': 1..{MAX_ID}, 'skip': 0..{MAX_ID}}} as matchrelay writes it")
     return None
-
-
-def _integer(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_ID
 
 
 def trigger_message(fields: Mapping[str, Any], traceparent: str | None) -> Event:

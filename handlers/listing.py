@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.models import MAX_ID, RunSummary
+from handlers.models import RunSummary, is_integer
 from handlers.poll import Deadlines, Poller
 
 MAX_CURSOR_CHARS = 4096  # CDF's cursors are short; anything longer is not one
@@ -56,7 +56,7 @@ def pipeline_ids(items: list[Any]) -> list[int]:
     ids: list[int] = []
     for item in items:
         value = item.get("id") if isinstance(item, dict) else None
-        if not isinstance(value, int) or not _is_id(value):
+        if not is_integer(value):
             raise MalformedResponse("CDF answered a pipeline without a valid id")
         ids.append(value)
     return ids
@@ -70,7 +70,7 @@ def listed_runs(items: list[Any]) -> list[ListedRun]:
             summary = RunSummary.model_validate(item)
         except ValidationError:
             raise MalformedResponse("CDF answered a run summary that is not of the documented shape") from None
-        if summary.jobId is not None and not _is_id(summary.jobId):
+        if summary.jobId is not None and not is_integer(summary.jobId):
             raise MalformedResponse("CDF answered a run summary whose jobId is not an id")
         runs.append(ListedRun(summary.jobId, summary.createdTime, summary.status))
     return runs
@@ -112,7 +112,3 @@ def _parsed(
     # Parsed inside the poller's step, so a malformed page is retried like any malformed answer.
     items, cursor = page_of(fetch(cursor))
     return parse(items), cursor
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID

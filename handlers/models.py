@@ -11,10 +11,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, field_validator
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, TypeIs
 
 FINAL_STATUSES = ("Completed", "Failed")
 MAX_ID = 9007199254740991  # 2**53 - 1, CDF's largest id
+
+
+def is_integer(value: Any, low: int = 1, high: int = MAX_ID) -> TypeIs[int]:
+    """A JSON integer (never a boolean) from ``low`` to ``high``; by default, a CDF id."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 class _Cdf(BaseModel):

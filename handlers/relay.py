@@ -20,7 +20,7 @@ from handlers.continuation import Segment, continuation_message
 from handlers.deadline import Deadline
 from handlers.errors import HandBack, MalformedResponse, NoProgress, PermanentError
 from handlers.events import RunRef
-from handlers.models import MAX_ID, RunSummary
+from handlers.models import RunSummary, is_integer
 from handlers.normalize import completed_event, failed_event, stream_events
 from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.progress import NO_PROGRESS, Progress
@@ -131,7 +131,7 @@ class Relay:
         body = self.cdf.get_latest(trigger.project, trigger.pipeline_id, deadline)
         summary_of(body)
         job_id = body.get("jobId")
-        if not isinstance(job_id, int) or isinstance(job_id, bool) or not 1 <= job_id <= MAX_ID:
+        if not is_integer(job_id):
             raise MalformedResponse("CDF answered a latest run without a valid jobId")
         return job_id
 

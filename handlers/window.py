@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers.models import MAX_ID
+from handlers.models import MAX_ID, is_integer
 
 FIELD = "runsCreated"
 MIN_WINDOW_S, MAX_WINDOW_S = 60, 2_678_400  # one minute, 31 days
@@ -80,7 +80,7 @@ def parse_span(value: Any, problems: list[str]) -> Span | None:
     keys = frozenset(value) if isinstance(value, Mapping) else frozenset()
     if keys == ROLLING and isinstance(value, Mapping):
         seconds = value["windowS"]
-        if _integer(seconds) and MIN_WINDOW_S <= seconds <= MAX_WINDOW_S:
+        if is_integer(seconds, MIN_WINDOW_S, MAX_WINDOW_S):
             return Rolling(seconds)
         problems.append(
             f"{FIELD}.windowS must be an integer from {MIN_WINDOW_S} to {MAX_WINDOW_S}, got {_show(seconds)}"
@@ -95,7 +95,7 @@ def parse_span(value: Any, problems: list[str]) -> Span | None:
 
 
 def _fixed(start: Any, end: Any, problems: list[str]) -> Window | None:
-    if not (_integer(start) and _integer(end) and 0 <= start <= MAX_ID and 0 <= end <= MAX_ID):
+    if not (is_integer(start, 0) and is_integer(end, 0)):
         problems.append(f"{FIELD}.from and .to must be integers from 0 to {MAX_ID} (epoch ms)")
     elif start >= end:
         problems.append(f"{FIELD}.from must be before .to, got {start} and {end}")
@@ -104,10 +104,6 @@ def _fixed(start: Any, end: Any, problems: list[str]) -> Window | None:
     else:
         return Window(start, end)
     return None
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _show(value: Any) -> str:
