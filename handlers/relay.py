@@ -99,8 +99,7 @@ class Relay:
         nowhere = deadline.bounded and continue_to is None
         if nowhere:  # no topic to continue on: the run is published to the end, whatever the deadline
             deadline = Deadline.never(self.clock.monotonic)
-        backoff = Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s)
-        poller = Poller(backoff, self.clock, progress=self.progress)
+        poller = self.poller()
         deadlines = self._deadlines(trigger, budget_s, started_wall)
         run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
         # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
@@ -122,6 +121,11 @@ class Relay:
         outcome.polls, outcome.retries, outcome.run_id = poller.stats.polls, poller.stats.retries, run_id
         outcome.segment = trigger.continuation.segment
         return outcome
+
+    def poller(self) -> Poller:
+        """A fresh poller for one invocation: the configured backoff, this relay's clock and progress."""
+        backoff = Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s)
+        return Poller(backoff, self.clock, progress=self.progress)
 
     def _ref(self, trigger: Trigger, run_id: int | None, latest_key: str | None = None) -> RunRef:
         base, tp = self.settings.base_url, trigger.traceparent

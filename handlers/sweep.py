@@ -27,7 +27,7 @@ from handlers.events import Event, RunRef
 from handlers.listing import ListedRun, OutOfTime, listed_runs, pages, pipeline_ids
 from handlers.logs import log_context
 from handlers.normalize import failed_event
-from handlers.poll import Backoff, Deadlines, Poller
+from handlers.poll import Deadlines, Poller
 from handlers.relay import Outcome, Relay
 from handlers.trigger import WITHIN_PROJECT, BadTrigger, Sweep
 from handlers.window import FIELD, Window, resolve
@@ -90,8 +90,7 @@ class Sweeper:
                 pipeline_id=sweep.pipeline_id,
             )
             return r.invalid(exc, sweep.traceparent, deadline)
-        backoff = Backoff(r.settings.poll_initial_delay_s, r.settings.poll_max_delay_s)
-        poller = Poller(backoff, r.clock, progress=r.progress)
+        poller = r.poller()
         now = r.clock.monotonic()
         deadlines = Deadlines(budget=None if budget_s is None else now + budget_s, wait=math.inf)
         job = _Job(r, sweep, window, poller, deadlines, deadline, to, SweepOutcome("swept", window=window))
