@@ -69,11 +69,7 @@ class PubSubSink:
 
     def publish(self, topic: str, events: Iterable[Event], deadline: Deadline | None = None) -> int:
         rpc, call = self.rpc, Call()
-        bounded = deadline is not None and deadline.bounded
-
-        def ending(cap: float) -> float:
-            return deadline.ending_s(cap) if deadline is not None and bounded else cap
-
+        ending = (deadline or Deadline.never(time.monotonic)).ending_s  # without a deadline: every cap as it is
         try:
             self._produce(rpc, topic, events, call, ending)
         finally:
