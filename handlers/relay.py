@@ -79,7 +79,7 @@ class Relay:
             from_trigger=True,
             traceparent=traceparent,
         )
-        event = failed_event(ref, exc.reason, str(exc), None, self._now_ms(), f"invalid-trigger/{exc.message_id}")
+        event = failed_event(ref, exc.reason, str(exc), None, self.now_ms(), f"invalid-trigger/{exc.message_id}")
         log.warning("invalid trigger answered with run.failed: %s", exc)
         return Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
 
@@ -103,7 +103,7 @@ class Relay:
         deadlines = self._deadlines(trigger, budget_s, started_wall)
         run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
         # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
-        latest_key = None if run_id is not None else (trigger.message_id or f"run-{self._now_ms()}")
+        latest_key = None if run_id is not None else (trigger.message_id or f"run-{self.now_ms()}")
         ref = self._ref(trigger, run_id, latest_key)
         try:
             try:
@@ -114,7 +114,7 @@ class Relay:
                 step = _Step(self, trigger, ref, poller, deadline, continue_to, warn_unbounded=nowhere)
                 outcome = poller.until_done(step, deadlines)
             except PermanentError as exc:
-                event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self._now_ms())
+                event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self.now_ms())
                 outcome = Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
         except HandBack as exc:  # also a run.failed event that could not be published
             outcome = Outcome("handed_back", exc.code, detail=str(exc))
@@ -148,7 +148,8 @@ class Relay:
     def _publish_error(self, events: list[Any], deadline: Deadline | None = None) -> int:
         return self.sink.publish(self.topics.errors, events, deadline)
 
-    def _now_ms(self) -> int:
+    def now_ms(self) -> int:
+        """The time of a decision, epoch milliseconds (ce-time of an event with no run)."""
         return int(self.wall() * 1000)
 
 
@@ -176,7 +177,7 @@ class _Step:
                 return None
             if summary.status == "Failed":
                 summary = summary_of(body.drain())  # errors may follow the results
-                event = failed_event(ref, "run_failed", summary.errorMessage, summary, r._now_ms())
+                event = failed_event(ref, "run_failed", summary.errorMessage, summary, r.now_ms())
                 published = r._publish_error([event], self.deadline)
                 return Outcome("failed", "run_failed", published, detail=summary.errorMessage or "")
             if self.warn_unbounded:

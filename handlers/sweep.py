@@ -220,6 +220,6 @@ class _Job:
         ref = RunRef(
             r.settings.base_url, sweep.project, sweep.pipeline_id, traceparent=sweep.traceparent, window=self.window
         )
-        event = failed_event(ref, exc.reason, str(exc), None, int(r.wall() * 1000))
+        event = failed_event(ref, exc.reason, str(exc), None, r.now_ms())
         self.outcome.kind, self.outcome.reason, self.outcome.detail = "failed", exc.reason, str(exc)
         self.outcome.events = r.sink.publish(r.topics.errors, [event], self.deadline)
