@@ -87,10 +87,10 @@ def sweep_main(args: argparse.Namespace) -> int:
     runtime = _runtime(settings, args, shown)
     with shown, log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
         outcome = Sweeper(runtime.relay).sweep(sweep, None, Deadline.never(runtime.relay.clock.monotonic), topic)
-        summary = outcome.summary() if isinstance(outcome, SweepOutcome) and outcome.kind == "swept" else ""
-        shown.done(outcome.kind, detail=summary)
-    if isinstance(outcome, SweepOutcome) and outcome.kind == "swept":
-        log.info("%s", outcome.summary(), extra={"fields": outcome.fields()})
+        swept = outcome if isinstance(outcome, SweepOutcome) and outcome.kind == "swept" else None
+        shown.done(outcome.kind, detail=swept.summary() if swept else "")
+    if swept is not None:
+        log.info("%s", swept.summary(), extra={"fields": swept.fields()})
     else:
         log.warning("%s%s", outcome.kind, f" ({outcome.detail})" if outcome.detail else "")
     return SWEEP_EXIT[outcome.kind]
