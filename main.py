@@ -20,11 +20,11 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
-from handlers.errors import ConfigError
-from handlers.logs import Trace, request_trace, setup_logging
-from handlers.runtime import Delivery, Runtime
-from handlers.settings import Settings, load_settings
-from handlers.shutdown import install as install_sigterm
+from handlers.core.errors import ConfigError
+from handlers.flow.runtime import Delivery, Runtime
+from handlers.process.logs import Trace, request_trace, setup_logging
+from handlers.process.settings import Settings, load_settings
+from handlers.process.shutdown import install as install_sigterm
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -70,7 +70,7 @@ def _request_trace() -> Trace | None:
 
 
 if __name__ == "__main__":
-    from handlers.cli import main
+    from handlers.cli.commands import main
 
     sys.exit(main(sys.argv[1:]))
 else:

@@ -9,7 +9,7 @@ def high_level_client() -> Any:
     """Batches of 1,000 messages / 9 MB / 20 ms, 10,000 messages in flight, retries bounded to 60 s."""
     from google.cloud.pubsub_v1 import PublisherClient, types
 
-    from handlers.pubsub_rpc import retry_for
+    from handlers.pubsub.rpc import retry_for
 
     batch = types.BatchSettings(max_messages=1000, max_bytes=9_000_000, max_latency=0.02)
     flow = types.PublishFlowControl(

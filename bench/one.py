@@ -29,12 +29,12 @@ from typing import Any
 
 import httpx
 
-from handlers.events import Event, RunRef
-from handlers.normalize import completed_event, stream_events
-from handlers.poll import summary_of
-from handlers.publish import PubSubSink
-from handlers.results import RunBody
-from handlers.settings import load_settings
+from handlers.cdf.results import RunBody
+from handlers.core.events import Event, RunRef
+from handlers.core.normalize import completed_event, stream_events
+from handlers.core.poll import summary_of
+from handlers.process.settings import load_settings
+from handlers.pubsub.publish import PubSubSink
 
 NAIVE_LIMIT = 5_000
 WARM_RUN = 1  # run 1 of pipeline 1: a small run the relay mode publishes before timing

@@ -1,6 +1,6 @@
 """What waiting costs: CDF requests and detection delay for a run that completes after 60 s.
 
-Replays the poller's real schedule (``handlers.poll``) on a simulated clock, for
+Replays the poller's real schedule (``handlers.core.poll``) on a simulated clock, for
 the default settings, over many seeds: no waiting, no network.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from handlers.poll import Backoff, Clock, Deadlines, Poller
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 
 
 def one(seed: int, finishes_at: float, initial: float, cap: float) -> tuple[int, float]:

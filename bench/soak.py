@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from handlers.logs import JsonFormatter
+from handlers.process.logs import JsonFormatter
 from sim import CdfSimulator, Step, make_run
 from sim.data import run_summary
 from sim.emulator import Emulator

@@ -1,10 +1,10 @@
-"""JSON Schemas (draft 2020-12) of matchrelay's events, generated from ``handlers.models``.
+"""JSON Schemas (draft 2020-12) of matchrelay's events, generated from ``handlers.core.models``.
 
 ``python -m schemas`` writes them; ``python -m schemas --check`` says whether the
 committed files are current. For each type ``com.cognite.entitymatching.<type>``:
 
 - ``<ce-type>.json``: the event's data (the Pub/Sub message body), from the
-  ``TypedDict`` in ``handlers.models.EVENT_DATA``;
+  ``TypedDict`` in ``handlers.core.models.EVENT_DATA``;
 - ``<ce-type>.attributes.json``: its Pub/Sub message attributes (the ``ce-``
   context attributes of CloudEvents binary mode), from the contract's section 5.
 
@@ -36,7 +36,7 @@ _TRACEPARENT = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def _reasons() -> str:
-    from handlers.models import Reason
+    from handlers.core.models import Reason
 
     return "(" + "|".join(get_args(Reason)) + ")"
 
@@ -58,17 +58,17 @@ _FAILED_ID = (
 
 def event_types() -> list[str]:
     """Every ``ce-type`` matchrelay publishes."""
-    from handlers.models import EVENT_DATA
+    from handlers.core.models import EVENT_DATA
 
     return list(EVENT_DATA)
 
 
 def data_schema(event_type: str) -> dict[str, Any]:
-    """The schema of ``event_type``'s data, from its model in ``handlers.models``."""
+    """The schema of ``event_type``'s data, from its model in ``handlers.core.models``."""
     from pydantic import TypeAdapter
     from pydantic.json_schema import GenerateJsonSchema
 
-    from handlers.models import EVENT_DATA
+    from handlers.core.models import EVENT_DATA
 
     class _NoFieldTitles(GenerateJsonSchema):
         # pydantic titles each field after its name ("Pipelineid"): noise next to the description.
@@ -103,7 +103,7 @@ def _close(schema: Any) -> None:
 
 def attributes_schema(event_type: str) -> dict[str, Any]:
     """The schema of ``event_type``'s Pub/Sub message attributes (contract, section 5)."""
-    from handlers.models import Reason
+    from handlers.core.models import Reason
 
     kind = event_type.removeprefix(PREFIX)
     failed = kind == "run.failed"

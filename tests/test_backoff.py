@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from handlers.poll import Backoff
+from handlers.core.poll import Backoff
 
 SCHEDULES = [
     pytest.param(1.0, 30.0, id="defaults"),

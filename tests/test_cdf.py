@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
-from handlers.deadline import Deadline
-from handlers.errors import TransientError
-from handlers.httpio import make_http
-from handlers.settings import Settings
-from handlers.tokens import TokenSource
+from handlers.cdf.httpio import make_http
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import TransientError
+from handlers.process.settings import Settings
 
 
 @pytest.fixture

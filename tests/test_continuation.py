@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from handlers.continuation import FIRST, Continuation, Segment, continuation_message, parse_continuation
-from handlers.deadline import Deadline
-from handlers.errors import InvalidResponse
+from handlers.core.continuation import FIRST, Continuation, Segment, continuation_message, parse_continuation
+from handlers.core.deadline import Deadline
+from handlers.core.errors import InvalidResponse
 from sim import CdfSimulator, Step, stream_run_body
 from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, load_app, pubsub_message, wait_for
 from tests.eventarc import Bridge

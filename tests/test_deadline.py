@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from handlers.deadline import MIN_REQUEST_S, Deadline, margin_for
+from handlers.core.deadline import MIN_REQUEST_S, Deadline, margin_for
 
 
 class Clock:

@@ -1,6 +1,6 @@
 """Fuzzing the two inputs others control: trigger messages and CDF's results bodies (contract, sections 2, 4, 5).
 
-Each is fuzzed twice: the pure stages with many examples (``handlers.trigger.parse_event``; ``RunBody`` →
+Each is fuzzed twice: the pure stages with many examples (``handlers.core.trigger.parse_event``; ``RunBody`` →
 ``summary_of`` → ``stream_events``/``completed_event``/``failed_event`` in the order ``Relay._step`` runs
 them), and the function as deployed (functions-framework, the CDF simulator, the Pub/Sub emulator) with
 fewer, using the pure stages as the oracle. ``assert_contract_event`` checks one event against section 5.
@@ -23,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as label
 from hypothesis import strategies as st
 
-from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.events import Event, RunRef, rfc3339
-from handlers.normalize import completed_event, failed_event, stream_events
-from handlers.poll import summary_of
-from handlers.results import RunBody
-from handlers.trigger import BadTrigger, Trigger, parse_event
+from handlers.cdf.results import RunBody
+from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.events import Event, RunRef, rfc3339
+from handlers.core.normalize import completed_event, failed_event, stream_events
+from handlers.core.poll import summary_of
+from handlers.core.trigger import BadTrigger, Trigger, parse_event
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Received, Topics, deliver, load_app, pubsub_message
 from tests.contract import MAX_ID, TYPE_PREFIX, ce_time, contract_problems, is_id
@@ -300,7 +300,7 @@ def _reference_id(value: Any) -> int | None:
 
 
 def reference_trigger(raw: bytes, attributes: Any) -> tuple[str, int, int | str] | None:
-    """What section 2 says the trigger names, written independently of ``handlers.trigger``: None if invalid."""
+    """What section 2 says the trigger names, written independently of ``handlers.core.trigger``: None if invalid."""
     if len(raw) > 1_000_000:
         return None
     if not raw.strip():

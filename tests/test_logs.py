@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers.logs import (
+from handlers.process.logs import (
     SPAN_ID,
     TRACE,
     TRACE_SAMPLED,

@@ -1,4 +1,4 @@
-"""Output events (contract, section 5): attributes, data and splitting, built by ``handlers.normalize`` without I/O."""
+"""Output events (contract, section 5): attributes, data and splitting, built without I/O."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.events import Event, RunRef, rfc3339
-from handlers.models import RunSummary
-from handlers.normalize import (
+from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.events import Event, RunRef, rfc3339
+from handlers.core.models import RunSummary
+from handlers.core.normalize import (
     completed_event,
     counts,
     failed_event,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from handlers.errors import BudgetExhausted, ShuttingDown, TransientError, WaitTimeout
-from handlers.httpio import retry_after
-from handlers.poll import Backoff, Clock, Deadlines, Poller
+from handlers.cdf.httpio import retry_after
+from handlers.core.errors import BudgetExhausted, ShuttingDown, TransientError, WaitTimeout
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Topics, deliver, load_app, pubsub_message
 

@@ -1,4 +1,4 @@
-"""Progress on a terminal (handlers/progress.py): the display itself, its hooks, and the CLI on a pty and a pipe.
+"""Progress on a terminal (handlers/cli/display.py): the display itself, its hooks, and the CLI on a pty and a pipe.
 
 The CLI tests run ``python main.py run --stdout`` against the CDF simulator (no
 Pub/Sub needed): with stderr a pipe, JSON lines exactly as ever; with stderr a
@@ -28,17 +28,17 @@ from typing import Any, cast
 import pytest
 from rich.console import Console
 
-from handlers import progress
-from handlers.deadline import Deadline
-from handlers.errors import PublishFailed
-from handlers.events import Event
-from handlers.logs import JsonFormatter, setup_logging
-from handlers.models import RunSummary
-from handlers.poll import Backoff, Clock, Deadlines, Poller
-from handlers.progress import NO_PROGRESS, ProgressSink
-from handlers.publish import StdoutSink
-from handlers.relay import Relay
-from handlers.terminal import TerminalProgress
+from handlers.cli import display as progress
+from handlers.cli.display import NO_PROGRESS, ProgressSink
+from handlers.cli.terminal import TerminalProgress
+from handlers.core.deadline import Deadline
+from handlers.core.errors import PublishFailed
+from handlers.core.events import Event
+from handlers.core.models import RunSummary
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller
+from handlers.flow.relay import Relay
+from handlers.process.logs import JsonFormatter, setup_logging
+from handlers.pubsub.publish import StdoutSink
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET
 
@@ -309,7 +309,7 @@ def test_no_progress_is_the_default_and_attach_leaves_it_alone() -> None:
 
 def test_the_functions_path_never_imports_rich() -> None:
     modules = "sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.'))"
-    code = f"import sys, handlers.runtime, handlers.cli, handlers.progress; print({modules})"
+    code = f"import sys, handlers.flow.runtime, handlers.cli.commands, handlers.cli.display; print({modules})"
     env = {**_base_env(), "CDF_URL": "http://127.0.0.1:9"}
     # httpx imports its own CLI (and with it rich) when rich is installed: block that edge to see ours alone.
     blocker = "import sys; sys.modules['httpx._main'] = None; "

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from handlers.errors import PublishFailed
-from handlers.events import Event
-from handlers.publish import IN_FLIGHT_MESSAGES, MAX_REQUEST_MESSAGES, PubSubSink, StdoutSink
-from handlers.pubsub_rpc import Budget
+from handlers.core.errors import PublishFailed
+from handlers.core.events import Event
+from handlers.pubsub.publish import IN_FLIGHT_MESSAGES, MAX_REQUEST_MESSAGES, PubSubSink, StdoutSink
+from handlers.pubsub.rpc import Budget
 
 
 class FakeRpc:
@@ -86,7 +86,7 @@ def test_publish_retries_within_the_deadline_then_hands_back() -> None:
 
     from google.api_core.exceptions import ServiceUnavailable
 
-    from handlers.deadline import Deadline
+    from handlers.core.deadline import Deadline
 
     attempts: list[int] = []
 
@@ -105,7 +105,7 @@ def test_publish_wait_ends_by_the_deadline_when_pubsub_never_answers() -> None:
     """A request that never comes back is a PublishFailed by ``deadline.ending_s``, not after 90 s."""
     import time
 
-    from handlers.deadline import Deadline
+    from handlers.core.deadline import Deadline
 
     release = threading.Event()
     sink = PubSubSink(factory=lambda: FakeRpc(lambda r, n: release.wait() and None), confirm_timeout_s=90)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from handlers.deadline import Deadline
-from handlers.errors import PublishFailed
-from handlers.events import Event, RunRef
-from handlers.models import RunSummary
-from handlers.normalize import completed_event, counts, failed_event, match_event, results_events
-from handlers.publish import PubSubSink
+from handlers.core.deadline import Deadline
+from handlers.core.errors import PublishFailed
+from handlers.core.events import Event, RunRef
+from handlers.core.models import RunSummary
+from handlers.core.normalize import completed_event, counts, failed_event, match_event, results_events
+from handlers.pubsub.publish import PubSubSink
 from sim import make_run
 from sim.emulator import Emulator
 from tests.conftest import ROOT, PubSub
@@ -86,6 +86,6 @@ def test_publish_wire_stopped_pubsub_hands_back_before_the_deadline(
 
 def test_publish_wire_sink_loads_no_grpc_until_the_first_publish() -> None:
     """Building the sink (as the runtime does at import) loads no gRPC and opens no channel."""
-    probe = "import sys; from handlers.publish import PubSubSink; PubSubSink(); print('grpc' in sys.modules)"
+    probe = "import sys; from handlers.pubsub.publish import PubSubSink; PubSubSink(); print('grpc' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

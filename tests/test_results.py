@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from handlers.errors import MalformedResponse
-from handlers.events import RunRef
-from handlers.normalize import completed_event, counts, results_events, stream_events
-from handlers.poll import summary_of
-from handlers.results import RunBody
+from handlers.cdf.results import RunBody
+from handlers.core.errors import MalformedResponse
+from handlers.core.events import RunRef
+from handlers.core.normalize import completed_event, counts, results_events, stream_events
+from handlers.core.poll import summary_of
 from sim import make_run, stream_run_body
 
 REF = RunRef("https://westeurope-1.cognitedata.com", "demo", 1, 456)

@@ -13,10 +13,10 @@ import jsonschema
 import pytest
 
 import schemas
-from handlers.errors import REASONS as HANDLER_REASONS
-from handlers.events import Event, RunRef
-from handlers.models import RunSummary
-from handlers.normalize import (
+from handlers.core.errors import REASONS as HANDLER_REASONS
+from handlers.core.events import Event, RunRef
+from handlers.core.models import RunSummary
+from handlers.core.normalize import (
     completed_event,
     counts,
     failed_event,
@@ -42,7 +42,7 @@ def committed(name: str) -> dict[str, Any]:
 
 
 def samples() -> list[Event]:
-    """At least one event of each type and shape ``handlers.normalize`` builds: whole and split rules, every reason."""
+    """At least one event of each type and shape the normalizer builds: whole and split rules, every reason."""
     body = make_run(12, 2, 2, job_id=456)
     events = [*results_events(REF, SUMMARY, body), completed_event(REF, SUMMARY, counts(body))]
     big = make_run(20, 1, 1, rule_size=20)  # rules of 20 matches, sent in parts of at most 2000 bytes
@@ -62,9 +62,9 @@ SAMPLES = samples()
 
 
 def test_schemas_committed_files_match_models() -> None:
-    """The committed schemas are exactly what ``python -m schemas`` generates from ``handlers.models`` today."""
+    """The committed schemas are exactly what ``python -m schemas`` generates from ``handlers.core.models`` today."""
     outdated = schemas.stale()
-    assert outdated == [], f"schemas/ is out of date with handlers/models.py ({outdated}): run `python -m schemas`"
+    assert outdated == [], f"schemas/ is out of date with handlers/core/models.py ({outdated}): run `python -m schemas`"
 
 
 def test_schemas_one_data_and_one_attributes_file_per_type() -> None:
@@ -115,7 +115,7 @@ def test_schemas_samples_cover_every_type() -> None:
 
 @pytest.mark.parametrize("event", SAMPLES, ids=lambda e: e.attributes["ce-id"])
 def test_schemas_sample_from_normalize_validates(event: Event) -> None:
-    """Every event ``handlers.normalize`` builds matches its type's data and attributes schemas."""
+    """Every event ``handlers.core.normalize`` builds matches its type's data and attributes schemas."""
     assert schemas.problems(event.attributes, json.loads(event.data)) == []
 
 

@@ -1,7 +1,7 @@
 """Security (contract, section 6): where requests go, what a message can put in a URL, where a secret could leak.
 
 Against the function as deployed (functions-framework, the CDF simulator, the Pub/Sub emulator), the pure
-trigger parser, and ``handlers.cdf`` over an ``httpx.MockTransport`` that records every request. Every test
+trigger parser, and ``handlers.cdf.api`` over an ``httpx.MockTransport`` that records every request. Every test
 of this file also checks that nothing it wrote to stdout or stderr holds a secret (``_no_secret_in_output``).
 """
 
@@ -23,13 +23,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import handlers.trigger
-from handlers.cdf import CdfClient
-from handlers.errors import ConfigError, InvalidRequest, RelayError, TransientError
-from handlers.httpio import make_http
-from handlers.settings import Settings, load_settings
-from handlers.tokens import TokenSource
-from handlers.trigger import BadTrigger, Trigger, parse_event, parse_fields
+import handlers.core.trigger
+from handlers.cdf.api import CdfClient
+from handlers.cdf.httpio import make_http
+from handlers.cdf.tokens import TokenSource
+from handlers.core.errors import ConfigError, InvalidRequest, RelayError, TransientError
+from handlers.core.trigger import BadTrigger, Trigger, parse_event, parse_fields
+from handlers.process.settings import Settings, load_settings
 from sim import CdfSimulator, Request, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, deliver, load_app, pubsub_message
 
@@ -526,7 +526,7 @@ def _body_of(size: int) -> bytes:
 
 @pytest.fixture
 def decode_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Record the size of everything handlers.trigger hands to base64 and json decoding."""
+    """Record the size of everything handlers.core.trigger hands to base64 and json decoding."""
     calls: list[tuple[str, int]] = []
     real_b64decode, real_loads = base64.b64decode, json.loads
 
@@ -538,8 +538,8 @@ def decode_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
         calls.append(("loads", len(data)))
         return real_loads(data, *args, **kwargs)
 
-    monkeypatch.setattr(handlers.trigger, "base64", SimpleNamespace(b64decode=b64decode))
-    monkeypatch.setattr(handlers.trigger, "json", SimpleNamespace(loads=loads, dumps=json.dumps))
+    monkeypatch.setattr(handlers.core.trigger, "base64", SimpleNamespace(b64decode=b64decode))
+    monkeypatch.setattr(handlers.core.trigger, "json", SimpleNamespace(loads=loads, dumps=json.dumps))
     return calls
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.errors import ConfigError
-from handlers.settings import Settings, load_settings
+from handlers.core.errors import ConfigError
+from handlers.process.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "idp-Secret-Value-93ab71"

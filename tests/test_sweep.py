@@ -32,9 +32,9 @@ from conftest import (
     push_body,
 )
 
-from handlers.listing import ListedRun, listed_runs, page_of, pipeline_ids
-from handlers.trigger import BadTrigger, Sweep, parse_event
-from handlers.window import Rolling, Window, epoch_ms, parse_span, resolve
+from handlers.cdf.listing import ListedRun, listed_runs, page_of, pipeline_ids
+from handlers.core.trigger import BadTrigger, Sweep, parse_event
+from handlers.core.window import Rolling, Window, epoch_ms, parse_span, resolve
 from sim import CdfSimulator, Step, make_run
 
 FROM, TO = 1_730_199_600_000, 1_730_203_200_000  # 2024-10-29T11:00Z to 12:00Z
@@ -184,7 +184,7 @@ def test_parse_span_problems_are_bounded() -> None:
 )
 def test_page_of_malformed_page(body: dict[str, Any]) -> None:
     """A page without an items list, or with a cursor that is not a short string, is malformed (retried)."""
-    from handlers.errors import MalformedResponse
+    from handlers.core.errors import MalformedResponse
 
     with pytest.raises(MalformedResponse):
         page_of(body)
@@ -204,7 +204,7 @@ def test_page_of_malformed_page(body: dict[str, Any]) -> None:
 )
 def test_list_items_malformed(items: list[Any], parse: Callable[[list[Any]], Any]) -> None:
     """Only ids go into URLs: a pipeline id or a jobId that is not one makes the page malformed."""
-    from handlers.errors import MalformedResponse
+    from handlers.core.errors import MalformedResponse
 
     with pytest.raises(MalformedResponse):
         parse(items)

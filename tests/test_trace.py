@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from handlers.logs import Trace, traceparent_of
+from handlers.process.logs import Trace, traceparent_of
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Topics, binary_event, pubsub_message
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from conftest import PubSub, Topics, deliver, pubsub_message
 
-from handlers.errors import InvalidTrigger
-from handlers.trigger import BadTrigger, Trigger, parse_event, parse_fields
+from handlers.core.errors import InvalidTrigger
+from handlers.core.trigger import BadTrigger, Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Step, make_run
 from tests.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
 

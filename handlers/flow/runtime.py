@@ -16,19 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from handlers.cdf import CdfClient
-from handlers.deadline import Deadline
-from handlers.errors import HandBack
-from handlers.httpio import make_http
-from handlers.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
-from handlers.poll import Clock
-from handlers.publish import PubSubSink, Sink, StdoutSink
-from handlers.relay import Outcome, Relay, Topics
-from handlers.settings import Settings
-from handlers.shutdown import STOP
-from handlers.sweep import Sweeper, SweepOutcome
-from handlers.tokens import TokenSource
-from handlers.trigger import BadTrigger, Sweep, message_id_of, parse_event
+from handlers.cdf.api import CdfClient
+from handlers.cdf.httpio import make_http
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import HandBack
+from handlers.core.poll import Clock
+from handlers.core.trigger import BadTrigger, Sweep, message_id_of, parse_event
+from handlers.flow.relay import Outcome, Relay, Topics
+from handlers.flow.sweep import Sweeper, SweepOutcome
+from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
+from handlers.process.settings import Settings
+from handlers.process.shutdown import STOP
+from handlers.pubsub.publish import PubSubSink, Sink, StdoutSink
 
 log = logging.getLogger("matchrelay")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers.models import RunSummary
-from handlers.window import Window
+from handlers.core.models import RunSummary
+from handlers.core.window import Window
 
 TYPE_PREFIX = "com.cognite.entitymatching."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

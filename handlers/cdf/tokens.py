@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from handlers.deadline import Deadline
-from handlers.errors import AuthFailed, MalformedResponse, RelayError, TransientError
-from handlers.httpio import json_object, raise_if_transient, request_timeout, retryable, send, wait_s
-from handlers.settings import Settings
+from handlers.cdf.httpio import json_object, raise_if_transient, request_timeout, retryable, send, wait_s
+from handlers.core.deadline import Deadline
+from handlers.core.errors import AuthFailed, MalformedResponse, RelayError, TransientError
+from handlers.process.settings import Settings
 
 REFRESH_MARGIN_S = 30.0  # as Cognite's SDK: renew a token 30 s before it runs out
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from handlers.models import Reason
+from handlers.core.models import Reason
 
 
 class RelayError(Exception):

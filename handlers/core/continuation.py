@@ -18,11 +18,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.deadline import Deadline
-from handlers.errors import InvalidResponse
-from handlers.events import Event
-from handlers.models import MAX_ID, is_integer
-from handlers.normalize import ItemSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import InvalidResponse
+from handlers.core.events import Event
+from handlers.core.models import MAX_ID, is_integer
+from handlers.core.normalize import ItemSource
 
 FIELD = "continuation"
 SKIP_CHECK = 1024  # skipped items between two looks at the clock: cheap, and a few milliseconds apart

@@ -1,7 +1,7 @@
 """CDF's entity matching pipelines API: the run, the latest run, the lists a sweep reads.
 
-Every answer becomes either a parsed body or one error of ``handlers.errors``
-(contract, section 4), through ``handlers.httpio``, so the poller above reasons
+Every answer becomes either a parsed body or one error of ``handlers.core.errors``
+(contract, section 4), through ``handlers.cdf.httpio``, so the poller above reasons
 about outcomes, never status codes.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 
-from handlers.deadline import Deadline
-from handlers.errors import AccessDenied, InvalidRequest, RunNotFound
-from handlers.httpio import chunks, describe, httpx_errors, json_object, raise_if_transient, read, request_timeout
-from handlers.settings import Settings
-from handlers.tokens import TokenSource
+from handlers.cdf.httpio import chunks, describe, httpx_errors, json_object, raise_if_transient, read, request_timeout
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import AccessDenied, InvalidRequest, RunNotFound
+from handlers.process.settings import Settings
 
 PAGE_LIMIT = 100  # CDF's largest page of pipelines or runs: the fewest requests for a sweep
 

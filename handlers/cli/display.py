@@ -1,4 +1,4 @@
-"""Progress on a terminal for ``python main.py run`` and ``python main.py sweep`` (issue 11).
+"""Progress on a terminal for ``python main.py run`` and ``python main.py sweep``.
 
 The flow says what it is doing through a ``Progress``: the poller before each
 wait (``waiting``), a wrapping sink as events are handed on and once the inner
@@ -36,68 +36,27 @@ import importlib.util
 import sys
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, Any, Protocol
 
-if TYPE_CHECKING:
-    from handlers.deadline import Deadline
-    from handlers.events import Event
-    from handlers.publish import Sink
-    from handlers.relay import Relay
-
-
-class Progress(Protocol):
-    """What the flow reports as it goes; every count is an increment."""
-
-    def waiting(self, status: str, polls: int, next_in_s: float) -> None:
-        """The run is ``status`` after ``polls`` polls; the next poll comes in ``next_in_s`` seconds."""
-        ...
-
-    def published(self, n: int) -> None:
-        """``n`` more events (or triggers) handed to the sink."""
-        ...
-
-    def confirmed(self, n: int) -> None:
-        """``n`` more confirmed by the sink (Pub/Sub, or printed under ``--stdout``)."""
-        ...
-
-    def found(self, pipelines: int = 0, runs: int = 0) -> None:
-        """A sweep read ``pipelines`` more pipelines and found ``runs`` more runs."""
-        ...
-
-    def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
-        """The command ended with ``outcome`` (an ``Outcome.kind``)."""
-        ...
+from handlers.core.deadline import Deadline
+from handlers.core.events import Event
+from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.flow.relay import Relay
+from handlers.pubsub.publish import Sink
 
 
-class SilentProgress:
-    """Shows nothing; also the CLI's side of a display (a context manager, ``take_logs``) doing nothing."""
-
-    def waiting(self, status: str, polls: int, next_in_s: float) -> None:
-        pass
-
-    def published(self, n: int) -> None:
-        pass
-
-    def confirmed(self, n: int) -> None:
-        pass
-
-    def found(self, pipelines: int = 0, runs: int = 0) -> None:
-        pass
-
-    def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
-        pass
+class Display(Progress, Protocol):
+    """A command's display: a ``Progress`` that also takes the log lines and is entered for the command's span."""
 
     def take_logs(self, level: str) -> None:
-        """Route log lines to this display (after each ``setup_logging``); nothing here: JSON lines stay."""
+        """Route log lines to this display (after each ``setup_logging``)."""
+        ...
 
-    def __enter__(self) -> SilentProgress:
-        return self
+    def __enter__(self) -> Display: ...
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        pass
-
-
-NO_PROGRESS = SilentProgress()
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class ProgressSink:
@@ -129,7 +88,7 @@ def attach(relay: Relay, progress: Progress) -> None:
 
 def on_terminal(
     title: str, events_to_stdout: bool, stderr: IO[str] | None = None, stdout: IO[str] | None = None
-) -> SilentProgress:
+) -> Display:
     """The CLI's display: a ``TerminalProgress`` on ``stderr`` when it is a terminal, else ``NO_PROGRESS``.
 
     ``events_to_stdout`` is ``--stdout``: the logs go to stderr then, to stdout otherwise (contract section 7).
@@ -139,7 +98,7 @@ def on_terminal(
         return NO_PROGRESS
     from rich.console import Console
 
-    from handlers.terminal import TerminalProgress
+    from handlers.cli.terminal import TerminalProgress
 
     logs = err if events_to_stdout else out
     live = not (events_to_stdout and _isatty(out))  # events scrolling on the same screen would tear a live line

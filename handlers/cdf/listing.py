@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.models import RunSummary, is_integer
-from handlers.poll import Deadlines, Poller
+from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.models import RunSummary, is_integer
+from handlers.core.poll import Deadlines, Poller
 
 MAX_CURSOR_CHARS = 4096  # CDF's cursors are short; anything longer is not one
 SKIPPED = "skipped"  # runs CDF did not run have no results to relay (runs/latest leaves them out too)

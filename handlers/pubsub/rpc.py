@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from handlers.events import Event
+from handlers.core.events import Event
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry

@@ -1,7 +1,7 @@
 """HTTP to CDF and the identity provider: one pooled client, timeouts, and every answer translated once.
 
-The edge below ``handlers.cdf`` and ``handlers.tokens``: httpx's errors and HTTP
-statuses become ``handlers.errors`` here, so nothing above sees a status code.
+The edge below ``handlers.cdf.api`` and ``handlers.cdf.tokens``: httpx's errors and HTTP
+statuses become ``handlers.core.errors`` here, so nothing above sees a status code.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 
 from handlers import __version__
-from handlers.deadline import Deadline
-from handlers.errors import MalformedResponse, TransientError
-from handlers.settings import Settings
+from handlers.core.deadline import Deadline
+from handlers.core.errors import MalformedResponse, TransientError
+from handlers.process.settings import Settings
 
 USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too

@@ -20,17 +20,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.continuation import trigger_message
-from handlers.deadline import Deadline
-from handlers.errors import HandBack, PermanentError, RunNotFound
-from handlers.events import Event, RunRef
-from handlers.listing import ListedRun, OutOfTime, listed_runs, pages, pipeline_ids
-from handlers.logs import log_context
-from handlers.normalize import failed_event
-from handlers.poll import Deadlines, Poller
-from handlers.relay import Outcome, Relay
-from handlers.trigger import WITHIN_PROJECT, BadTrigger, Sweep
-from handlers.window import FIELD, Window, resolve
+from handlers.cdf.listing import ListedRun, OutOfTime, listed_runs, pages, pipeline_ids
+from handlers.core.continuation import trigger_message
+from handlers.core.deadline import Deadline
+from handlers.core.errors import HandBack, PermanentError, RunNotFound
+from handlers.core.events import Event, RunRef
+from handlers.core.normalize import failed_event
+from handlers.core.poll import Deadlines, Poller
+from handlers.core.trigger import WITHIN_PROJECT, BadTrigger, Sweep
+from handlers.core.window import FIELD, Window, resolve
+from handlers.flow.relay import Outcome, Relay
+from handlers.process.logs import log_context
 
 log = logging.getLogger("matchrelay")
 FLUSH_AT = 1000  # run triggers held before publishing: one Pub/Sub request's worth

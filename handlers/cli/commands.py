@@ -13,15 +13,15 @@ import logging
 import sys
 import time
 
-from handlers import progress
-from handlers.deadline import Deadline
-from handlers.errors import ConfigError
-from handlers.logs import log_context, setup_logging
-from handlers.runtime import Runtime
-from handlers.settings import Settings, load_settings
-from handlers.shutdown import install as install_sigterm
-from handlers.sweep import Sweeper, SweepOutcome
-from handlers.trigger import BadTrigger, parse_fields, parse_sweep
+from handlers.cli import display as progress
+from handlers.core.deadline import Deadline
+from handlers.core.errors import ConfigError
+from handlers.core.trigger import BadTrigger, parse_fields, parse_sweep
+from handlers.flow.runtime import Runtime
+from handlers.flow.sweep import Sweeper, SweepOutcome
+from handlers.process.logs import log_context, setup_logging
+from handlers.process.settings import Settings, load_settings
+from handlers.process.shutdown import install as install_sigterm
 
 EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
 SWEEP_EXIT = {"swept": 0, "failed": 1, "handed_back": 3}  # no deadline, so a sweep never continues
@@ -96,10 +96,10 @@ def sweep_main(args: argparse.Namespace) -> int:
     return SWEEP_EXIT[outcome.kind]
 
 
-def _settings(args: argparse.Namespace, shown: progress.SilentProgress) -> Settings:
+def _settings(args: argparse.Namespace, shown: progress.Display) -> Settings:
     """Logs set up (JSON lines, or readable ones above the progress display), then the settings read."""
     setup_logging("INFO", to_stderr=args.stdout)
-    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.progress)
+    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.cli.display)
     settings = load_settings(publishing=not args.stdout)
     setup_logging(settings.log_level, to_stderr=args.stdout)
     shown.take_logs(settings.log_level)
@@ -112,7 +112,7 @@ def _usage(exc: ConfigError | BadTrigger) -> int:
     return 2
 
 
-def _runtime(settings: Settings, args: argparse.Namespace, shown: progress.SilentProgress) -> Runtime:
+def _runtime(settings: Settings, args: argparse.Namespace, shown: progress.Display) -> Runtime:
     install_sigterm(exit_by_default=False)
     runtime = Runtime.build(settings, stdout=sys.stdout if args.stdout else None)
     progress.attach(runtime.relay, shown)

@@ -1,4 +1,4 @@
-"""The CLI's display on a terminal, drawn by rich (``handlers.progress`` picks it; see there for what it shows).
+"""The CLI's display on a terminal, drawn by rich (``handlers.cli.display`` picks it; see there for what it shows).
 
 Imported only when stderr is a terminal, so neither the function nor a piped
 command loads rich through matchrelay.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from handlers.progress import SilentProgress
+from handlers.core.progress import NoProgress
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
-class TerminalProgress(SilentProgress):
+class TerminalProgress(NoProgress):
     """Progress drawn by rich on ``console``: a live line while the command runs, plain lines for what lasts."""
 
     REFRESH_PER_SECOND = 8
@@ -116,7 +116,7 @@ class TerminalProgress(SilentProgress):
             return
         from rich.logging import RichHandler
 
-        from handlers.logs import JsonFormatter
+        from handlers.process.logs import JsonFormatter
 
         root = logging.getLogger()
         for old in [h for h in root.handlers if isinstance(h.formatter, JsonFormatter) or h is self._handler]:

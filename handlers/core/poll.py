@@ -1,6 +1,6 @@
 """Stage 2: poll CDF until the run is finished (contract, section 4).
 
-A small state machine over the answers ``handlers.cdf`` translates: a finished
+A small state machine over the answers ``handlers.cdf.api`` translates: a finished
 run ends it, an unfinished one or a transient error waits and polls again, a
 permanent error ends it with a reason. It stops early when the invocation's
 budget would be overrun (hand the message back) or when the trigger has grown
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from handlers.errors import (
+from handlers.core.errors import (
     BudgetExhausted,
     InvalidResponse,
     MalformedResponse,
@@ -26,8 +26,8 @@ from handlers.errors import (
     TransientError,
     WaitTimeout,
 )
-from handlers.models import RunSummary
-from handlers.progress import NO_PROGRESS, Progress
+from handlers.core.models import RunSummary
+from handlers.core.progress import NO_PROGRESS, Progress
 
 log = logging.getLogger("matchrelay.poll")
 MAX_MALFORMED_RETRIES = 3  # "at most 3 times in a row; then invalid_response"

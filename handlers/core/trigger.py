@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers.continuation import FIELD as CONTINUATION
-from handlers.continuation import FIRST, Continuation, parse_continuation
-from handlers.errors import InvalidTrigger
-from handlers.models import MAX_ID
-from handlers.window import FIELD as RUNS_CREATED
-from handlers.window import Span, parse_span
+from handlers.core.continuation import FIELD as CONTINUATION
+from handlers.core.continuation import FIRST, Continuation, parse_continuation
+from handlers.core.errors import InvalidTrigger
+from handlers.core.models import MAX_ID
+from handlers.core.window import FIELD as RUNS_CREATED
+from handlers.core.window import Span, parse_span
 
 MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this big is not a trigger
 LATEST = "latest"
-WITHIN_PROJECT = "projectSweep"  # on the sweeps of one pipeline a project sweep hands on (handlers.sweep)
+WITHIN_PROJECT = "projectSweep"  # on the sweeps of one pipeline a project sweep hands on (handlers.flow.sweep)
 _DECIMAL = re.compile(r"[0-9]{1,16}")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 

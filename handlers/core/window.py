@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from handlers.models import MAX_ID, is_integer
+from handlers.core.models import MAX_ID, is_integer
 
 FIELD = "runsCreated"
 MIN_WINDOW_S, MAX_WINDOW_S = 60, 2_678_400  # one minute, 31 days

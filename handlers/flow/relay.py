@@ -15,19 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.cdf import CdfClient
-from handlers.continuation import Segment, continuation_message
-from handlers.deadline import Deadline
-from handlers.errors import HandBack, MalformedResponse, NoProgress, PermanentError
-from handlers.events import RunRef
-from handlers.models import RunSummary, is_integer
-from handlers.normalize import completed_event, failed_event, stream_events
-from handlers.poll import Backoff, Clock, Deadlines, Poller, summary_of
-from handlers.progress import NO_PROGRESS, Progress
-from handlers.publish import Sink
-from handlers.results import RunBody
-from handlers.settings import Settings
-from handlers.trigger import BadTrigger, Trigger
+from handlers.cdf.api import CdfClient
+from handlers.cdf.results import RunBody
+from handlers.core.continuation import Segment, continuation_message
+from handlers.core.deadline import Deadline
+from handlers.core.errors import HandBack, MalformedResponse, NoProgress, PermanentError
+from handlers.core.events import RunRef
+from handlers.core.models import RunSummary, is_integer
+from handlers.core.normalize import completed_event, failed_event, stream_events
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.core.trigger import BadTrigger, Trigger
+from handlers.process.settings import Settings
+from handlers.pubsub.publish import Sink
 
 log = logging.getLogger("matchrelay")
 
@@ -66,7 +66,7 @@ class Relay:
     clock: Clock
     wall: Callable[[], float] = time.time  # epoch seconds, for publishTime ages and ce-time of decisions
     topics: Topics = field(default_factory=lambda: Topics("-", "-"))
-    progress: Progress = NO_PROGRESS  # the CLI's display (handlers.progress.attach); a no-op otherwise
+    progress: Progress = NO_PROGRESS  # the CLI's display (handlers.cli.display.attach); a no-op otherwise
 
     def invalid(self, exc: BadTrigger, traceparent: str | None = None, deadline: Deadline | None = None) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""

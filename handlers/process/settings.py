@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from handlers.errors import ConfigError
+from handlers.core.errors import ConfigError
 
 # CDF project url-names and cluster names: no path characters can slip into a URL.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")

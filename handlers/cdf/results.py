@@ -15,7 +15,7 @@ from typing import Any
 
 import ijson
 
-from handlers.errors import MalformedResponse
+from handlers.core.errors import MalformedResponse
 
 ARRAYS = ("matches", "suggestedRules", "generatedRules")
 NEEDED = ("status", "jobId", "statusTime")  # what every event of the run carries

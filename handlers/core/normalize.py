@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from handlers.errors import InvalidResponse, MalformedResponse
-from handlers.events import Event, RunRef, rfc3339, run_time
-from handlers.models import GENERATED_RULE, SUGGESTED_RULE, RuleMatchData, RunSummary
+from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.events import Event, RunRef, rfc3339, run_time
+from handlers.core.models import GENERATED_RULE, SUGGESTED_RULE, RuleMatchData, RunSummary
 
 MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
 MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
@@ -214,7 +214,7 @@ def results_events(
 def stream_events(
     ref: RunRef, summary: RunSummary, items: ItemSource, max_bytes: int = MAX_DATA_BYTES
 ) -> Iterator[Event]:
-    """The same events as ``results_events``, from items read one at a time (``handlers.results``)."""
+    """The same events as ``results_events``, from items read one at a time (``handlers.cdf.results``)."""
     for array, index, item in items.items():
         if array == "matches":
             yield match_event(ref, summary, index, item)

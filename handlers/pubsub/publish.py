@@ -2,7 +2,7 @@
 
 ``PubSubSink`` publishes in CloudEvents binary mode (the data is the message
 body, the context attributes are message attributes) in Publish requests of up
-to 1,000 messages it builds itself (``handlers.pubsub_rpc``: the high-level
+to 1,000 messages it builds itself (``handlers.pubsub.rpc``: the high-level
 client's per-message work was the bound), a few in flight on a small pool of
 threads, within a per-process budget of messages and bytes. It returns only once
 Pub/Sub has confirmed every message of the call; any failure becomes
@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import IO, Protocol
 
-from handlers.deadline import Deadline
-from handlers.errors import PublishFailed
-from handlers.events import Event
-from handlers.pubsub_rpc import Batch, Budget, Factory, PublishRpc, Workers, connect, cost, describe, retry_for
+from handlers.core.deadline import Deadline
+from handlers.core.errors import PublishFailed
+from handlers.core.events import Event
+from handlers.pubsub.rpc import Batch, Budget, Factory, PublishRpc, Workers, connect, cost, describe, retry_for
 
 CONFIRM_TIMEOUT_S = 90.0  # how long to wait for the last confirmations before handing back
 PUBLISH_DEADLINE_S = 60.0  # the retry deadline of one request (Google's client defaults to 600 s)
