@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from handlers.cdf.api import CdfClient
 from handlers.cdf.results import RunBody
@@ -40,11 +40,15 @@ class Topics:
     errors: str
 
 
+OutcomeKind = Literal["completed", "continued", "failed", "handed_back", "swept"]
+"""How an invocation ended: the summary line's ``outcome``. ``swept`` is a sweep's alone."""
+
+
 @dataclass
 class Outcome:
     """How one trigger ended; ``ack`` is what the function answers (200 or not)."""
 
-    kind: str  # "completed", "continued", "failed" or "handed_back"
+    kind: OutcomeKind
     reason: str | None = None
     events: int = 0
     polls: int = 0
