@@ -1,6 +1,6 @@
 """Deterministic entity-matching run bodies, built in memory or streamed.
 
-One description of the body (per-index item functions wrapped in `_Lazy`)
+One description of the body (per-index item functions wrapped in `Lazy`)
 feeds both `make_run` (a dict) and `stream_run_body` (JSON bytes), so the two
 cannot disagree, and a million-match body is never held in memory to stream it.
 """
@@ -15,11 +15,12 @@ from typing import Any
 CREATED_MS = 1730204346000  # 2024-10-29T12:19:06Z
 SWEEP_WINDOW_MS = (1730203200000, 1730206800000)  # the demo's sweep: runs created 2024-10-29 12:00 to 13:00 UTC
 CHUNK_SIZE = 64 * 1024
+BATCH = 256  # plain array items encoded per json.dumps call
 MAX_ID = 9007199254740991  # CDF ids are 1..2**53-1
 
 
 @dataclass(frozen=True)
-class _Lazy:
+class Lazy:
     """A JSON array given by its length and a function from index to item."""
 
     count: int
@@ -112,19 +113,19 @@ def _suggested_rule(r: int, n_matches: int, rule_size: int) -> dict[str, Any]:
         return (r * rule_size + k) % n_matches
 
     return {
-        "matches": _Lazy(size, lambda k: _rule_match(index(k))),
+        "matches": Lazy(size, lambda k: _rule_match(index(k))),
         "inputPattern": f"Pump [N]-{r}",
         "predictPattern": f"Asset [N]-{r}",
         "numMatches": size,
         "avgScore": round(0.8 + (r % 10) / 100, 2),
-        "matchIndex": _Lazy(size, index),
+        "matchIndex": Lazy(size, index),
     }
 
 
 def _generated_rule(g: int, n_matches: int, rule_size: int) -> dict[str, Any]:
     size = min(rule_size, n_matches)
     return {
-        "matches": _Lazy(size, lambda k: _rule_match((n_matches - 1 - g - k) % n_matches)),
+        "matches": Lazy(size, lambda k: _rule_match((n_matches - 1 - g - k) % n_matches)),
         "numConflicts": g % 3,
         "numOverlaps": (g + 1) % 2,
     }
@@ -142,31 +143,51 @@ def _describe(
     rule_size: int,
 ) -> dict[str, Any]:
     body = run_summary(status, job_id, created=created, error_message=error_message)
-    body["matches"] = _Lazy(n_matches, _match)
-    body["suggestedRules"] = _Lazy(n_suggested, lambda r: _suggested_rule(r, n_matches, rule_size))
-    body["generatedRules"] = _Lazy(n_generated, lambda g: _generated_rule(g, n_matches, rule_size))
+    body["matches"] = Lazy(n_matches, _match)
+    body["suggestedRules"] = Lazy(n_suggested, lambda r: _suggested_rule(r, n_matches, rule_size))
+    body["generatedRules"] = Lazy(n_generated, lambda g: _generated_rule(g, n_matches, rule_size))
     body["errors"] = list(errors or [])
     return body
 
 
-def _materialize(value: Any) -> Any:
-    if isinstance(value, _Lazy):
-        return [_materialize(item) for item in value]
+def materialize(value: Any) -> Any:
+    if isinstance(value, Lazy):
+        return [materialize(item) for item in value]
     if isinstance(value, dict):
-        return {key: _materialize(item) for key, item in value.items()}
+        return {key: materialize(item) for key, item in value.items()}
     return value
+
+
+def _holds_lazy(value: Any) -> bool:
+    return isinstance(value, Lazy) or (isinstance(value, dict) and any(isinstance(v, Lazy) for v in value.values()))
+
+
+def _batch(items: list[Any], written: int) -> str:
+    """`items` as they continue a JSON array that already holds `written` items."""
+    return (", " if written else "") + json.dumps(items)[1:-1]
 
 
 def _encode(value: Any) -> Iterator[str]:
     """JSON text of `value` in pieces, identical to `json.dumps` of its materialized form."""
-    if isinstance(value, _Lazy):
+    if isinstance(value, Lazy):
         yield "["
-        for i, item in enumerate(value):
-            if i:
-                yield ", "
-            yield from _encode(item)
+        written, plain = 0, []  # plain items go to json.dumps a batch at a time: one call, not one per item
+        for item in value:
+            if not _holds_lazy(item):
+                plain.append(item)
+                if len(plain) < BATCH:
+                    continue
+            if plain:
+                yield _batch(plain, written)
+                written, plain = written + len(plain), []
+            if _holds_lazy(item):
+                yield ", " if written else ""
+                yield from _encode(item)
+                written += 1
+        if plain:
+            yield _batch(plain, written)
         yield "]"
-    elif isinstance(value, dict) and any(isinstance(v, _Lazy) for v in value.values()):
+    elif _holds_lazy(value):
         # Only the body and rules hold lazy arrays directly; anything else is
         # plain data that json.dumps renders in one go (much faster).
         for i, (key, item) in enumerate(value.items()):
@@ -193,7 +214,7 @@ def make_run(
     description = _describe(
         n_matches, n_suggested, n_generated, status, job_id, errors, error_message, created, rule_size
     )
-    result: dict[str, Any] = _materialize(description)
+    result: dict[str, Any] = materialize(description)
     return result
 
 
@@ -214,13 +235,22 @@ def stream_run_body(
     description = _describe(
         n_matches, n_suggested, n_generated, status, job_id, errors, error_message, created, rule_size
     )
+    return stream_json(description, chunk_size)
+
+
+def stream_json(description: Any, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """`json.dumps` of `description` with its `Lazy` arrays materialized, as bytes in `chunk_size` pieces."""
     buffer: list[str] = []
     size = 0
     for piece in _encode(description):
         buffer.append(piece)
         size += len(piece)  # json.dumps escapes to ASCII, so chars == bytes
         if size >= chunk_size:
-            yield "".join(buffer).encode()
-            buffer, size = [], 0
-    if buffer:
+            text = "".join(buffer)
+            cut = len(text) - len(text) % chunk_size  # batches are larger than a chunk: cut them to size
+            for at in range(0, cut, chunk_size):
+                yield text[at : at + chunk_size].encode()
+            buffer = [text[cut:]]
+            size = len(buffer[0])
+    if size:
         yield "".join(buffer).encode()
