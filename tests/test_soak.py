@@ -1,4 +1,4 @@
-"""The chaos soak (``bench/soak.py``) at CI size: fifty runs through CDF faults and redeliveries."""
+"""The chaos soak (``bench/soak/``) at CI size: fifty runs through CDF faults and redeliveries."""
 
 from __future__ import annotations
 
