@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.core.errors import ConfigError
+from handlers.core.models import MAX_ID
 
 # CDF project url-names and cluster names: no path characters can slip into a URL.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     cloud_run_timeout_seconds: float | None = Field(None, ge=0, le=MAX_TIMEOUT_S)  # set by Google's runtimes
     run_max_wait_s: float = Field(82800.0, gt=0)
     http_timeout_s: float = Field(30.0, gt=0)
+    link_min_score: float = Field(0.9, ge=0, le=1)  # the link (contract, section 8)
+    link_overwrite: bool = False
+    link_concurrency: int = Field(4, ge=1, le=16)
+    link_pipelines: str | None = None  # comma-separated ids; unset: every pipeline (``link_pipeline_ids``)
+    link_dry_run: bool = False
+    link_topic: str | None = None  # unset: RELAY_TOPIC (``linked_topic``)
     log_level: str = "INFO"
 
     @field_validator("*", mode="before")
@@ -94,6 +101,31 @@ class Settings(BaseSettings):
             if value is not None:
                 _topic_path(name, value, self.google_cloud_project)
         return self
+
+    @model_validator(mode="after")
+    def _link(self) -> Settings:
+        _ = self.link_pipeline_ids
+        if self.link_topic is not None:
+            _topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
+        return self
+
+    @property
+    def link_pipeline_ids(self) -> frozenset[int]:
+        """``LINK_PIPELINES`` as ids; empty means every pipeline."""
+        ids = set()
+        for text in (self.link_pipelines or "").split(","):
+            if not text.strip():
+                continue
+            if not re.fullmatch(r"[0-9]{1,16}", text.strip()) or not 1 <= int(text) <= MAX_ID:
+                raise ConfigError(f"LINK_PIPELINES: {text.strip()[:32]!r} is not a pipeline id (1 to {MAX_ID})")
+            ids.add(int(text))
+        return frozenset(ids)
+
+    def linked_topic(self) -> str:
+        """The full path of ``LINK_TOPIC``, else of ``RELAY_TOPIC``: where ``run.linked`` goes."""
+        if self.link_topic is None:
+            return self.topic()
+        return _topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
 
     @property
     def timeout_s(self) -> float:
