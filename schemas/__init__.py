@@ -49,6 +49,7 @@ _SUBJECTS = {
     "generatedrule": "^generatedrule/[0-9]+(/part/[0-9]+)?$",
     "run.completed": "^run$",
     "run.failed": f"^({_FAILED}|{_SWEEP_FAILED})$",
+    "run.linked": "^linked$",
 }
 # A run's failure, an unresolved "latest" keyed by its message, an invalid trigger, a sweep CDF refused.
 _FAILED_ID = (
@@ -56,11 +57,17 @@ _FAILED_ID = (
 )
 
 
-def event_types() -> list[str]:
-    """Every ``ce-type`` matchrelay publishes."""
+def _models() -> dict[str, type]:
+    """The data model of every ``ce-type``: the relay's (``handlers.core.models``) and the link's ``run.linked``."""
+    from handlers.core.linked import LINKED, RunLinkedData
     from handlers.core.models import EVENT_DATA
 
-    return list(EVENT_DATA)
+    return {**EVENT_DATA, LINKED: RunLinkedData}
+
+
+def event_types() -> list[str]:
+    """Every ``ce-type`` matchrelay publishes."""
+    return list(_models())
 
 
 def data_schema(event_type: str) -> dict[str, Any]:
@@ -68,14 +75,12 @@ def data_schema(event_type: str) -> dict[str, Any]:
     from pydantic import TypeAdapter
     from pydantic.json_schema import GenerateJsonSchema
 
-    from handlers.core.models import EVENT_DATA
-
     class _NoFieldTitles(GenerateJsonSchema):
         # pydantic titles each field after its name ("Pipelineid"): noise next to the description.
         def field_title_should_be_set(self, schema: Any) -> bool:
             return False
 
-    generated = TypeAdapter(EVENT_DATA[event_type]).json_schema(schema_generator=_NoFieldTitles)
+    generated = TypeAdapter(_models()[event_type]).json_schema(schema_generator=_NoFieldTitles)
     _close(generated)
     description = " ".join(generated.pop("description").split())
     generated.pop("title")
@@ -90,10 +95,11 @@ def data_schema(event_type: str) -> dict[str, Any]:
 
 
 def _close(schema: Any) -> None:
-    """``additionalProperties: false`` on every object with a fixed field list (the models), not on CDF's items."""
+    """``additionalProperties: false`` on every object with a fixed field list (the models), not on CDF's items nor
+    on a model that says otherwise (a rule and its matches carry every field CDF gave)."""
     if isinstance(schema, dict):
         if "properties" in schema:
-            schema["additionalProperties"] = False
+            schema.setdefault("additionalProperties", False)
         for value in schema.values():
             _close(value)
     elif isinstance(schema, list):
@@ -108,6 +114,8 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
     kind = event_type.removeprefix(PREFIX)
     failed = kind == "run.failed"
     event_id = _FAILED_ID if failed else f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
+    if kind == "run.linked":  # the subject, then a digest of the outcome (handlers.core.linked)
+        event_id = f"^{_RUN}/linked/[0-9a-f]{{16}}$"
     properties: dict[str, Any] = {
         "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},
         "ce-type": {"const": event_type, "description": "The event type."},
