@@ -1,5 +1,8 @@
 """The simulator's list endpoints: the project's pipelines and each pipeline's runs, paged as CDF pages them.
 
+The same pipelines answer `GET .../pipelines/{id}` (sim/writeside.py); each has a source and a
+target resource (`time_series` to `assets` unless set), as CDF's pipelines do.
+
 `GET .../pipelines?limit=1..100&cursor=` and `GET .../pipelines/{id}/runs?limit=&cursor=`
 answer `{"items": [...], "nextCursor": "..."}`, `nextCursor` absent on the last
 page. CDF documents no order, so items come in an order shuffled with a seed
@@ -37,14 +40,16 @@ class Catalog:
         external_id: str | None = None,
         name: str | None = None,
         schedule_interval: int | None = None,
+        source_resource: str = "time_series",
+        target_resource: str = "assets",
     ) -> None:
         pipeline: dict[str, Any] = {
             "id": pipeline_id,
             "externalId": external_id or f"pipeline-{pipeline_id}",
             "name": name or f"Pipeline {pipeline_id}",
-            "description": "entity matching of time series to assets",
-            "sources": {"dataSetIds": [{"id": 1}], "resource": "time_series"},
-            "targets": {"dataSetIds": [{"id": 2}], "resource": "assets"},
+            "description": f"entity matching of {source_resource} to {target_resource}",
+            "sources": {"dataSetIds": [{"id": 1}], "resource": source_resource},
+            "targets": {"dataSetIds": [{"id": 2}], "resource": target_resource},
             "matchFields": [{"source": "name", "target": "name"}],
             "modelParameters": {"featureType": "bigram", "classifier": "randomforest"},
         }
@@ -63,12 +68,16 @@ class Catalog:
         return summary
 
     def pipeline_items(self) -> list[dict[str, Any]]:
-        items = []
-        for pipeline_id, pipeline in sorted(self.pipelines.items()):
-            runs = self.runs.get(pipeline_id) or {}
-            last = max(runs.values(), key=lambda r: (r["createdTime"], r["jobId"]), default=None)
-            items.append({**pipeline, "lastRun": last} if last else dict(pipeline))
-        return items
+        return [item for pipeline_id in sorted(self.pipelines) if (item := self.pipeline_item(pipeline_id))]
+
+    def pipeline_item(self, pipeline_id: int) -> dict[str, Any] | None:
+        """One pipeline as the list shows it (with `lastRun` once it has runs), or None."""
+        pipeline = self.pipelines.get(pipeline_id)
+        if pipeline is None:
+            return None
+        runs = self.runs.get(pipeline_id) or {}
+        last = max(runs.values(), key=lambda r: (r["createdTime"], r["jobId"]), default=None)
+        return {**pipeline, "lastRun": last} if last else dict(pipeline)
 
     def run_items(self, pipeline_id: int) -> list[dict[str, Any]]:
         return [summary for _, summary in sorted(self.runs[pipeline_id].items())]

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from sim.handler import HttpServer
 from sim.lists import Catalog
 from sim.steps import Request, Step
+from sim.writeside import WriteSide
 
 TOKEN_PATH = "/oauth2/token"
 RUN_PATH = re.compile(
@@ -42,8 +43,12 @@ def _valid_id(text: str) -> bool:
     return text.isdecimal() and text.isascii() and 1 <= int(text) <= MAX_ID
 
 
-class CdfSimulator:
-    """CDF on 127.0.0.1: tokens, scripted run answers, and a record of every request."""
+class CdfSimulator(WriteSide):
+    """CDF on 127.0.0.1: tokens, scripted run answers, and a record of every request.
+
+    The write side (one pipeline, classic resources, assets) comes from `WriteSide`;
+    `write_limit`, `write_latency_s` and `byids_latency_s` configure it (sim/writes.py).
+    """
 
     def __init__(
         self,
@@ -55,6 +60,9 @@ class CdfSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
+        write_limit: int | None = None,
+        write_latency_s: float = 0.0,
+        byids_latency_s: float = 0.0,
     ) -> None:
         self.project = project
         self.client_id = client_id
@@ -72,6 +80,7 @@ class CdfSimulator:
         self._issued: dict[str, float] = {}  # token -> monotonic time it was issued
         self._stopping = threading.Event()
         self._httpd: HttpServer | None = None
+        self._init_write_side(write_limit, write_latency_s, byids_latency_s)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -136,11 +145,18 @@ class CdfSimulator:
         external_id: str | None = None,
         name: str | None = None,
         schedule_interval: int | None = None,
+        source_resource: str = "time_series",
+        target_resource: str = "assets",
     ) -> None:
-        """List a pipeline under GET .../pipelines; `schedule_interval` in seconds, as CDF gives it."""
+        """List a pipeline under GET .../pipelines (and GET .../pipelines/{id}); `schedule_interval` in seconds."""
         with self._lock:
             self.catalog.add_pipeline(
-                pipeline_id, external_id=external_id, name=name, schedule_interval=schedule_interval
+                pipeline_id,
+                external_id=external_id,
+                name=name,
+                schedule_interval=schedule_interval,
+                source_resource=source_resource,
+                target_resource=target_resource,
             )
 
     def add_run(
@@ -192,7 +208,8 @@ class CdfSimulator:
             return len(old)
 
     def reset(self) -> None:
-        """Forget scripts, token faults, recorded requests and issued tokens."""
+        """Forget scripts, token faults, recorded requests, issued tokens, and the write side's state."""
+        self._reset_write_side()
         with self._lock:
             self._scripts.clear()
             self._list_scripts.clear()
@@ -255,6 +272,8 @@ class CdfSimulator:
         # Same order as CDF: authentication, then project access, then the resource.
         if not self._authorized(request.headers.get("authorization", "")):
             return Step.error(401, "Unauthorized")
+        if (written := self._answer_write_side(request)) is not None:
+            return written
         listed = LIST_PATH.fullmatch(request.path)
         if request.method == "GET" and listed is not None:
             return self._answer_list(listed, request)

@@ -1,0 +1,250 @@
+"""CDF's classic resources in the simulator: time series, files, events, sequences, and the assets they link to.
+
+State only; sim/writeside.py serves it over HTTP. Items live in blocks of
+consecutive ids: a block's external ids and names come from a function of the
+index, its links and metadata sit in arrays, so a million items cost a few
+megabytes and a scenario of any size is built in one pass.
+
+Time series and sequences link to one asset (`assetId`); files and events to a
+list (`assetIds`). `ItemState` is how tests see an item: its link(s) and its
+metadata, nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.data import CREATED_MS, MAX_ID
+
+KINDS = ("timeseries", "files", "events", "sequences")
+SINGLE = frozenset({"timeseries", "sequences"})  # one assetId; files and events hold assetIds
+RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "events", "sequences": "sequences"}
+_MORE = -1  # in a block's link array: the links are in Resource._more (a list of other than one asset)
+_EXTRA: dict[str, dict[str, Any]] = {  # constant fields CDF also gives, so items look like CDF's
+    "timeseries": {"isString": False, "isStep": False, "securityCategories": []},
+    "files": {"mimeType": "application/pdf", "uploaded": True},
+    "events": {"type": "alarm", "startTime": CREATED_MS},
+    "sequences": {"columns": [{"externalId": "value", "valueType": "DOUBLE"}]},
+}
+
+Describe = Callable[[int], tuple[str | None, str]]  # index in a block -> (externalId or None, name)
+
+
+def kind_of(name: str) -> str:
+    """The URL kind (`timeseries`) for a kind or a pipeline's resource name (`time_series`)."""
+    kind = RESOURCE_KINDS.get(name, name)
+    if kind not in KINDS:
+        raise ValueError(f"not a classic resource: {name!r}")
+    return kind
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """One item's links and metadata: `asset_id` for time series and sequences, `asset_ids` for files and events."""
+
+    asset_id: int | None = None
+    asset_ids: tuple[int, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def links(self) -> tuple[int, ...]:
+        """The assets linked, whichever field holds them."""
+        return self.asset_ids if self.asset_id is None else (self.asset_id,)
+
+
+class _Block:
+    __slots__ = ("count", "created", "describe", "first", "gone", "link", "meta", "updated")
+
+    def __init__(self, first: int, count: int, describe: Describe, created: int) -> None:
+        self.first, self.count, self.describe, self.created = first, count, describe, created
+        self.link = array("q", bytes(8 * count))
+        self.meta = array("q", bytes(8 * count))
+        self.updated = array("q", [created]) * count
+        self.gone = bytearray(count)
+
+
+class Resource:
+    """The items of one kind, by id: add blocks, read, write and delete items."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.single = kind in SINGLE
+        self._blocks: list[_Block] = []
+        self._starts: list[int] = []
+        self._more: dict[int, tuple[int, ...]] = {}
+        self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
+        self._pooled: dict[tuple[tuple[str, str], ...], int] = {(): 0}
+
+    def add(
+        self,
+        first: int,
+        count: int,
+        describe: Describe,
+        *,
+        links: Callable[[int], tuple[int, ...]] | None = None,
+        metadata: Callable[[int], Mapping[str, str]] | None = None,
+        created_ms: int = CREATED_MS,
+    ) -> None:
+        """Items `first`..`first + count - 1`; `links` and `metadata` give each index's initial state."""
+        if count < 1 or first < 1 or first + count - 1 > MAX_ID:
+            raise ValueError(f"ids {first}..{first + count - 1} are not CDF ids")
+        at = bisect.bisect_left(self._starts, first)
+        before = self._blocks[at - 1] if at else None
+        if (before and before.first + before.count > first) or (
+            at < len(self._starts) and self._starts[at] < first + count
+        ):
+            raise ValueError(f"ids {first}..{first + count - 1} overlap items already there")
+        block = _Block(first, count, describe, created_ms)
+        self._blocks.insert(at, block)
+        self._starts.insert(at, first)
+        for i in range(count) if links or metadata else ():
+            linked, meta = links(i) if links else (), self._intern(metadata(i)) if metadata else 0
+            if linked or meta:  # a new block holds no links and no metadata already
+                self._store(block, i, linked, meta)
+
+    def end(self) -> int:
+        """One past the highest id of any block (1 when empty): where a new block can start."""
+        last = self._blocks[-1] if self._blocks else None
+        return last.first + last.count if last else 1
+
+    def get(self, item_id: int) -> ItemState | None:
+        found = self._find(item_id)
+        if found is None:
+            return None
+        block, i = found
+        links = self._links(block, i)
+        metadata = dict(self._pool[block.meta[i]])
+        if self.single:
+            return ItemState(asset_id=links[0] if links else None, metadata=metadata)
+        return ItemState(asset_ids=links, metadata=metadata)
+
+    def put(self, item_id: int, state: ItemState, now_ms: int) -> bool:
+        """Store `state` for an existing item; whether anything changed."""
+        found = self._find(item_id)
+        if found is None:
+            raise KeyError(item_id)
+        block, i = found
+        links, meta = state.links(), self._intern(state.metadata)
+        if links == self._links(block, i) and meta == block.meta[i]:
+            return False
+        self._store(block, i, links, meta)
+        block.updated[i] = now_ms
+        return True
+
+    def delete(self, item_id: int) -> bool:
+        """Make an item gone, as a delete in CDF does; whether it was there."""
+        found = self._find(item_id)
+        if found is None:
+            return False
+        block, i = found
+        block.gone[i] = 1
+        self._more.pop(item_id, None)
+        return True
+
+    def ids(self) -> Iterator[int]:
+        """Every existing item's id, ascending."""
+        for block in self._blocks:
+            yield from (block.first + i for i in range(block.count) if not block.gone[i])
+
+    def body(self, item_id: int) -> dict[str, Any] | None:
+        """The item as CDF's byids gives it, or None if it does not exist."""
+        found, state = self._find(item_id), self.get(item_id)
+        if found is None or state is None:
+            return None
+        block, i = found
+        external_id, name = block.describe(i)
+        item: dict[str, Any] = {"id": item_id}
+        if external_id is not None:
+            item["externalId"] = external_id
+        item["description" if self.kind == "events" else "name"] = name
+        item["metadata"] = dict(state.metadata)
+        if state.asset_id is not None:
+            item["assetId"] = state.asset_id
+        if state.asset_ids:
+            item["assetIds"] = list(state.asset_ids)
+        item.update(_EXTRA[self.kind])
+        item["createdTime"], item["lastUpdatedTime"] = block.created, block.updated[i]
+        return item
+
+    def _find(self, item_id: int) -> tuple[_Block, int] | None:
+        at = bisect.bisect_right(self._starts, item_id) - 1
+        if at < 0:
+            return None
+        block = self._blocks[at]
+        i = item_id - block.first
+        return (block, i) if i < block.count and not block.gone[i] else None
+
+    def _links(self, block: _Block, i: int) -> tuple[int, ...]:
+        value = block.link[i]
+        if value == _MORE:
+            return self._more.get(block.first + i, ())
+        return (value,) if value else ()
+
+    def _store(self, block: _Block, i: int, links: tuple[int, ...], meta: int) -> None:
+        item_id = block.first + i
+        self._more.pop(item_id, None)
+        if len(links) == 1:
+            block.link[i] = links[0]
+        elif links:
+            block.link[i] = _MORE
+            self._more[item_id] = links
+        else:
+            block.link[i] = 0
+        block.meta[i] = meta
+
+    def _intern(self, metadata: Mapping[str, str]) -> int:
+        if not metadata:
+            return 0
+        key = tuple(sorted(metadata.items()))
+        found = self._pooled.get(key)
+        if found is None:
+            found = self._pooled[key] = len(self._pool)
+            self._pool.append(key)
+        return found
+
+
+class Assets:
+    """The assets that exist: ranges of ids, less the deleted ones."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._counts: list[int] = []
+        self._gone: set[int] = set()
+
+    def add(self, first: int, count: int = 1) -> None:
+        """Assets `first`..`first + count - 1`; adding deleted ones again brings them back."""
+        if count < 1 or first < 1 or first + count - 1 > MAX_ID:
+            raise ValueError(f"asset ids {first}..{first + count - 1} are not CDF ids")
+        at = bisect.bisect_right(self._starts, first) - 1
+        if at >= 0 and first + count <= self._starts[at] + self._counts[at]:
+            self._gone.difference_update(range(first, first + count))
+            return
+        after = at + 1
+        if (at >= 0 and self._starts[at] + self._counts[at] > first) or (
+            after < len(self._starts) and self._starts[after] < first + count
+        ):
+            raise ValueError(f"asset ids {first}..{first + count - 1} overlap assets already there")
+        self._starts.insert(after, first)
+        self._counts.insert(after, count)
+
+    def end(self) -> int:
+        """One past the highest asset id ever added (1 when none)."""
+        return self._starts[-1] + self._counts[-1] if self._starts else 1
+
+    def exists(self, asset_id: int) -> bool:
+        at = bisect.bisect_right(self._starts, asset_id) - 1
+        return at >= 0 and asset_id < self._starts[at] + self._counts[at] and asset_id not in self._gone
+
+    def delete(self, asset_id: int) -> bool:
+        found = self.exists(asset_id)
+        self._gone.add(asset_id)
+        return found
+
+    def body(self, asset_id: int) -> dict[str, Any] | None:
+        if not self.exists(asset_id):
+            return None
+        name = {"externalId": f"asset-{asset_id:07d}", "name": f"Asset {asset_id}"}
+        return {"id": asset_id, **name, "metadata": {}, "createdTime": CREATED_MS, "lastUpdatedTime": CREATED_MS}

@@ -1,0 +1,222 @@
+"""How the simulator answers `byids` and `update` on classic resources: limits, latency, faults, records.
+
+- Writes (`update`) are limited project-wide: with `write_limit` set, a write that
+  arrives while that many are in flight answers 429 at once. `write_latency_s` is
+  held by every write while it counts as in flight; `byids_latency_s` by every read.
+- `hold_writes()` keeps admitted writes in flight until `release_writes()`, and
+  `wait_in_flight(n)` waits until n are, so tests synchronise on the simulator's
+  own state rather than on sleeps.
+- Scripts answer the next requests of an endpoint in order (per kind, or for any
+  kind with kind None): a `Step` instead of processing (nothing applied), `None`
+  normally, and for writes `Applied(step)`: applied, then answered `step`.
+- `delete_after_next_byids` deletes items or assets right after the next `byids`
+  answer of a kind: a source deleted between the link's read and its write.
+- Every write is recorded (`Write`): kind, body as sent, status answered (0 when
+  dropped), times, whether it was applied, and which items it left unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sim.classic import KINDS, Assets, Resource
+from sim.steps import Request, Step
+from sim.updates import Refusal, apply_all, lookup, parse_byids, parse_update
+
+
+@dataclass(frozen=True)
+class Applied:
+    """In a write script: apply the write, then answer `step` (e.g. a write that took effect, its answer lost)."""
+
+    step: Step
+
+
+Scripted = Step | Applied | None
+
+
+@dataclass(frozen=True)
+class Write:
+    """One `update` request as received and answered."""
+
+    kind: str
+    body: bytes = field(repr=False)
+    status: int  # 0: the connection was dropped unanswered
+    received: float  # time.monotonic()
+    answered: float
+    applied: bool
+    unchanged: tuple[int, ...] = ()  # items the write named but left as they were
+
+    @property
+    def items(self) -> list[Any] | None:
+        """The items as sent, or None when the body was not an object with an items list."""
+        try:
+            items = json.loads(self.body).get("items")
+        except (ValueError, AttributeError):
+            return None
+        return items if isinstance(items, list) else None
+
+
+class Classic:
+    """Classic resources' state and their `byids` / `update` endpoints (thread-safe)."""
+
+    def __init__(
+        self,
+        stopping: threading.Event,
+        *,
+        write_limit: int | None = None,
+        write_latency_s: float = 0.0,
+        byids_latency_s: float = 0.0,
+    ) -> None:
+        self.write_limit = write_limit
+        self.write_latency_s = write_latency_s
+        self.byids_latency_s = byids_latency_s
+        self.lock = threading.Lock()
+        self.resources = {kind: Resource(kind) for kind in KINDS}
+        self.assets = Assets()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.writes: list[Write] = []
+        self._stopping = stopping
+        self._changed = threading.Condition(self.lock)
+        self._open = threading.Event()
+        self._open.set()
+        self._scripts: dict[tuple[str, str | None], list[Scripted]] = {}
+        self._after_byids: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+
+    def reset(self) -> None:
+        """Forget items, assets, scripts and records; limits and latency stay."""
+        with self.lock:
+            self.resources = {kind: Resource(kind) for kind in KINDS}
+            self.assets = Assets()
+            self.writes.clear()
+            self._scripts.clear()
+            self._after_byids.clear()
+            self.peak_in_flight = self.in_flight
+
+    # -- scripting --------------------------------------------------------------
+
+    def script(self, op: str, kind: str | None, steps: list[Scripted]) -> None:
+        if op == "byids" and any(isinstance(s, Applied) for s in steps):
+            raise ValueError("Applied is for writes only")
+        with self.lock:
+            self._scripts[(op, kind)] = list(steps)
+
+    def delete_after_next_byids(self, kind: str, items: tuple[int, ...], assets: tuple[int, ...]) -> None:
+        with self.lock:
+            self._after_byids.setdefault(kind, []).append((items, assets))
+
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def wait_in_flight(self, count: int, timeout_s: float) -> bool:
+        """Wait until at least `count` writes are in flight; whether they were before `timeout_s`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.in_flight >= count, timeout_s)
+
+    def _next(self, op: str, kind: str) -> Scripted:
+        with self.lock:
+            for key in ((op, kind), (op, None)):
+                steps = self._scripts.get(key)
+                if steps:
+                    return steps.pop(0)
+        return None
+
+    # -- answering --------------------------------------------------------------
+
+    def answer(self, kind: str, op: str, request: Request) -> Step:
+        if request.method != "POST":
+            return Step.error(405, f"Use POST for {kind}/{op}")
+        if op == "byids":
+            return self._byids(kind, request)
+        if kind == "assets":
+            return Step.error(404, "The simulator does not update assets")
+        return self._update(kind, request)
+
+    def _byids(self, kind: str, request: Request) -> Step:
+        scripted = self._next("byids", kind)
+        if isinstance(scripted, Step):
+            step = scripted
+        else:
+            if self.byids_latency_s:
+                self._stopping.wait(self.byids_latency_s)
+            try:
+                ids, ignore = parse_byids(request.body)
+                with self.lock:
+                    store = self.assets if kind == "assets" else self.resources[kind]
+                    step = Step.run({"items": lookup(store, ids, ignore)})
+            except Refusal as refusal:
+                step = refusal.step()
+        with self.lock:
+            pending = self._after_byids.get(kind)
+            items, assets = pending.pop(0) if pending else ((), ())
+            for item_id in items:
+                self.resources[kind].delete(item_id)
+            for asset_id in assets:
+                self.assets.delete(asset_id)
+        return step
+
+    def _update(self, kind: str, request: Request) -> Step:
+        received = request.time
+        scripted = self._next("update", kind)
+        if isinstance(scripted, Step):
+            return self._record(kind, request, received, scripted, applied=False)
+        if isinstance(scripted, Applied):
+            _, applied, unchanged = self._apply(kind, request.body)
+            return self._record(kind, request, received, scripted.step, applied, unchanged)
+        with self.lock:
+            refused = self.write_limit is not None and self.in_flight >= self.write_limit
+            if not refused:
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+                self._changed.notify_all()
+        if refused:
+            step = Step.error(429, f"Too many concurrent requests: at most {self.write_limit} writes in flight")
+            return self._record(kind, request, received, step, applied=False)
+        try:
+            self._wait()
+            step, applied, unchanged = self._apply(kind, request.body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                self._changed.notify_all()
+        return self._record(kind, request, received, step, applied, unchanged)
+
+    def _wait(self) -> None:
+        """Hold an admitted write: its latency, then the gate of `hold()`; a stopping server ends both."""
+        if self.write_latency_s and self._stopping.wait(self.write_latency_s):
+            return
+        while not self._open.wait(0.05) and not self._stopping.is_set():
+            pass
+
+    def _apply(self, kind: str, body: bytes) -> tuple[Step, bool, tuple[int, ...]]:
+        resource = self.resources[kind]
+        try:
+            changes = parse_update(body, resource.single)
+            with self.lock:
+                ids, unchanged = apply_all(resource, self.assets, changes, int(time.time() * 1000))
+                items = [resource.body(n) for n in ids]
+        except Refusal as refusal:
+            return refusal.step(), False, ()
+        return Step.run({"items": items}), True, tuple(unchanged)
+
+    def _record(
+        self,
+        kind: str,
+        request: Request,
+        received: float,
+        step: Step,
+        applied: bool,
+        unchanged: tuple[int, ...] = (),
+    ) -> Step:
+        status = 0 if step.kind == "drop" else step.code
+        write = Write(kind, request.body, status, received, time.monotonic(), applied, unchanged)
+        with self.lock:
+            self.writes.append(write)
+        return step
