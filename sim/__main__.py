@@ -1,7 +1,10 @@
 """Run the simulator in the foreground: `python -m sim --port 0 --scenario demo`.
 
 Prints one JSON line {"url": ..., "token_url": ...} once listening, then serves
-until SIGTERM or SIGINT.
+until SIGTERM or SIGINT. `--write-limit`, `--write-latency-s` and `--byids-latency-s`
+shape the write side (concurrent updates allowed, time each update and each byids
+takes); `--scenario link` serves a link scenario (sim/linkworld.py): pipeline 5's
+completed run 500 over time series, with every case a link meets.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from sim import CdfSimulator, Step, make_run
 from sim.data import SWEEP_WINDOW_MS
+from sim.linkworld import link_world
 
 
 def _scheduled(sim: CdfSimulator) -> None:
@@ -45,8 +49,14 @@ def _demo(sim: CdfSimulator) -> None:
     _scheduled(sim)
 
 
+def _link(sim: CdfSimulator) -> None:
+    cases = {"ambiguous": 5, "runners_up": 5, "unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
+    link_world(sim, 5, 500, "time_series", 1000, linked=0.1, conflicts=0.05, confirmed=10, **cases)
+
+
 SCENARIOS: dict[str, Callable[[CdfSimulator], None]] = {
     "demo": _demo,
+    "link": _link,
     "empty": lambda sim: None,  # every run answers 404 until scripted
 }
 
@@ -66,6 +76,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="bearer token always accepted (CDF_TOKEN)",
     )
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="demo")
+    parser.add_argument("--write-limit", type=int, default=None, help="concurrent updates per project (default: none)")
+    parser.add_argument("--write-latency-s", type=float, default=0.0, help="time each update takes")
+    parser.add_argument("--byids-latency-s", type=float, default=0.0, help="time each byids takes")
     return parser.parse_args(argv)
 
 
@@ -78,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.token_ttl_s,
         host=args.host,
         port=args.port,
+        write_limit=args.write_limit,
+        write_latency_s=args.write_latency_s,
+        byids_latency_s=args.byids_latency_s,
     )
     sim.static_tokens.update(args.static_token)
     SCENARIOS[args.scenario](sim)

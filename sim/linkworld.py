@@ -1,0 +1,257 @@
+"""Link scenarios: a pipeline, a completed run's matches, the items and assets they name, and what to expect.
+
+    world = link_world(sim, 7, 70, kind="time_series", matches=1000, below=0.4, linked=0.05, seed=7)
+    world.expected().counts()   # {"linked": ..., "belowThreshold": ..., ..., "written": ...}
+    world.expected(0.8, overwrite=True)
+    world.differences(sim)      # [] once CDF holds what linking the run leaves
+    world.differences(sim, untouched=True)  # [] while nothing was written (a dry run)
+
+Deterministic from `seed`. One source per case; `matches` counts the run's entries.
+Counted cases take sources first: `ambiguous` (two entries, best two tie on
+different targets; half of them both confirmed), `runners_up` (a second, lower
+entry for another target), `unlinkable` (a source or target id missing, a string,
+null or a fraction), `missing_sources` (not in CDF), `missing_targets` (the asset
+is not there), `confirmed` (`previously-confirmed`, half without a score, half
+with any score). Of the other sources, `below` scores under `min_score`, `linked`
+are linked to their target already, `conflicts` linked to another asset (for files
+and events: holding another one), the rest link fresh. Second entries come after
+every first one, so a link must group a source's matches across the whole body.
+
+Sources get ids from 1_000_000_000 (or past the kind's highest), assets from 1
+(or past the highest): source s targets asset `asset_base + s`, its other asset is
+`asset_base + n_sources + s`. A third of the sources hold metadata `{"unit": "bar"}`.
+The run's body is streamed, as `stream_run_body`'s, never held whole.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sim.classic import RESOURCE_KINDS, SINGLE, ItemState, kind_of
+from sim.data import CREATED_MS, Lazy, materialize, run_summary, stream_json
+from sim.linkoracle import CONFIRMED, Outcome, after, choose, settle
+from sim.server import CdfSimulator
+from sim.steps import Step
+from sim.worldcases import Cases, plan
+
+SOURCE_BASE = 1_000_000_000
+RUN_KEY, SCORE_KEY = "matchrelay:run", "matchrelay:score"
+_NAMES = {
+    "timeseries": ("ts", "Pump {} pressure"),
+    "files": ("doc", "P&ID sheet {}.pdf"),
+    "events": ("evt", "Alarm {}"),
+    "sequences": ("seq", "Pump {} curve"),
+}
+
+
+@dataclass
+class LinkWorld:
+    """A built scenario: where its items are and what linking its run should do."""
+
+    project: str
+    pipeline_id: int
+    run_id: int
+    resource: str  # the pipeline's source resource, e.g. time_series
+    kind: str  # the same as classic resources' URLs name it, e.g. timeseries
+    min_score: float
+    cases: Cases
+    source_base: int
+    asset_base: int
+
+    @property
+    def n_sources(self) -> int:
+        return self.cases.n_sources
+
+    @property
+    def provenance(self) -> str:
+        return f"{self.project}/{self.pipeline_id}/{self.run_id}"
+
+    def source_id(self, s: int) -> int:
+        return self.source_base + s
+
+    # -- the run ---------------------------------------------------------------
+
+    def match(self, i: int) -> dict[str, Any]:
+        """Entry `i` of the run's matches: the first entry of every source, then the second ones."""
+        if i < self.n_sources:
+            return self._entry(i, second=False)
+        return self._entry(self.cases.seconds[i - self.n_sources], second=True)
+
+    def entries(self, s: int) -> list[dict[str, Any]]:
+        """Every match of source `s`."""
+        first = self._entry(s, second=False)
+        return [first, self._entry(s, second=True)] if self.cases.has_second(s) else [first]
+
+    def describe(self) -> dict[str, Any]:
+        body = run_summary("Completed", self.run_id)
+        body.update(matches=Lazy(self.cases.n_matches, self.match), suggestedRules=[], generatedRules=[], errors=[])
+        return body
+
+    def results(self) -> dict[str, Any]:
+        """The run's results as one dict (small worlds)."""
+        found: dict[str, Any] = materialize(self.describe())
+        return found
+
+    def stream(self) -> Iterator[bytes]:
+        """The run's results as JSON bytes in chunks, built as they go."""
+        return stream_json(self.describe())
+
+    def _entry(self, s: int, second: bool) -> dict[str, Any]:
+        prefix, name = _NAMES[self.kind]
+        source = {"id": self.source_id(s), "externalId": f"{prefix}-{s:07d}", "name": name.format(s)}
+        asset = self.asset_base + s + (self.n_sources if second else 0)
+        entry: dict[str, Any] = {"source": source, "target": _asset(asset)}
+        score = self.cases.score(s, second)
+        if score is not None:
+            entry["score"] = score
+        entry["matchType"] = CONFIRMED if self.cases.confirmed(s) else "model"
+        self.cases.spoil(s, entry)
+        return entry
+
+    # -- CDF as built ------------------------------------------------------------
+
+    def initial(self, s: int) -> ItemState | None:
+        """Source `s` as the world was built (None: not in CDF)."""
+        if not self.cases.exists(s):
+            return None
+        links = self.links(s)
+        if self.kind in SINGLE:
+            return ItemState(asset_id=links[0] if links else None, metadata=self.metadata(s))
+        return ItemState(asset_ids=links, metadata=self.metadata(s))
+
+    def links(self, s: int) -> tuple[int, ...]:
+        return self.cases.links(s, self.asset_base, self.n_sources)
+
+    def metadata(self, s: int) -> dict[str, str]:
+        return {"unit": "bar"} if s % 3 == 0 else {}
+
+    # -- expectations ------------------------------------------------------------
+
+    def decisions(self, min_score: float | None = None, overwrite: bool = False) -> Iterator[tuple[int, str, Any]]:
+        """Per source: (s, outcome, the score of the link written, or None when nothing is written)."""
+        threshold = self.min_score if min_score is None else min_score
+        for s in range(self.n_sources):
+            choice = choose(self.entries(s), threshold)
+            target_exists = choice.target is not None and self.cases.asset_exists(choice.target - self.asset_base)
+            outcome, written = settle(choice, self.initial(s), target_exists, overwrite)
+            yield s, outcome, (choice.target, choice.score) if written else None
+
+    def expected(self, min_score: float | None = None, *, overwrite: bool = False) -> Outcome:
+        """The counts a link of the run reports at `min_score` (the world's own by default)."""
+        outcome = Outcome()
+        for _, name, written in self.decisions(min_score, overwrite):
+            setattr(outcome, name, getattr(outcome, name) + 1)
+            outcome.written += written is not None
+        return outcome
+
+    def differences(
+        self, sim: CdfSimulator, min_score: float | None = None, *, overwrite: bool = False, untouched: bool = False
+    ) -> list[str]:
+        """How CDF differs from what the link should leave (or, `untouched`, from the world as built); [] if not.
+
+        Links and metadata must be exact, except `matchrelay:score`, compared as a number (any value
+        when the match had no score).
+        """
+        found: list[str] = []
+        for s, _, written in self.decisions(min_score, overwrite):
+            item_id, state = self.source_id(s), self.initial(s)
+            actual = sim.item_state(self.kind, item_id)
+            if state is None or actual is None:
+                if actual != state:
+                    found.append(f"{item_id}: expected {state}, found {actual}")
+                continue
+            if written is not None and not untouched:
+                target, score = written
+                expected = after(state, target, self.kind in SINGLE)
+                problem = _compare(expected, actual, {**state.metadata, RUN_KEY: self.provenance}, score)
+            else:
+                problem = _compare(state, actual, dict(state.metadata), None, provenance=False)
+            if problem:
+                found.append(f"{item_id}: {problem}")
+        return found
+
+
+def _compare(
+    expected: ItemState, actual: ItemState, metadata: dict[str, str], score: float | None, provenance: bool = True
+) -> str | None:
+    if expected.links() != actual.links():
+        return f"links {actual.links()} instead of {expected.links()}"
+    written = dict(actual.metadata)
+    scored = written.pop(SCORE_KEY, None) if provenance else None
+    if written != metadata:
+        return f"metadata {dict(actual.metadata)} instead of {metadata}"
+    if provenance and score is not None and (scored is None or not _same(scored, score)):
+        return f"{SCORE_KEY} {scored!r} instead of {score}"
+    return None
+
+
+def _same(text: str, score: float) -> bool:
+    try:
+        return math.isclose(float(text), score, abs_tol=1e-9)
+    except ValueError:
+        return False
+
+
+def _asset(asset_id: int) -> dict[str, Any]:
+    return {"id": asset_id, "externalId": f"asset-{asset_id:07d}", "name": f"Asset {asset_id}"}
+
+
+def link_world(
+    sim: CdfSimulator,
+    pipeline_id: int,
+    run_id: int,
+    kind: str = "time_series",
+    matches: int = 100,
+    *,
+    below: float = 0.4,
+    linked: float = 0.05,
+    conflicts: float = 0.0,
+    ambiguous: int = 0,
+    runners_up: int = 0,
+    missing_sources: int = 0,
+    missing_targets: int = 0,
+    unlinkable: int = 0,
+    confirmed: int = 0,
+    seed: int = 7,
+    min_score: float = 0.9,
+    created_ms: int = CREATED_MS,
+) -> LinkWorld:
+    """Build the scenario in `sim`: pipeline (source resource `kind`), its Completed run, items and assets."""
+    resource = next((name for name, url in RESOURCE_KINDS.items() if kind in (name, url)), kind)
+    counts = {"ambiguous": ambiguous, "runners_up": runners_up, "unlinkable": unlinkable}
+    counts |= {"missing_sources": missing_sources, "missing_targets": missing_targets, "confirmed": confirmed}
+    cases = plan(
+        random.Random(seed), matches, min_score, {"below": below, "linked": linked, "conflicts": conflicts}, counts
+    )
+    url_kind = kind_of(resource)
+    source_base = max(SOURCE_BASE, sim.classic.resources[url_kind].end())
+    asset_base = sim.classic.assets.end()
+    world = LinkWorld(sim.project, pipeline_id, run_id, resource, url_kind, min_score, cases, source_base, asset_base)
+    _populate(sim, world)
+    sim.add_pipeline(pipeline_id, source_resource=resource)
+    sim.add_run(pipeline_id, run_id, created_ms, "Completed", steps=[Step.stream(world.stream)])
+    return world
+
+
+def _populate(sim: CdfSimulator, world: LinkWorld) -> None:
+    n, prefix_name = world.n_sources, _NAMES[world.kind]
+    if n == 0:
+        return
+    sim.add_assets(world.asset_base, 2 * n)
+    for s in world.cases.missing_target_indices():
+        sim.delete_asset(world.asset_base + s)
+
+    sim.add_items(
+        world.kind,
+        world.source_base,
+        n,
+        lambda s: (f"{prefix_name[0]}-{s:07d}", prefix_name[1].format(s)),
+        links=world.links,
+        metadata=world.metadata,
+    )
+    for s in world.cases.missing_source_indices():
+        sim.delete_item(world.kind, world.source_id(s))
