@@ -1,0 +1,192 @@
+"""CDF's write edge for links (contract, section 8): one pipeline, classic resources' ``byids`` and ``update``.
+
+On the shared HTTP edge (``handlers.cdf.httpio``: pooled client, deadline-bounded
+timeouts, httpx's errors translated once) and the shared token. Every answer
+becomes a parsed body or an error of ``handlers.core.errors``, as for the run:
+
+- 429, 5xx, ``cdf-is-auto-retryable``, connection errors and timeouts are retried
+  with section 4's backoff (``Retry-After`` honoured) while the invocation may
+  still start work; past that, ``OutOfTime`` hands the message back;
+- 401 on a cached token fetches a new one once; 401 on a fresh one, and 403, are
+  ``access_denied``; 404 ``run_not_found`` (the pipeline); another 4xx ``invalid_request``;
+- ``update``'s 400 with ``missing`` is sent again without the missing items, each
+  counted as a missing source (an item id) or a missing target (an asset id).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from handlers.cdf.httpio import describe, json_object, raise_if_transient, request_timeout, send
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import AccessDenied, BudgetExhausted, InvalidRequest, MalformedResponse, RunNotFound
+from handlers.core.linking import MAX_ITEMS, OutOfTime
+from handlers.core.models import is_integer
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller
+from handlers.process.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Update:
+    """One link to write: the source item, the asset it links to, and the ``update`` item CDF is sent."""
+
+    source: int
+    target: int
+    item: dict[str, Any]
+
+
+@dataclass
+class Written:
+    """How one update ended, by source id: written, or refused as a missing source or target."""
+
+    written: list[int] = field(default_factory=list)
+    source_missing: list[int] = field(default_factory=list)
+    target_missing: list[int] = field(default_factory=list)
+    requests: int = 0  # update requests sent, the refused ones included
+
+
+class _Missing(InvalidRequest):
+    """CDF refused an update with 400 and ``missing``: the ids it named (anywhere but an update, a 400 like others)."""
+
+    def __init__(self, ids: set[int]) -> None:
+        super().__init__(f"{len(ids)} ids missing")
+        self.ids = ids
+
+
+class Resources:
+    """The requests a link makes to CDF, each retried within the invocation's deadline."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.Client,
+        tokens: TokenSource,
+        clock: Clock,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._base = f"{settings.base_url}/api/v1/projects"
+        self._version, self._http_timeout = settings.cdf_api_version, settings.http_timeout_s
+        self._backoff = Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s)
+        self._http, self._tokens, self._clock, self._wall = http, tokens, clock, wall
+
+    def pipeline(self, project: str, pipeline_id: int, deadline: Deadline) -> dict[str, Any]:
+        """The pipeline, with ``sources.resource`` and ``targets.resource``; 404 is ``RunNotFound``."""
+        url = f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}"
+        return self._retried(lambda: self._call("GET", url, None, deadline, "CDF has no such pipeline"), deadline)
+
+    def by_ids(self, project: str, path: str, ids: Sequence[int], deadline: Deadline) -> list[dict[str, Any]]:
+        """The items of ``path`` (``timeseries``, ``assets``, ...) among ``ids`` that exist (at most 1000 ids)."""
+        if len(ids) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} ids a request")
+        url = f"{self._base}/{project}/{path}/byids"
+        body = {"items": [{"id": n} for n in ids], "ignoreUnknownIds": True}
+        answer = self._retried(lambda: self._call("POST", url, body, deadline), deadline)
+        items = answer.get("items")
+        if not isinstance(items, list) or not all(isinstance(i, dict) and is_integer(i.get("id")) for i in items):
+            raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
+        return items
+
+    def update(self, project: str, path: str, updates: Sequence[Update], deadline: Deadline) -> Written:
+        """Write ``updates`` (at most 1000), all or nothing; sent again without the items CDF names as missing."""
+        if len(updates) > MAX_ITEMS:
+            raise ValueError(f"at most {MAX_ITEMS} items a request")
+        url, result, pending = f"{self._base}/{project}/{path}/update", Written(), list(updates)
+        while pending:
+            body = {"items": [u.item for u in pending]}
+            result.requests += 1
+            try:
+                self._retried(functools.partial(self._call, "POST", url, body, deadline), deadline)
+            except _Missing as missing:
+                pending = self._without(project, path, pending, missing.ids, result, deadline)
+                continue
+            result.written += [u.source for u in pending]
+            break
+        return result
+
+    def _without(
+        self, project: str, path: str, pending: list[Update], ids: set[int], result: Written, deadline: Deadline
+    ) -> list[Update]:
+        """``pending`` less the items ``ids`` names, each counted once (a missing source before a missing target)."""
+        sources, targets = {u.source for u in pending}, {u.target for u in pending}
+        both = ids & sources & targets
+        # An id that is both an item and an asset of the request: CDF is asked whether the item exists. If it does
+        # not, the item is dropped and its asset stays in doubt until CDF answers again without the item.
+        present = {i["id"] for i in self.by_ids(project, path, sorted(both), deadline)} if both else set()
+        gone_sources = (ids & sources) - present
+        gone_targets = (ids & targets) - (both - present)
+        kept = []
+        for u in pending:
+            if u.source in gone_sources:
+                result.source_missing.append(u.source)
+            elif u.target in gone_targets:
+                result.target_missing.append(u.source)
+            else:
+                kept.append(u)
+        if len(kept) == len(pending):
+            raise InvalidRequest(f"CDF answered 400 naming {len(ids)} missing ids, none of them in the request")
+        return kept
+
+    def _retried(self, call: Callable[[], T], deadline: Deadline) -> T:
+        """``call`` until it answers, waiting between transient failures while the invocation may start work."""
+        cutoff = deadline.end - deadline.margin if deadline.bounded else None
+        poller = Poller(self._backoff, self._clock)
+        try:
+            return poller.until_done(call, Deadlines(budget=cutoff, wait=math.inf))
+        except BudgetExhausted:
+            raise OutOfTime("the invocation's deadline comes before CDF answered") from None
+
+    def _call(
+        self, method: str, url: str, body: Any, deadline: Deadline, not_found: str = "CDF answered 404"
+    ) -> dict[str, Any]:
+        token, fresh = self._tokens.get(deadline=deadline)
+        response = self._send(method, url, body, token, deadline)
+        if response.status_code == 401 and not fresh and self._tokens.refreshable:
+            token, _ = self._tokens.get(rejected=token, deadline=deadline)  # a 401 on a cached token: fetch one, once
+            response = self._send(method, url, body, token, deadline)
+        return self._ok(response, not_found)
+
+    def _send(self, method: str, url: str, body: Any, token: str, deadline: Deadline) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if self._version:
+            headers["cdf-version"] = self._version
+        timeout = request_timeout(deadline, self._http_timeout)
+        return send(self._http, method, url, what="CDF", json=body, headers=headers, timeout=timeout)
+
+    def _ok(self, response: httpx.Response, not_found: str) -> dict[str, Any]:
+        code = response.status_code
+        if code == 200:
+            return json_object(response, "CDF")
+        if code == 401:
+            raise AccessDenied(describe(response, "CDF refused a token fetched just now"))
+        raise_if_transient(response, "CDF", self._wall)
+        if code == 403:
+            raise AccessDenied(describe(response, "CDF denied access"))
+        if code == 404:
+            raise RunNotFound(describe(response, not_found))
+        missing = _missing(response) if code == 400 else None
+        if missing:
+            raise _Missing(missing)
+        raise InvalidRequest(describe(response, "CDF rejected the request"))
+
+
+def _missing(response: httpx.Response) -> set[int] | None:
+    """The ids of a 400's ``error.missing`` (``[{"id": N}, ...]``), or None when it names none."""
+    try:
+        error = json_object(response, "CDF").get("error")
+    except MalformedResponse:
+        return None
+    entries = error.get("missing") if isinstance(error, dict) else None
+    if not isinstance(entries, list):
+        return None
+    ids = {e["id"] for e in entries if isinstance(e, dict) and is_integer(e.get("id"))}
+    return ids or None

@@ -1,0 +1,162 @@
+"""The link's CDF write edge (contract, section 8.4) against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from handlers.cdf.httpio import make_http
+from handlers.cdf.resources import Resources, Update
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.errors import AccessDenied, InvalidRequest, RunNotFound
+from handlers.core.linking import RESOURCES, Link, OutOfTime, update_item
+from handlers.core.poll import Clock
+from handlers.process.settings import Settings
+from sim import CdfSimulator, Step
+from tests.conftest import SECRET
+
+RUN = "demo/7/456"
+
+
+@pytest.fixture
+def edge(sim: CdfSimulator) -> Iterator[Resources]:
+    settings = Settings(
+        cdf_project="demo",
+        cdf_url=sim.url,
+        idp_token_url=sim.token_url,
+        idp_client_id="matchrelay",
+        idp_client_secret=SECRET,
+        relay_topic="projects/matchrelay-test/topics/events",
+        poll_initial_delay_s=0.01,
+        poll_max_delay_s=0.05,
+        http_timeout_s=5,
+    )
+    http = make_http(settings)
+    clock = Clock(time.monotonic, lambda s: bool(time.sleep(s)), random.Random(1))
+    yield Resources(settings, http, TokenSource(settings, http), clock)
+    http.close()
+
+
+def never() -> Deadline:
+    return Deadline.never(time.monotonic)
+
+
+def updates(kind: str, pairs: list[tuple[int, int]]) -> list[Update]:
+    resource = RESOURCES[kind]
+    return [Update(s, t, update_item(Link(s, t, 0.95, False), resource, RUN)) for s, t in pairs]
+
+
+def test_link_resources_pipeline_and_missing_pipeline(edge: Resources, sim: CdfSimulator) -> None:
+    """The pipeline is read with its resources; an unknown one is run_not_found."""
+    sim.add_pipeline(7, source_resource="files")
+    pipeline = edge.pipeline("demo", 7, never())
+    assert (pipeline["sources"]["resource"], pipeline["targets"]["resource"]) == ("files", "assets")
+    with pytest.raises(RunNotFound):
+        edge.pipeline("demo", 8, never())
+
+
+def test_link_resources_byids_ignores_unknown(edge: Resources, sim: CdfSimulator) -> None:
+    """byids answers the items that exist, with their links, and asks CDF to ignore unknown ids."""
+    sim.add_item("timeseries", 1, asset_id=5)
+    sim.add_item("timeseries", 3)
+    items = edge.by_ids("demo", "timeseries", [1, 2, 3], never())
+    assert [(i["id"], i.get("assetId")) for i in items] == [(1, 5), (3, None)]
+
+
+@pytest.mark.parametrize("kind", ["time_series", "sequences", "files", "events"])
+def test_link_resources_update_writes_links_and_provenance(edge: Resources, sim: CdfSimulator, kind: str) -> None:
+    """An update sets assetId or adds to assetIds, with the run and score in the metadata, in one request."""
+    sim.add_assets(100, 3)
+    sim.add_item(kind, 1, metadata={"unit": "bar"})
+    sim.add_item(kind, 2)
+    result = edge.update("demo", RESOURCES[kind].path, updates(kind, [(1, 100), (2, 101)]), never())
+    assert (result.written, result.source_missing, result.target_missing, result.requests) == ([1, 2], [], [], 1)
+    state = sim.item_state(kind, 1)
+    assert state is not None
+    assert state.links() == (100,)
+    assert state.metadata == {"unit": "bar", "matchrelay:run": RUN, "matchrelay:score": "0.95"}
+
+
+def test_link_resources_missing_items_and_assets_are_left_out(edge: Resources, sim: CdfSimulator) -> None:
+    """A 400 naming missing items and assets is sent again without them, each counted as a source or a target."""
+    sim.add_assets(100, 2)
+    for n in (1, 3, 4):
+        sim.add_item("files", n)
+    pairs = [(1, 100), (2, 100), (3, 999), (4, 101)]
+    result = edge.update("demo", "files", updates("files", pairs), never())
+    assert (result.written, result.source_missing, result.target_missing) == ([1, 4], [2], [3])
+    sent = [[i["id"] for i in w.items or []] for w in sim.writes("files")]
+    assert sent == [[1, 2, 3, 4], [1, 4]]
+    assert [w.status for w in sim.writes("files")] == [400, 200]
+
+
+def test_link_resources_id_both_item_and_asset(edge: Resources, sim: CdfSimulator) -> None:
+    """An id CDF names that is both an item and an asset of the request is settled by asking CDF for the item."""
+    sim.add_assets(5, 1)  # asset 5 exists, item 5 does not
+    sim.add_item("timeseries", 6)  # item 6 exists, asset 6 does not
+    sim.add_item("timeseries", 7)
+    pairs = [(5, 6), (6, 5), (7, 6)]
+    result = edge.update("demo", "timeseries", updates("time_series", pairs), never())
+    assert (result.written, result.source_missing, result.target_missing) == ([6], [5], [7])
+    state = sim.item_state("timeseries", 6)
+    assert state is not None
+    assert state.asset_id == 5
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Step.throttle(), Step.throttle("0"), Step.error(503), Step.error(500), Step.drop()],
+    ids=["429", "429-retry-after-0", "503", "500", "dropped"],
+)
+def test_link_resources_transient_answers_are_retried(edge: Resources, sim: CdfSimulator, fault: Step) -> None:
+    """429, 5xx and a dropped connection are retried; the write then lands once."""
+    sim.add_assets(100, 1)
+    sim.add_item("events", 1)
+    sim.script_writes("events", [fault, fault, None])
+    result = edge.update("demo", "events", updates("events", [(1, 100)]), never())
+    assert result.written == [1]
+    assert [w.status for w in sim.writes("events")] == [fault.code if fault.kind != "drop" else 0] * 2 + [200]
+    state = sim.item_state("events", 1)
+    assert state is not None
+    assert state.asset_ids == (100,)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [(Step.error(403), AccessDenied), (Step.error(400, "bad"), InvalidRequest), (Step.error(422), InvalidRequest)],
+    ids=["403", "400-without-missing", "422"],
+)
+def test_link_resources_permanent_answers(
+    edge: Resources, sim: CdfSimulator, fault: Step, error: type[Exception]
+) -> None:
+    """403 is access_denied and another 4xx invalid_request, at once: nothing is sent again."""
+    sim.add_item("timeseries", 1)
+    sim.script_writes("timeseries", [fault])
+    with pytest.raises(error):
+        edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never())
+    assert len(sim.writes("timeseries")) == 1
+
+
+def test_link_resources_refused_cached_token_is_fetched_again(edge: Resources, sim: CdfSimulator) -> None:
+    """A 401 on a cached token fetches a new one and sends the request again."""
+    sim.add_item("timeseries", 1)
+    edge.by_ids("demo", "timeseries", [1], never())
+    sim.expire_tokens()
+    assert [i["id"] for i in edge.by_ids("demo", "timeseries", [1], never())] == [1]
+    assert len(sim.token_requests()) == 2
+
+
+def test_link_resources_throttled_past_the_deadline_hands_back(edge: Resources, sim: CdfSimulator) -> None:
+    """A write CDF keeps throttling stops before the invocation's deadline, and says so."""
+    sim.add_item("timeseries", 1)
+    sim.script_writes("timeseries", [Step.throttle("1")] * 50)
+    started = time.monotonic()
+    deadline = Deadline.after(5.0, started, time.monotonic)  # a margin of 2 s: 3 s to work
+    with pytest.raises(OutOfTime):
+        edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), deadline)
+    assert time.monotonic() < deadline.end
+    assert 1 <= len(sim.writes("timeseries")) <= 4
