@@ -88,7 +88,8 @@ class Classic:
         self._after_byids: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
 
     def reset(self) -> None:
-        """Forget items, assets, scripts and records; limits and latency stay."""
+        """Forget items, assets, scripts and records, and let held writes go; limits and latency stay."""
+        self._open.set()
         with self.lock:
             self.resources = {kind: Resource(kind) for kind in KINDS}
             self.assets = Assets()
