@@ -3,12 +3,19 @@
 
 locals {
   alerts = var.alerts ? 1 : 0
-  # Eventarc names the trigger's subscription eventarc-REGION-TRIGGER-sub-NNN. Its subscription metrics carry only
-  # project_id and subscription_id, not the topic, so the backlog condition selects it by that prefix; the trigger's
-  # name (NAME-xxxxxx, with a random suffix) keeps other functions' subscriptions out, even ones whose names start
-  # with NAME, and the prefix follows the trigger when an apply recreates it.
-  eventarc_subscription_prefix = "eventarc-${var.region}-${basename(google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger)}-sub-"
-  function_logs                = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name}\""
+  # Subscription metrics carry only project_id and subscription_id, not the topic, so the trigger's subscription is
+  # selected by its id: with push, the module's own NAME-trigger; with Eventarc, the one Eventarc names
+  # eventarc-REGION-TRIGGER-sub-NNN, by that prefix. The trigger's name (NAME-xxxxxx, with a random suffix) keeps
+  # other functions' subscriptions out, even ones whose names start with NAME, and the prefix follows the trigger when
+  # an apply recreates it. The dashboard selects it the same way.
+  trigger_subscription_regex = (var.trigger == "push"
+    ? google_pubsub_subscription.trigger[0].name
+    : "eventarc-${var.region}-${basename(google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger)}-sub-.*"
+  )
+  # The relay's dead letters, and the link's when it is deployed.
+  dead_letter_subscriptions = concat([google_pubsub_subscription.dead_letter.name], google_pubsub_subscription.link_dead_letter[*].name)
+  dead_letter_regex         = join("|", local.dead_letter_subscriptions)
+  function_logs             = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name}\""
 }
 
 # One count per run.failed event, labelled with its reason: the summary line of each invocation that published one
@@ -49,9 +56,9 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   user_labels           = var.labels
 
   conditions {
-    display_name = "messages on ${google_pubsub_subscription.dead_letter.name}"
+    display_name = "messages on ${join(" or ", local.dead_letter_subscriptions)}"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.dead_letter.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = monitoring.regex.full_match(\"${local.dead_letter_regex}\") AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
       comparison      = "COMPARISON_GT"
       threshold_value = 0
       duration        = "0s"
@@ -64,7 +71,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A trigger message failed ${var.max_delivery_attempts} deliveries and moved to ${google_pubsub_subscription.dead_letter.name}; nothing retries it. Find the cause by its messageId, fix it, then replay and ack it: docs/operating.md, \"Draining the dead-letter subscription\"."
+    content   = "A message failed ${var.max_delivery_attempts} deliveries and moved to a dead-letter subscription (${join(", ", local.dead_letter_subscriptions)}): a trigger message, or with the link a run.completed event; nothing retries it. Find the cause by its messageId, fix it, then replay and ack it: docs/operating.md, \"Draining the dead-letter subscription\"."
   }
 
   depends_on = [google_project_service.apis]
@@ -118,7 +125,7 @@ resource "google_monitoring_alert_policy" "trigger_backlog" {
   conditions {
     display_name = "oldest unacknowledged trigger message"
     condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = starts_with(\"${local.eventarc_subscription_prefix}\") AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = monitoring.regex.full_match(\"${local.trigger_subscription_regex}\") AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
       comparison      = "COMPARISON_GT"
       threshold_value = var.trigger_backlog_alert_s
       duration        = "600s"
@@ -131,7 +138,7 @@ resource "google_monitoring_alert_policy" "trigger_backlog" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A trigger message has waited more than ${var.trigger_backlog_alert_s} s on Eventarc's subscription for ${var.name}: a run is taking that long in CDF, or triggers are not being worked off (the function fails to start, max_instances is reached, CDF or Pub/Sub is failing). docs/operating.md, \"Alerting\"."
+    content   = "A trigger message has waited more than ${var.trigger_backlog_alert_s} s on the trigger subscription of ${var.name}: a run is taking that long in CDF, or triggers are not being worked off (the function fails to start, max_instances is reached, CDF or Pub/Sub is failing). docs/operating.md, \"Alerting\"."
   }
 
   depends_on = [google_project_service.apis]

@@ -1,18 +1,20 @@
-# matchrelay as a Cloud Run function (gen2): Eventarc delivers each message of the
-# trigger topic to on_run_message, which publishes CloudEvents to the events topic
-# (RELAY_TOPIC) and run.failed events to the error topic (RELAY_ERROR_TOPIC).
+# matchrelay as a Cloud Run function (gen2): each message of the trigger topic is delivered to on_run_message,
+# which publishes CloudEvents to the events topic (RELAY_TOPIC) and run.failed events to the error topic
+# (RELAY_ERROR_TOPIC).
 #
-# Eventarc's subscription: Eventarc creates the trigger's push subscription itself,
-# and the google provider cannot configure it. Its ack deadline (600 s) and
-# dead-letter policy are set by the commands in the eventarc_subscription_commands
-# output (deploy.sh runs the same ones); run them after every apply that recreates
-# the trigger. Until then Pub/Sub redelivers a message 10 s after each push starts,
-# while the first delivery still polls, and a message that keeps failing is retried
-# until Eventarc's subscription drops it (24 h).
+# Delivery (var.trigger): "push", the default, deploys the function without an event trigger (an HTTP function;
+# functions-framework still turns a raw push body into the CloudEvent) and gives the trigger topic a push
+# subscription that this module owns whole, ack deadline, retries and dead letters included (push.tf). "eventarc"
+# deploys it with an Eventarc trigger instead; Eventarc creates that trigger's push subscription itself and the
+# google provider cannot configure it, so its ack deadline (600 s) and dead-letter policy are set by the commands in
+# the eventarc_subscription_commands output (deploy.sh runs the same ones) after every apply that recreates the
+# trigger. Until then Pub/Sub redelivers a message 10 s after each push starts, while the first delivery still polls.
 #
-# Scheduled sweeps are in sweeps.tf, alert policies in alerts.tf.
+# The link is in link.tf, scheduled sweeps in sweeps.tf, alert policies in alerts.tf, the dashboard in
+# dashboard.tf, the BigQuery subscription in bigquery.tf.
 
 locals {
+  eventarc    = var.trigger == "eventarc" ? 1 : 0
   function_sa = "serviceAccount:${google_service_account.function.email}"
   # The Pub/Sub service agent moves messages to the dead-letter topic.
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -26,26 +28,32 @@ locals {
   create_secret = var.idp_client_secret_id == null
   secret_id     = local.create_secret ? google_secret_manager_secret.idp_client_secret[0].secret_id : var.idp_client_secret_id
 
+  # What the relay and the link share: CDF, the identity provider but the client, the timeout, logs and tracing.
+  shared_environment = {
+    CDF_PROJECT          = var.cdf_project
+    CDF_CLUSTER          = var.cdf_cluster
+    CDF_URL              = var.cdf_url
+    CDF_ALLOWED_PROJECTS = join(",", coalescelist(var.cdf_allowed_projects, [var.cdf_project]))
+    IDP_TOKEN_URL        = var.idp_token_url
+    IDP_SCOPES           = var.idp_scopes
+    IDP_AUDIENCE         = var.idp_audience
+    RELAY_TOPIC          = google_pubsub_topic.events.id
+    INVOCATION_TIMEOUT_S = tostring(var.timeout_s)
+    LOG_LEVEL            = var.log_level
+    OTEL_TRACES_EXPORTER = var.tracing ? "gcp_trace" : null
+  }
+
   environment = merge(var.extra_environment_variables, {
-    for key, value in {
-      CDF_PROJECT          = var.cdf_project
-      CDF_CLUSTER          = var.cdf_cluster
-      CDF_URL              = var.cdf_url
-      CDF_ALLOWED_PROJECTS = join(",", coalescelist(var.cdf_allowed_projects, [var.cdf_project]))
-      IDP_TOKEN_URL        = var.idp_token_url
-      IDP_CLIENT_ID        = var.idp_client_id
-      IDP_SCOPES           = var.idp_scopes
-      IDP_AUDIENCE         = var.idp_audience
-      RELAY_TOPIC          = google_pubsub_topic.events.id
-      RELAY_ERROR_TOPIC    = google_pubsub_topic.errors.id
-      RELAY_TRIGGER_TOPIC  = google_pubsub_topic.trigger.id
-      POLL_BUDGET_S        = tostring(var.poll_budget_s)
-      INVOCATION_TIMEOUT_S = tostring(var.timeout_s)
-      RUN_MAX_WAIT_S       = tostring(var.run_max_wait_s)
-      LOG_LEVEL            = var.log_level
+    for key, value in merge(local.shared_environment, {
+      IDP_CLIENT_ID       = var.idp_client_id
+      RELAY_ERROR_TOPIC   = google_pubsub_topic.errors.id
+      RELAY_TRIGGER_TOPIC = google_pubsub_topic.trigger.id
+      POLL_BUDGET_S       = tostring(var.poll_budget_s)
+      RUN_MAX_WAIT_S      = tostring(var.run_max_wait_s)
+      OTEL_SERVICE_NAME   = var.tracing ? var.name : null
       # functions-framework's gunicorn serves THREADS requests at once in its one process.
       THREADS = tostring(var.concurrency)
-    } : key => value if value != null
+    }) : key => value if value != null
   })
 }
 
@@ -54,18 +62,22 @@ data "google_project" "this" {
 }
 
 resource "google_project_service" "apis" {
-  for_each = toset(var.enable_apis ? [
+  for_each = toset(var.enable_apis ? concat([
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "eventarc.googleapis.com",
+    "iam.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
-  ] : [])
+    ],
+    var.tracing ? ["cloudtrace.googleapis.com"] : [],
+    var.bigquery ? ["bigquery.googleapis.com"] : [],
+  ) : [])
 
   project            = var.project
   service            = each.value
@@ -120,7 +132,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   }
 }
 
-# The function's identity, used for the Eventarc trigger too.
+# The function's identity, used for the Eventarc trigger too (trigger = "eventarc").
 
 resource "google_service_account" "function" {
   project      = var.project
@@ -151,9 +163,20 @@ resource "google_pubsub_topic_iam_member" "trigger_publisher" {
 }
 
 resource "google_project_iam_member" "event_receiver" {
+  count = local.eventarc
+
   project = var.project
   role    = "roles/eventarc.eventReceiver"
   member  = local.function_sa
+}
+
+# tracing = true: the functions' accounts may write their spans to Cloud Trace.
+resource "google_project_iam_member" "trace_agent" {
+  for_each = var.tracing ? merge({ relay = local.function_sa }, var.link ? { link = local.link_sa } : {}) : {}
+
+  project = var.project
+  role    = "roles/cloudtrace.agent"
+  member  = each.value
 }
 
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
@@ -284,12 +307,16 @@ resource "google_cloudfunctions2_function" "matchrelay" {
     }
   }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.trigger.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.function.email
+  # Only with trigger = "eventarc"; with "push" the function is an HTTP function fed by push.tf's subscription.
+  dynamic "event_trigger" {
+    for_each = range(local.eventarc)
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = google_pubsub_topic.trigger.id
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.function.email
+    }
   }
 
   lifecycle {
@@ -318,6 +345,8 @@ resource "google_cloudfunctions2_function" "matchrelay" {
 
 # Eventarc invokes the function's Cloud Run service as the trigger's service account.
 resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
+  count = local.eventarc
+
   project  = var.project
   location = var.region
   name     = google_cloudfunctions2_function.matchrelay.name

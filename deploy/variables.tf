@@ -221,7 +221,7 @@ variable "log_level" {
 }
 
 variable "extra_environment_variables" {
-  description = "Further environment variables of the function, e.g. CDF_API_VERSION, POLL_INITIAL_DELAY_S, POLL_MAX_DELAY_S, HTTP_TIMEOUT_S. Variables this module sets itself and secrets are refused."
+  description = "Further environment variables of the functions (the relay's and the link's), e.g. CDF_API_VERSION, POLL_INITIAL_DELAY_S, POLL_MAX_DELAY_S, HTTP_TIMEOUT_S. Variables this module sets itself and secrets are refused."
   type        = map(string)
   default     = {}
 
@@ -230,12 +230,25 @@ variable "extra_environment_variables" {
       "CDF_PROJECT", "CDF_CLUSTER", "CDF_URL", "CDF_ALLOWED_PROJECTS", "IDP_TOKEN_URL", "IDP_CLIENT_ID",
       "IDP_CLIENT_SECRET", "IDP_SCOPES", "IDP_AUDIENCE", "CDF_TOKEN", "RELAY_TOPIC", "RELAY_ERROR_TOPIC",
       "RELAY_TRIGGER_TOPIC", "POLL_BUDGET_S", "INVOCATION_TIMEOUT_S", "RUN_MAX_WAIT_S", "LOG_LEVEL", "THREADS",
+      "LINK_MIN_SCORE", "LINK_OVERWRITE", "LINK_CONCURRENCY", "LINK_PIPELINES", "LINK_DRY_RUN", "LINK_TOPIC",
+      "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME",
     ])) == 0
     error_message = "extra_environment_variables must not set a variable that has its own module variable, nor IDP_CLIENT_SECRET or CDF_TOKEN."
   }
 }
 
 # Delivery.
+
+variable "trigger" {
+  description = "How trigger messages reach the function: \"push\", a push subscription this module creates and owns (600 s ack deadline, retry policy, dead-letter policy), or \"eventarc\", an Eventarc trigger whose subscription the eventarc_subscription_commands output configures after each apply. Changing it replaces the function."
+  type        = string
+  default     = "push"
+
+  validation {
+    condition     = contains(["push", "eventarc"], var.trigger)
+    error_message = "trigger must be \"push\" or \"eventarc\"."
+  }
+}
 
 variable "max_delivery_attempts" {
   description = "Deliveries of a trigger message before Pub/Sub moves it to the dead-letter topic (5 to 100). Each one can poll for poll_budget_s; with Pub/Sub's backoff the default, 100, covers about a day, like run_max_wait_s."
@@ -337,4 +350,161 @@ variable "trigger_backlog_alert_s" {
     condition     = var.trigger_backlog_alert_s >= 300 && var.trigger_backlog_alert_s <= 604800 && floor(var.trigger_backlog_alert_s) == var.trigger_backlog_alert_s
     error_message = "trigger_backlog_alert_s must be a whole number of seconds from 300 to 604800."
   }
+}
+
+# The link (link.tf): a second function, on_run_completed, that applies each completed run's matches to CDF.
+
+variable "link" {
+  description = "Deploy the link: the function NAME-link (entry point on_run_completed, the same source) with its own service account and CDF client credentials, fed by its own push subscription NAME-link on the events topic that takes only run.completed events."
+  type        = bool
+  default     = false
+}
+
+variable "link_idp_client_id" {
+  description = "OAuth 2.0 client id of the link's own CDF identity (its IDP_CLIENT_ID), which may write links; the relay keeps its read-only one. Required with link = true."
+  type        = string
+  default     = null
+}
+
+variable "link_idp_client_secret" {
+  description = "The link's client secret; stored in a new Secret Manager secret NAME-link-idp-client-secret that only the link's service account may read. It ends up in the Terraform state. Set this or link_idp_client_secret_id when link = true."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "link_idp_client_secret_id" {
+  description = "Id of an existing Secret Manager secret in the project holding the link's client secret, instead of link_idp_client_secret."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.link_idp_client_secret_id == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.link_idp_client_secret_id))
+    error_message = "link_idp_client_secret_id must be a secret id (letters, digits, _ and -), not a resource path."
+  }
+}
+
+variable "link_min_score" {
+  description = "LINK_MIN_SCORE: a match that is not previously confirmed links only with a score at or above this (0 to 1)."
+  type        = number
+  default     = 0.9
+
+  validation {
+    condition     = var.link_min_score >= 0 && var.link_min_score <= 1
+    error_message = "link_min_score must be a number from 0 to 1."
+  }
+}
+
+variable "link_overwrite" {
+  description = "LINK_OVERWRITE: replace a single-valued asset link that points elsewhere (true), or leave it and count a conflict (false)."
+  type        = bool
+  default     = false
+}
+
+variable "link_concurrency" {
+  description = "LINK_CONCURRENCY: CDF write requests in flight at once per link invocation, 1 to 16."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.link_concurrency >= 1 && var.link_concurrency <= 16 && floor(var.link_concurrency) == var.link_concurrency
+    error_message = "link_concurrency must be a whole number from 1 to 16."
+  }
+}
+
+variable "link_pipelines" {
+  description = "LINK_PIPELINES: the pipeline ids the link acts on; run.completed events of other pipelines are acked untouched. Empty: every pipeline."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for id in var.link_pipelines : id >= 1 && id <= 9007199254740991 && floor(id) == id])
+    error_message = "link_pipelines must hold whole numbers from 1 to 9007199254740991."
+  }
+}
+
+variable "link_dry_run" {
+  description = "LINK_DRY_RUN: decide and report in run.linked, write nothing to CDF."
+  type        = bool
+  default     = false
+}
+
+variable "link_topic" {
+  description = "LINK_TOPIC: the topic run.linked events go to, projects/PROJECT/topics/TOPIC; null: the events topic. The link's service account is granted publish on it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.link_topic == null || can(regex("^projects/[^/]+/topics/[^/]+$", var.link_topic))
+    error_message = "link_topic must be projects/PROJECT/topics/TOPIC."
+  }
+}
+
+variable "link_max_instances" {
+  description = "Most instances of the link function at once. With link_instance_concurrency and link_concurrency it bounds the CDF writes in flight: 1 x 4 x 4 = 16 by default, since CDF limits concurrent writes per project."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.link_max_instances >= 1 && var.link_max_instances <= 100 && floor(var.link_max_instances) == var.link_max_instances
+    error_message = "link_max_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "link_instance_concurrency" {
+  description = "run.completed events one link instance handles at a time (its max_instance_request_concurrency and THREADS)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.link_instance_concurrency >= 1 && var.link_instance_concurrency <= 80 && floor(var.link_instance_concurrency) == var.link_instance_concurrency
+    error_message = "link_instance_concurrency must be a whole number from 1 to 80."
+  }
+}
+
+# Tracing.
+
+variable "tracing" {
+  description = "Send each function's spans to Cloud Trace: sets OTEL_TRACES_EXPORTER=gcp_trace and OTEL_SERVICE_NAME (the function's name) and grants roles/cloudtrace.agent to the functions' service accounts."
+  type        = bool
+  default     = false
+}
+
+# The dashboard (dashboard.tf).
+
+variable "dashboard" {
+  description = "Create the Cloud Monitoring dashboard \"NAME\" and the log-based metrics it charts (NAME_outcomes, NAME_events, NAME_completed_lag, and with the link NAME_link_*)."
+  type        = bool
+  default     = true
+}
+
+# BigQuery (bigquery.tf).
+
+variable "bigquery" {
+  description = "Write every message of the events topic to BigQuery: a dataset NAME_events (dashes become underscores) with the table events (Pub/Sub's write_metadata columns), a BigQuery subscription NAME-bigquery, and the view matches (one row per match event, deduplicated by ce-id)."
+  type        = bool
+  default     = false
+}
+
+variable "bigquery_location" {
+  description = "Location of the BigQuery dataset; null: the region."
+  type        = string
+  default     = null
+}
+
+variable "bigquery_kms_key_name" {
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K, in the dataset's location) that encrypts the BigQuery dataset; null uses Google-managed keys. BigQuery's service agent must hold the Cloud KMS CryptoKey Encrypter/Decrypter role on it (grant that outside this module)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.bigquery_kms_key_name == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.bigquery_kms_key_name))
+    error_message = "bigquery_kms_key_name must be projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY."
+  }
+}
+
+variable "bigquery_deletion_protection" {
+  description = "Keep Terraform from deleting the BigQuery table and view, which hold the events' history. To drop them, apply with false first, then with bigquery = false."
+  type        = bool
+  default     = true
 }

@@ -34,10 +34,18 @@ EVENTARC_SUBSCRIPTION = f"projects/{PROJECT}/subscriptions/eventarc-{REGION}-mat
 ROLES = {
     "roles/pubsub.publisher",  # the function on the events, error and trigger topics; the Pub/Sub agent on dead letters
     "roles/secretmanager.secretAccessor",  # the function on its secret
-    "roles/run.invoker",  # the trigger's account on the function's service
-    "roles/eventarc.eventReceiver",  # the trigger's account, project level
-    "roles/pubsub.subscriber",  # the Pub/Sub agent on Eventarc's subscription, for dead-lettering
+    "roles/run.invoker",  # the invoker (push) or the trigger's account (Eventarc) on the function's service
+    "roles/eventarc.eventReceiver",  # the trigger's account, project level (Eventarc only)
+    "roles/pubsub.subscriber",  # the Pub/Sub agent on the trigger's subscription, for dead-lettering
+    "roles/iam.serviceAccountTokenCreator",  # the Pub/Sub agent on the invoker, for the push requests' OIDC tokens
 }
+# Only with tracing and BigQuery: the functions' accounts write spans, the Pub/Sub agent writes the events table.
+OPTIONAL_ROLES = {"roles/cloudtrace.agent", "roles/bigquery.dataEditor"}
+INVOKER = f"serviceAccount:matchrelay-invoker@{PROJECT}.iam.gserviceaccount.com"
+LINK_SA = f"serviceAccount:matchrelay-link@{PROJECT}.iam.gserviceaccount.com"
+RUN_COMPLETED_FILTER = 'attributes.ce-type = "com.cognite.entitymatching.run.completed"'
+LINK_SECRET = "Lk4-also-not-for-eyes-2Pq"
+LINK_SETTINGS = {"LINK": "true", "LINK_IDP_CLIENT_ID": "matchrelay-link-client"}
 SETTINGS = {
     "GOOGLE_CLOUD_PROJECT": PROJECT,
     "REGION": REGION,
@@ -176,46 +184,137 @@ def test_deploy_function_service_serves_80_requests_on_one_vcpu_within_540_s(tf:
     assert service["environment_variables"] == "${local.environment}"
 
 
-def test_deploy_event_trigger_retries_pubsub_messages_of_the_trigger_topic(tf: Module) -> None:
-    """The Eventarc trigger takes messagePublished events of the trigger topic, retries, and uses the function's SA."""
-    trigger = _one(tf.resources["google_cloudfunctions2_function", "matchrelay"], "event_trigger")
-    assert trigger == {
+def test_deploy_trigger_defaults_to_push_and_accepts_only_push_or_eventarc(tf: Module) -> None:
+    """var.trigger is "push" unless set, and its validation refuses anything but "push" and "eventarc"."""
+    variable = tf.variables["trigger"]
+    assert variable["default"] == "push"
+    assert variable["validation"][0]["condition"] == '${contains(["push", "eventarc"], var.trigger)}'
+    assert tf.locals["eventarc"] == '${var.trigger == "eventarc" ? 1 : 0}'
+    assert tf.locals["push"] == '${var.trigger == "push" ? 1 : 0}'
+
+
+def test_deploy_event_trigger_exists_only_with_eventarc_and_retries_the_trigger_topic(tf: Module) -> None:
+    """With Eventarc the trigger takes messagePublished events of the trigger topic, retries, uses the function's SA."""
+    function = tf.resources["google_cloudfunctions2_function", "matchrelay"]
+    assert "event_trigger" not in function, "with push the function must be an HTTP function"
+    (dynamic,) = function["dynamic"]
+    assert dynamic["event_trigger"]["for_each"] == "${range(local.eventarc)}"
+    assert _one(dynamic["event_trigger"], "content") == {
         "trigger_region": "${var.region}",
         "event_type": "google.cloud.pubsub.topic.v1.messagePublished",
         "pubsub_topic": "${google_pubsub_topic.trigger.id}",
         "retry_policy": "RETRY_POLICY_RETRY",
         "service_account_email": "${google_service_account.function.email}",
     }
+    for eventarc_only in (
+        ("google_project_iam_member", "event_receiver"),
+        ("google_cloud_run_v2_service_iam_member", "trigger_invoker"),
+    ):
+        assert tf.resources[eventarc_only]["count"] == "${local.eventarc}", eventarc_only
+
+
+def test_deploy_push_subscription_targets_the_function_url_with_oidc_600_s_retries_and_dead_letters(tf: Module) -> None:
+    """With push, the trigger topic's subscription pushes to the function's URL as the invoker, as push.tf owns it."""
+    subscription = tf.resources["google_pubsub_subscription", "trigger"]
+    assert subscription["count"] == "${local.push}"
+    assert subscription["topic"] == "${google_pubsub_topic.trigger.id}"
+    assert subscription["name"] == "${var.name}-trigger"
+    url = "${google_cloudfunctions2_function.matchrelay.service_config[0].uri}"
+    _check_push(tf, subscription, url, "${google_pubsub_topic.dead_letter.id}")
+    assert "filter" not in subscription, "every trigger message is the function's"
+    assert tf.resources["google_pubsub_subscription_iam_member", "trigger_dead_letter_subscriber"] == {
+        "count": "${local.push}",
+        "project": "${var.project}",
+        "subscription": "${google_pubsub_subscription.trigger[0].name}",
+        "role": "roles/pubsub.subscriber",
+        "member": "${local.pubsub_service_agent}",
+    }
+
+
+def _check_push(tf: Module, subscription: dict[str, Any], url: str, dead_letter_topic: str) -> None:
+    """A push subscription as the platform wants it: OIDC to url, 600 s, backoff 10 s to 600 s, dead letters."""
+    push = _one(subscription, "push_config")
+    assert push["push_endpoint"] == url
+    assert _one(push, "oidc_token") == {
+        "service_account_email": "${google_service_account.invoker[0].email}",
+        "audience": url,
+    }
+    assert subscription["ack_deadline_seconds"] == "${local.push_ack_deadline_s}"
+    assert tf.locals["push_ack_deadline_s"] == 600
+    assert _one(subscription, "retry_policy") == {
+        "minimum_backoff": "${local.push_min_backoff}",
+        "maximum_backoff": "${local.push_max_backoff}",
+    }
+    assert (tf.locals["push_min_backoff"], tf.locals["push_max_backoff"]) == ("10s", "600s")
+    assert _one(subscription, "dead_letter_policy") == {
+        "dead_letter_topic": dead_letter_topic,
+        "max_delivery_attempts": "${var.max_delivery_attempts}",
+    }
+    assert subscription["message_retention_duration"] == "${local.push_retention}"
+    assert tf.locals["push_retention"] == "86400s"
+    assert _one(subscription, "expiration_policy") == {"ttl": ""}
+
+
+def test_deploy_invoker_may_invoke_the_functions_and_nothing_else(tf: Module) -> None:
+    """The invoker exists with any push subscription, holds run.invoker on the two services only, and Pub/Sub mints."""
+    invoker = tf.resources["google_service_account", "invoker"]
+    assert invoker["count"] == "${local.invoker}"
+    assert tf.locals["invoker"] == '${var.trigger == "push" || var.link ? 1 : 0}'
+    assert invoker["account_id"] == "${substr(var.name, 0, 22)}-invoker"  # at most 30 characters
+    assert len("x" * 22 + "-invoker") == 30
+    grants = [
+        (type_, name, body["role"])
+        for (type_, name), body in tf.resources.items()
+        if "_iam_" in type_ and "invoker" in body["member"]
+    ]
+    assert sorted(grants) == [
+        ("google_cloud_run_v2_service_iam_member", "link_invoker", "roles/run.invoker"),
+        ("google_cloud_run_v2_service_iam_member", "push_invoker", "roles/run.invoker"),
+    ]
+    creator = tf.resources["google_service_account_iam_member", "invoker_token_creator"]
+    assert (creator["service_account_id"], creator["role"], creator["member"]) == (
+        "${google_service_account.invoker[0].name}",
+        "roles/iam.serviceAccountTokenCreator",
+        "${local.pubsub_service_agent}",
+    )
+    assert tf.resources["google_cloud_run_v2_service_iam_member", "push_invoker"]["name"] == (
+        "${google_cloudfunctions2_function.matchrelay.name}"
+    )
 
 
 def test_deploy_function_environment_names_full_topics_and_drops_unset_values(tf: Module) -> None:
     """The environment has the contract's variables, topics as projects/P/topics/T, and omits unset optional ones."""
-    environment = tf.locals["environment"]
-    assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) = ", environment)) == {
+    shared, environment = tf.locals["shared_environment"], tf.locals["environment"]
+    assert set(shared) == {
         "CDF_PROJECT",
         "CDF_CLUSTER",
         "CDF_URL",
         "CDF_ALLOWED_PROJECTS",
         "IDP_TOKEN_URL",
-        "IDP_CLIENT_ID",
         "IDP_SCOPES",
         "IDP_AUDIENCE",
         "RELAY_TOPIC",
+        "INVOCATION_TIMEOUT_S",
+        "LOG_LEVEL",
+        "OTEL_TRACES_EXPORTER",
+    }
+    assert "merge(local.shared_environment, {" in environment
+    assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) = ", environment)) == {
+        "IDP_CLIENT_ID",
         "RELAY_ERROR_TOPIC",
         "RELAY_TRIGGER_TOPIC",
         "POLL_BUDGET_S",
-        "INVOCATION_TIMEOUT_S",
         "RUN_MAX_WAIT_S",
-        "LOG_LEVEL",
+        "OTEL_SERVICE_NAME",
         "THREADS",
     }
     # google_pubsub_topic.id is projects/{project}/topics/{name}.
-    assert "RELAY_TOPIC = google_pubsub_topic.events.id" in environment
+    assert shared["RELAY_TOPIC"] == "${google_pubsub_topic.events.id}"
+    assert shared["INVOCATION_TIMEOUT_S"] == "${tostring(var.timeout_s)}"
+    assert shared["IDP_AUDIENCE"] == "${var.idp_audience}"
     assert "RELAY_ERROR_TOPIC = google_pubsub_topic.errors.id" in environment
     assert "RELAY_TRIGGER_TOPIC = google_pubsub_topic.trigger.id" in environment
-    assert "INVOCATION_TIMEOUT_S = tostring(var.timeout_s)" in environment
     assert "THREADS = tostring(var.concurrency)" in environment
-    assert "IDP_AUDIENCE = var.idp_audience" in environment
     assert environment.endswith(": key => value if value != null})}")
     assert tf.variables["idp_audience"]["default"] is None
     extra = tf.variables["extra_environment_variables"]["validation"][0]["condition"]
@@ -250,7 +349,7 @@ def test_deploy_client_secret_comes_from_secret_manager(tf: Module) -> None:
         "secret": "${local.secret_id}",
         "version": "latest",
     }
-    assert "IDP_CLIENT_SECRET =" not in tf.locals["environment"]
+    assert "IDP_CLIENT_SECRET" not in tf.locals["environment"] + str(tf.locals["shared_environment"])
     assert tf.variables["idp_client_secret"]["sensitive"] is True
     assert tf.variables["idp_client_secret"]["default"] is None
     assert tf.variables["idp_client_secret_id"]["default"] is None
@@ -269,34 +368,44 @@ def test_deploy_topics_and_a_seven_day_dead_letter_subscription(tf: Module) -> N
         "events": "${var.name}-events",
         "errors": "${var.name}-errors",
         "dead_letter": "${var.name}-dead-letter",
+        "link_dead_letter": "${var.name}-link-dead-letter",  # with the link only
     }
     subscriptions = {name for type_, name in tf.resources if type_ == "google_pubsub_subscription"}
-    assert subscriptions == {"dead_letter"}
+    assert subscriptions == {"dead_letter", "trigger", "link", "link_dead_letter", "bigquery"}
     subscription = tf.resources["google_pubsub_subscription", "dead_letter"]
     assert subscription["topic"] == "${google_pubsub_topic.dead_letter.id}"
     assert subscription["message_retention_duration"] == "${var.dead_letter_retention}"
     assert tf.variables["dead_letter_retention"]["default"] == "604800s"
     assert _one(subscription, "expiration_policy") == {"ttl": ""}
     kms = [body["kms_key_name"] for (type_, _), body in tf.resources.items() if type_ == "google_pubsub_topic"]
-    assert kms == ["${var.kms_key_name}"] * 4
+    assert kms == ["${var.kms_key_name}"] * 5
     assert tf.variables["kms_key_name"]["default"] is None
 
 
-def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
-    """Every role named anywhere is one of five, and each grant is resource-level except eventReceiver."""
-    assert set(re.findall(r"roles/[A-Za-z.]+", " ".join(tf.strings))) == ROLES
+def test_deploy_roles_are_exactly_the_ones_the_deployment_needs(tf: Module) -> None:
+    """Every role named is a listed one, every grant is one member at resource level but eventReceiver and traces."""
+    assert set(re.findall(r"roles/[A-Za-z.]+", " ".join(tf.strings))) == ROLES | OPTIONAL_ROLES
     iam = [(type_, body) for (type_, _), body in tf.resources.items() if "_iam_" in type_]
     assert all(type_.endswith("_iam_member") for type_, _ in iam), "bindings and policies would replace others' grants"
     grants = {
         (
             type_.removeprefix("google_").removesuffix("_iam_member"),
             body["role"],
-            next(body[key] for key in ("topic", "secret_id", "name", "project") if key in body),
+            next(
+                body[key]
+                for key in ("topic", "secret_id", "subscription", "service_account_id", "table_id", "name", "project")
+                if key in body
+            ),
             body["member"],
         )
         for type_, body in iam
     }
-    sa, agent = "${local.function_sa}", "${local.pubsub_service_agent}"
+    sa, agent, invoker, link = (
+        "${local.function_sa}",
+        "${local.pubsub_service_agent}",
+        "${local.invoker_sa}",
+        "${local.link_sa}",
+    )
     assert grants == {
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.events.name}", sa),
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.errors.name}", sa),
@@ -304,11 +413,28 @@ def test_deploy_roles_are_exactly_the_ones_the_relay_needs(tf: Module) -> None:
         ("secret_manager_secret", "roles/secretmanager.secretAccessor", "${local.secret_id}", sa),
         ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.matchrelay.name}", sa),
         ("project", "roles/eventarc.eventReceiver", "${var.project}", sa),
+        ("project", "roles/cloudtrace.agent", "${var.project}", "${each.value}"),
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.dead_letter.name}", agent),
+        # push: the invoker may invoke, Pub/Sub may mint its tokens and dead-letter from the subscription
+        ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.matchrelay.name}", invoker),
+        ("service_account", "roles/iam.serviceAccountTokenCreator", "${google_service_account.invoker[0].name}", agent),
+        ("pubsub_subscription", "roles/pubsub.subscriber", "${google_pubsub_subscription.trigger[0].name}", agent),
+        # the link: its own secret and topic, its own invoker grant, its own dead letters
+        ("pubsub_topic", "roles/pubsub.publisher", "${local.link_topic}", link),
+        ("secret_manager_secret", "roles/secretmanager.secretAccessor", "${local.link_secret_id}", link),
+        ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.link[0].name}", invoker),
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.link_dead_letter[0].name}", agent),
+        ("pubsub_subscription", "roles/pubsub.subscriber", "${google_pubsub_subscription.link[0].name}", agent),
+        # BigQuery: the Pub/Sub agent writes the events table and nothing else
+        ("bigquery_table", "roles/bigquery.dataEditor", "${google_bigquery_table.events[0].table_id}", agent),
     }
     assert tf.locals["function_sa"] == "serviceAccount:${google_service_account.function.email}"
     assert tf.locals["pubsub_service_agent"] == (
         "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
+    tracing = tf.resources["google_project_iam_member", "trace_agent"]
+    assert tracing["for_each"] == (
+        "${var.tracing ? merge({relay = local.function_sa}, var.link ? {link = local.link_sa} : {}) : {}}"
     )
 
 
@@ -325,9 +451,18 @@ def test_deploy_outputs_name_the_function_topics_and_eventarc_subscription_comma
         "service_account_email",
         "sweep_jobs",
         "alert_policies",
+        "trigger_subscription_id",
+        "invoker_service_account_email",
+        "link",
+        "dashboard_id",
+        "bigquery",
     }
     commands = tf.locals["eventarc_subscription_commands"]
+    assert commands.startswith('${var.trigger == "eventarc" ? (')
+    assert commands.endswith(") : null}"), "with push there is nothing to run by hand"
     assert tf.outputs["eventarc_subscription_commands"]["value"] == "${local.eventarc_subscription_commands}"
+    assert tf.outputs["trigger_subscription_id"]["value"] == "${one(google_pubsub_subscription.trigger[*].id)}"
+    assert "event_trigger[*].trigger" in tf.outputs["eventarc_trigger"]["value"]
     assert tf.outputs["dead_letter_policy_commands"]["value"] == "${local.eventarc_subscription_commands}"
     assert "event_trigger[0].trigger" in commands
     assert "--ack-deadline=600 " in commands
@@ -351,21 +486,184 @@ def test_deploy_every_variable_is_typed_and_described(tf: Module) -> None:
         assert "default" not in tf.variables[name], f"{name} should be required"
 
 
+# --- the link -------------------------------------------------------------------------------------------------------
+
+LINK_RESOURCES = {
+    ("google_service_account", "link"),
+    ("google_pubsub_topic_iam_member", "link_publisher"),
+    ("google_secret_manager_secret_iam_member", "link_idp_client_secret_accessor"),
+    ("google_pubsub_topic", "link_dead_letter"),
+    ("google_pubsub_subscription", "link_dead_letter"),
+    ("google_pubsub_topic_iam_member", "link_dead_letter_publisher"),
+    ("google_cloudfunctions2_function", "link"),
+    ("google_cloud_run_v2_service_iam_member", "link_invoker"),
+    ("google_pubsub_subscription", "link"),
+    ("google_pubsub_subscription_iam_member", "link_dead_letter_subscriber"),
+}
+
+
+def test_deploy_link_is_off_by_default_and_every_part_of_it_follows_the_switch(tf: Module) -> None:
+    """link defaults to false; each link resource exists once with it, its secret only when the module creates it."""
+    assert tf.variables["link"]["default"] is False
+    assert tf.locals["link"] == "${var.link ? 1 : 0}"
+    assert {key: tf.resources[key]["count"] for key in LINK_RESOURCES} == dict.fromkeys(LINK_RESOURCES, "${local.link}")
+    for created in ("google_secret_manager_secret", "google_secret_manager_secret_version"):
+        assert tf.resources[created, "link_idp_client_secret"]["count"] == "${local.create_link_secret ? 1 : 0}"
+    assert tf.locals["create_link_secret"] == "${var.link && var.link_idp_client_secret_id == null}"
+    assert tf.variables["link_idp_client_secret"]["sensitive"] is True
+    secret = tf.resources["google_secret_manager_secret", "link_idp_client_secret"]
+    assert secret["secret_id"] == "${var.name}-link-idp-client-secret"
+
+
+def test_deploy_link_function_runs_on_run_completed_as_its_own_account_with_its_own_secret(tf: Module) -> None:
+    """The link is the same source at on_run_completed, with its own account, client id and secret."""
+    link, relay = (tf.resources["google_cloudfunctions2_function", name] for name in ("link", "matchrelay"))
+    build = _one(link, "build_config")
+    assert build["entry_point"] == "on_run_completed"
+    assert _one(build, "source") == _one(_one(relay, "build_config"), "source")
+    service = _one(link, "service_config")
+    assert service["service_account_email"] == "${google_service_account.link[0].email}"
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert service["environment_variables"] == "${local.link_environment}"
+    assert _one(service, "secret_environment_variables")["secret"] == "${local.link_secret_id}"
+    assert service["max_instance_request_concurrency"] == "${var.link_instance_concurrency}"
+    assert service["max_instance_count"] == "${var.link_max_instances}"
+    assert not {"dynamic", "event_trigger"} & set(link), "the link is fed by its own push subscription"
+    assert tf.resources["google_service_account", "link"]["account_id"] == "${substr(var.name, 0, 25)}-link"
+    conditions = [rule["condition"] for rule in _one(link, "lifecycle")["precondition"]]
+    assert "${var.link_idp_client_id != null}" in conditions
+    accessor = tf.resources["google_secret_manager_secret_iam_member", "link_idp_client_secret_accessor"]
+    assert (accessor["secret_id"], accessor["member"]) == ("${local.link_secret_id}", "${local.link_sa}")
+    assert tf.locals["link_sa"] == '${var.link ? "serviceAccount:${google_service_account.link[0].email}" : null}'
+
+
+def test_deploy_link_environment_carries_the_link_settings_and_its_own_client(tf: Module) -> None:
+    """LINK_* come from the link_ variables, IDP_CLIENT_ID from link_idp_client_id, the rest is the relay's."""
+    environment = tf.locals["link_environment"]
+    assert "merge(local.shared_environment, {" in environment
+    assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) += ", environment)) == {
+        "IDP_CLIENT_ID",
+        "LINK_MIN_SCORE",
+        "LINK_OVERWRITE",
+        "LINK_CONCURRENCY",
+        "LINK_PIPELINES",
+        "LINK_DRY_RUN",
+        "LINK_TOPIC",
+        "OTEL_SERVICE_NAME",
+        "THREADS",
+    }
+    for fragment in (
+        "IDP_CLIENT_ID = var.link_idp_client_id",
+        "LINK_MIN_SCORE = tostring(var.link_min_score)",
+        "LINK_CONCURRENCY = tostring(var.link_concurrency)",
+        'join(",", [for id in var.link_pipelines : format("%d", id)])',
+        "LINK_TOPIC = local.link_topic",
+        "THREADS = tostring(var.link_instance_concurrency)",
+    ):
+        assert fragment in re.sub(r" +", " ", environment), fragment
+    assert tf.locals["link_topic"] == "${coalesce(var.link_topic, google_pubsub_topic.events.id)}"
+    defaults = {name: tf.variables[name].get("default") for name in tf.variables if name.startswith("link_")}
+    assert {key: defaults[key] for key in ("link_min_score", "link_overwrite", "link_concurrency")} == {
+        "link_min_score": 0.9,
+        "link_overwrite": False,
+        "link_concurrency": 4,
+    }
+    assert (defaults["link_pipelines"], defaults["link_dry_run"], defaults["link_topic"]) == ([], False, None)
+    concurrency = tf.variables["link_concurrency"]
+    assert [_validates(concurrency, "link_concurrency", v) for v in (1, 16, 0, 17, 2.5)] == [1, 1, 0, 0, 0]
+    score = tf.variables["link_min_score"]
+    assert [_validates(score, "link_min_score", v) for v in (0, 0.9, 1, -0.1, 1.1)] == [1, 1, 1, 0, 0]
+
+
+def test_deploy_link_subscription_takes_only_run_completed_and_pushes_like_the_trigger(tf: Module) -> None:
+    """The link's push subscription is on the events topic, filtered to run.completed, with its own dead letters."""
+    subscription = tf.resources["google_pubsub_subscription", "link"]
+    assert subscription["topic"] == "${google_pubsub_topic.events.id}"
+    assert subscription["filter"] == "${local.link_completed_types}"
+    assert tf.locals["link_completed_types"] == RUN_COMPLETED_FILTER
+    url = "${google_cloudfunctions2_function.link[0].service_config[0].uri}"
+    _check_push(tf, subscription, url, "${google_pubsub_topic.link_dead_letter[0].id}")
+    dead = tf.resources["google_pubsub_subscription", "link_dead_letter"]
+    assert dead["topic"] == "${google_pubsub_topic.link_dead_letter[0].id}"
+    assert dead["message_retention_duration"] == "${var.dead_letter_retention}"
+
+
+def test_deploy_tracing_sets_the_exporter_and_service_names_only_when_on(tf: Module) -> None:
+    """tracing (off by default) sets OTEL_TRACES_EXPORTER for both functions and names each one's service."""
+    assert tf.variables["tracing"]["default"] is False
+    assert tf.locals["shared_environment"]["OTEL_TRACES_EXPORTER"] == '${var.tracing ? "gcp_trace" : null}'
+    assert "OTEL_SERVICE_NAME = var.tracing ? var.name : null" in re.sub(r" +", " ", tf.locals["environment"])
+    link = re.sub(r" +", " ", tf.locals["link_environment"])
+    assert 'OTEL_SERVICE_NAME = var.tracing ? "${var.name}-link" : null' in link
+    apis = tf.resources["google_project_service", "apis"]["for_each"]
+    assert 'var.tracing ? ["cloudtrace.googleapis.com"] : []' in apis
+
+
+# --- BigQuery -------------------------------------------------------------------------------------------------------
+
+METADATA_COLUMNS = ["subscription_name", "message_id", "publish_time", "data", "attributes"]
+
+
+def test_deploy_bigquery_subscription_writes_the_events_topic_with_its_metadata(tf: Module) -> None:
+    """bigquery (off by default) writes every event with write_metadata to a table of Pub/Sub's metadata columns."""
+    assert tf.variables["bigquery"]["default"] is False
+    bigquery = [key for key in tf.resources if key[0].startswith("google_bigquery")] + [
+        ("google_pubsub_subscription", "bigquery")
+    ]
+    assert {tf.resources[key].get("count") for key in bigquery} == {"${local.bigquery}"}
+    subscription = tf.resources["google_pubsub_subscription", "bigquery"]
+    assert subscription["topic"] == "${google_pubsub_topic.events.id}"
+    assert _one(subscription, "bigquery_config") == {"table": "${local.bigquery_table}", "write_metadata": True}
+    assert "${google_bigquery_table_iam_member.events_writer}" in subscription["depends_on"]
+    columns = [column["name"] for column in tf.locals["bigquery_columns"]]
+    assert columns == METADATA_COLUMNS
+    types = {column["name"]: column["type"] for column in tf.locals["bigquery_columns"]}
+    assert types == {**dict.fromkeys(METADATA_COLUMNS, "STRING"), "publish_time": "TIMESTAMP"}
+    table = tf.resources["google_bigquery_table", "events"]
+    assert table["schema"] == "${jsonencode(local.bigquery_columns)}"
+    assert _one(table, "time_partitioning") == {"type": "DAY", "field": "publish_time"}
+    assert tf.variables["bigquery_deletion_protection"]["default"] is True
+    assert tf.locals["bigquery_dataset"] == '${replace(var.name, "-", "_")}_events'
+
+
+def test_deploy_bigquery_view_reads_the_matches_sql_against_the_events_table(tf: Module) -> None:
+    """The view matches is the committed SQL, standard SQL, over the events table."""
+    view = _one(tf.resources["google_bigquery_table", "matches"], "view")
+    assert view == {
+        "query": '${templatefile("${path.module}/bigquery/matches.sql", {events_table = local.bigquery_table})}',
+        "use_legacy_sql": False,
+    }
+    sql = (DEPLOY / "bigquery" / "matches.sql").read_text()
+    assert sql.count("${") == 1
+    assert "FROM `${events_table}`" in sql
+    assert "ROW_NUMBER() OVER (PARTITION BY JSON_VALUE(attributes, '$.\"ce-id\"')" in sql
+    assert "'com.cognite.entitymatching.match'" in sql
+
+
 # --- deploy.sh ------------------------------------------------------------------------------------------------------
 
 STUB = """#!{python} -S
 import json, os, sys
 
 args = sys.argv[1:]
+with open(os.environ["STUB_LOG"]) as log:
+    deployed = [json.loads(line) for line in log if json.loads(line)[:2] == ["functions", "deploy"]]
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 if args[:3] == ["secrets", "versions", "add"]:
     with open(os.environ["STUB_STDIN"], "a") as stdin:
-        stdin.write(sys.stdin.read())
+        stdin.write(args[3] + "=" + sys.stdin.read() + "\\n")
 if args[:2] == ["projects", "describe"]:
     print("{number}")
 elif args[:2] == ["functions", "describe"]:
-    print("projects/{project}/locations/{region}/triggers/matchrelay-123")
+    # A function exists once deployed (or before, with STUB_EXISTING); its Eventarc trigger if it has one.
+    mine = [argv for argv in deployed if argv[2] == args[2]]
+    if not mine and not os.environ.get("STUB_EXISTING"):
+        sys.exit(1)
+    if "--format=value(serviceConfig.uri)" in args:
+        print("https://" + args[2] + "-abc123-ew.a.run.app")
+    elif any(arg.startswith("--trigger-topic=") for arg in mine[-1]) if mine else os.environ.get("STUB_EVENTARC"):
+        print("projects/{project}/locations/{region}/triggers/" + args[2] + "-123")
 elif args[:3] == ["eventarc", "triggers", "describe"]:
     print("{subscription}")
 elif args[:3] == ["scheduler", "jobs", "list"]:
@@ -457,79 +755,138 @@ def test_deploy_script_help_lists_every_setting_the_readme_documents() -> None:
     assert not [name for name in listed if f"`{name}`" not in readme]
 
 
-def test_deploy_script_issues_the_deployment_in_order(fresh: Run) -> None:
-    """Topics, dead-letter subscription, account, bindings, secret, function, then the dead-letter policy."""
-    assert fresh.code == 0, fresh.stderr
-    expected = [
-        ["services", "enable"],
-        ["pubsub", "topics", "create", "matchrelay-trigger"],
-        ["pubsub", "topics", "create", "matchrelay-events"],
-        ["pubsub", "topics", "create", "matchrelay-errors"],
-        ["pubsub", "topics", "create", "matchrelay-dead-letter"],
-        ["pubsub", "subscriptions", "create", "matchrelay-dead-letter"],
-        ["iam", "service-accounts", "create", "matchrelay"],
-        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-events"],
-        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-errors"],
-        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-trigger"],
+def _stored(secret: str, value: str) -> str:
+    """What the stand-in received on stdin for one new secret version."""
+    return f"{secret}={value}\n"
+
+
+SUBSCRIPTION_PUSH = "https://matchrelay-abc123-ew.a.run.app"
+# The changes of a fresh deployment in each mode, in order: what both share, then the function and its delivery.
+BEFORE_FUNCTION = [
+    ["services", "enable"],
+    ["pubsub", "topics", "create", "matchrelay-trigger"],
+    ["pubsub", "topics", "create", "matchrelay-events"],
+    ["pubsub", "topics", "create", "matchrelay-errors"],
+    ["pubsub", "topics", "create", "matchrelay-dead-letter"],
+    ["pubsub", "subscriptions", "create", "matchrelay-dead-letter"],
+    ["iam", "service-accounts", "create", "matchrelay"],
+]
+PUBLISHERS = [
+    ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-events"],
+    ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-errors"],
+    ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-trigger"],
+]
+SECRET_STEPS = [
+    ["secrets", "create", "matchrelay-idp-client-secret"],
+    ["secrets", "versions", "add", "matchrelay-idp-client-secret"],
+    ["secrets", "add-iam-policy-binding", "matchrelay-idp-client-secret"],
+    ["functions", "deploy", "matchrelay"],
+]
+ORDER = {
+    "push": [
+        *BEFORE_FUNCTION,
+        ["iam", "service-accounts", "create", "matchrelay-invoker"],
+        *PUBLISHERS,
+        ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-dead-letter"],
+        ["iam", "service-accounts", "add-iam-policy-binding", f"matchrelay-invoker@{PROJECT}.iam.gserviceaccount.com"],
+        *SECRET_STEPS,
+        ["run", "services", "add-iam-policy-binding", "matchrelay"],
+        ["pubsub", "subscriptions", "create", "matchrelay-trigger"],
+        ["pubsub", "subscriptions", "add-iam-policy-binding", "matchrelay-trigger"],
+    ],
+    "eventarc": [
+        *BEFORE_FUNCTION,
+        *PUBLISHERS,
         ["projects", "add-iam-policy-binding", PROJECT],
         ["pubsub", "topics", "add-iam-policy-binding", "matchrelay-dead-letter"],
-        ["secrets", "create", "matchrelay-idp-client-secret"],
-        ["secrets", "versions", "add", "matchrelay-idp-client-secret"],
-        ["secrets", "add-iam-policy-binding", "matchrelay-idp-client-secret"],
-        ["functions", "deploy", "matchrelay"],
+        *SECRET_STEPS,
         ["run", "services", "add-iam-policy-binding", "matchrelay"],
         ["pubsub", "subscriptions", "add-iam-policy-binding", EVENTARC_SUBSCRIPTION],
         ["pubsub", "subscriptions", "update", EVENTARC_SUBSCRIPTION],
-    ]
-    changes = _changes(fresh.calls)
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def eventarc(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """deploy.sh with TRIGGER=eventarc into an empty project."""
+    return _deploy(
+        tmp_path_factory.mktemp("eventarc"), {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, "TRIGGER": "eventarc"}
+    )
+
+
+@pytest.mark.parametrize("mode", ["push", "eventarc"])
+def test_deploy_script_issues_the_deployment_in_order(fresh: Run, eventarc: Run, mode: str) -> None:
+    """Topics, dead-letter subscription, accounts, bindings, secret, function, then its delivery and dead letters."""
+    run = {"push": fresh, "eventarc": eventarc}[mode]
+    assert run.code == 0, run.stderr
+    expected = ORDER[mode]
+    changes = _changes(run.calls)
     assert [argv[: len(want)] for argv, want in zip(changes, expected, strict=True)] == expected
-    assert all(_flags(argv).get("--project", PROJECT) == PROJECT for argv in fresh.calls)
+    assert all(_flags(argv).get("--project", PROJECT) == PROJECT for argv in run.calls)
     subscription = _flags(changes[5])
     assert subscription["--topic"] == "matchrelay-dead-letter"
     assert subscription["--message-retention-duration"] == "7d"
-    update = _flags(changes[-1])
-    assert update["--ack-deadline"] == "600"
-    assert update["--dead-letter-topic"] == f"projects/{PROJECT}/topics/matchrelay-dead-letter"
-    assert update["--max-delivery-attempts"] == "100"
     assert "cloudscheduler.googleapis.com" in changes[0]
+    if mode == "eventarc":
+        update = _flags(changes[-1])
+        assert update["--ack-deadline"] == "600"
+        assert update["--dead-letter-topic"] == f"projects/{PROJECT}/topics/matchrelay-dead-letter"
+        assert update["--max-delivery-attempts"] == "100"
 
 
-def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Run) -> None:
-    """gcloud functions deploy gets gen2, python311, on_run_message, the trigger topic, retry, 540 s and the secret."""
+def test_deploy_script_push_subscription_targets_the_url_with_oidc_600_s_retries_and_dead_letters(fresh: Run) -> None:
+    """With push, deploy.sh creates the trigger's push subscription as push.tf does: the same settings, flag by flag."""
+    (create,) = [
+        argv for argv in fresh.calls if argv[:4] == ["pubsub", "subscriptions", "create", "matchrelay-trigger"]
+    ]
+    assert _flags(create) == {
+        "--topic": "matchrelay-trigger",
+        "--project": PROJECT,
+        "--push-endpoint": SUBSCRIPTION_PUSH,
+        "--push-auth-service-account": INVOKER.removeprefix("serviceAccount:"),
+        "--push-auth-token-audience": SUBSCRIPTION_PUSH,
+        "--ack-deadline": "600",
+        "--min-retry-delay": "10s",
+        "--max-retry-delay": "600s",
+        "--dead-letter-topic": f"projects/{PROJECT}/topics/matchrelay-dead-letter",
+        "--max-delivery-attempts": "100",
+        "--message-retention-duration": "1d",
+        "--expiration-period": "never",
+    }
+
+
+def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Run, eventarc: Run) -> None:
+    """gcloud functions deploy gets gen2, python311, on_run_message, 540 s and the secret; HTTP or Eventarc delivery."""
     (deploy,) = [argv for argv in fresh.calls if argv[:2] == ["functions", "deploy"]]
     flags = _flags(deploy)
     sa_email = SA.removeprefix("serviceAccount:")
-    assert {
-        key: flags.get(key)
-        for key in (
-            "--gen2",
-            "--region",
-            "--runtime",
-            "--entry-point",
-            "--trigger-topic",
-            "--retry",
-            "--timeout",
-            "--memory",
-            "--cpu",
-            "--concurrency",
-            "--service-account",
-            "--trigger-service-account",
-            "--set-secrets",
-        )
-    } == {
+    common = {
         "--gen2": "",
         "--region": REGION,
         "--runtime": "python311",
         "--entry-point": "on_run_message",
-        "--trigger-topic": "matchrelay-trigger",
-        "--retry": "",
         "--timeout": "540s",
         "--memory": "1Gi",
         "--cpu": "1",
         "--concurrency": "80",
         "--service-account": sa_email,
-        "--trigger-service-account": sa_email,
+        "--ingress-settings": "internal-only",
         "--set-secrets": "IDP_CLIENT_SECRET=matchrelay-idp-client-secret:latest",
+    }
+    assert {key: flags.get(key) for key in common} == common
+    assert {key: flags[key] for key in flags if "trigger" in key or "allow" in key or key == "--retry"} == {
+        "--trigger-http": "",
+        "--no-allow-unauthenticated": "",
+    }
+    (deploy_eventarc,) = [argv for argv in eventarc.calls if argv[:2] == ["functions", "deploy"]]
+    eventarc_flags = _flags(deploy_eventarc)
+    assert {key: eventarc_flags.get(key) for key in common} == common
+    assert {key: eventarc_flags[key] for key in eventarc_flags if "trigger" in key or key == "--retry"} == {
+        "--trigger-topic": "matchrelay-trigger",
+        "--trigger-location": REGION,
+        "--retry": "",
+        "--trigger-service-account": sa_email,
     }
     assert Path(flags["--source"]).resolve() == ROOT
     assert Path(flags["--ignore-file"]).resolve() == DEPLOY / ".gcloudignore"
@@ -556,15 +913,27 @@ def test_deploy_script_deploys_the_function_with_the_contract_settings(fresh: Ru
     }
 
 
-def test_deploy_script_grants_only_the_listed_roles_at_resource_level(fresh: Run) -> None:
-    """The bindings are the module's: the same five roles, only eventReceiver on the project."""
-    bindings = {
-        (argv[0], argv[-1] if argv[0] == "run" else argv[2], _flags(argv)["--role"], _flags(argv)["--member"])
-        for argv in fresh.calls
+def _bindings(run: Run) -> set[tuple[str, str, str]]:
+    """(what kind of resource, role, member) of every IAM binding deploy.sh added."""
+    return {
+        (argv[0] if argv[0] != "iam" else "service-account", _flags(argv)["--role"], _flags(argv)["--member"])
+        for argv in run.calls
         if "add-iam-policy-binding" in argv
     }
-    assert {role for _, _, role, _ in bindings} == ROLES
-    assert {(kind, role, member) for kind, _, role, member in bindings} == {
+
+
+def test_deploy_script_grants_only_the_listed_roles_at_resource_level(fresh: Run, eventarc: Run) -> None:
+    """The bindings are the module's: each mode's roles, only eventReceiver on the project, the invoker only invokes."""
+    assert {role for _, role, _ in _bindings(fresh) | _bindings(eventarc)} == ROLES
+    assert _bindings(fresh) == {
+        ("pubsub", "roles/pubsub.publisher", SA),
+        ("secrets", "roles/secretmanager.secretAccessor", SA),
+        ("run", "roles/run.invoker", INVOKER),
+        ("service-account", "roles/iam.serviceAccountTokenCreator", PUBSUB_AGENT),
+        ("pubsub", "roles/pubsub.publisher", PUBSUB_AGENT),
+        ("pubsub", "roles/pubsub.subscriber", PUBSUB_AGENT),
+    }
+    assert _bindings(eventarc) == {
         ("pubsub", "roles/pubsub.publisher", SA),
         ("secrets", "roles/secretmanager.secretAccessor", SA),
         ("run", "roles/run.invoker", SA),
@@ -578,7 +947,7 @@ def test_deploy_script_grants_only_the_listed_roles_at_resource_level(fresh: Run
 
 def test_deploy_script_stores_the_secret_without_showing_it(fresh: Run) -> None:
     """The secret reaches gcloud on stdin only: never in its arguments, nor in the script's output."""
-    assert fresh.stdin == SECRET
+    assert fresh.stdin == _stored("matchrelay-idp-client-secret", SECRET)
     assert SECRET not in json.dumps(fresh.calls)
     assert SECRET not in fresh.stdout + fresh.stderr
 
@@ -587,19 +956,37 @@ def test_deploy_script_reads_the_secret_from_stdin(tmp_path: Path) -> None:
     """Without IDP_CLIENT_SECRET in the environment, deploy.sh takes the secret from stdin and does not echo it."""
     run = _deploy(tmp_path, SETTINGS, stdin=SECRET + "\n")
     assert run.code == 0, run.stderr
-    assert run.stdin == SECRET
+    assert run.stdin == _stored("matchrelay-idp-client-secret", SECRET)
     assert SECRET not in json.dumps(run.calls)
     assert SECRET not in run.stdout + run.stderr
 
 
-def test_deploy_script_keeps_what_exists(tmp_path: Path) -> None:
-    """Run again with everything in place and no new secret, it creates nothing and keeps the secret's version."""
-    run = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": ""}, existing=True)
+@pytest.mark.parametrize("mode", ["push", "eventarc"])
+def test_deploy_script_keeps_what_exists(tmp_path: Path, mode: str) -> None:
+    """Run again with everything in place and no new secret, it creates nothing and puts the delivery back."""
+    settings = {**SETTINGS, "IDP_CLIENT_SECRET": "", "TRIGGER": mode}
+    run = _deploy(tmp_path, {**settings, **({"STUB_EVENTARC": "1"} if mode == "eventarc" else {})}, existing=True)
     assert run.code == 0, run.stderr
     changes = _changes(run.calls)
     assert not [argv for argv in changes if "create" in argv or argv[:3] == ["secrets", "versions", "add"]]
     assert ["functions", "deploy", "matchrelay"] in [argv[:3] for argv in changes]
-    assert changes[-1][:3] == ["pubsub", "subscriptions", "update"]
+    last = {"push": "matchrelay-trigger", "eventarc": EVENTARC_SUBSCRIPTION}[mode]
+    assert ["pubsub", "subscriptions", "update", last] in [argv[:4] for argv in changes]
+    if mode == "push":
+        (update,) = [argv for argv in changes if argv[:3] == ["pubsub", "subscriptions", "update"]]
+        assert (_flags(update)["--ack-deadline"], _flags(update)["--push-endpoint"]) == ("600", SUBSCRIPTION_PUSH)
+
+
+@pytest.mark.parametrize(("mode", "existing_eventarc"), [("push", True), ("eventarc", False)])
+def test_deploy_script_refuses_to_switch_an_existing_function_between_modes(
+    tmp_path: Path, mode: str, existing_eventarc: bool
+) -> None:
+    """An existing function deployed the other way is named with how to switch, and nothing is changed."""
+    settings = {**SETTINGS, "IDP_CLIENT_SECRET": "", "TRIGGER": mode}
+    run = _deploy(tmp_path, {**settings, **({"STUB_EVENTARC": "1"} if existing_eventarc else {})}, existing=True)
+    assert run.code == 2
+    assert "gcloud functions delete matchrelay --gen2" in run.stderr
+    assert _changes(run.calls) == []
 
 
 @pytest.mark.parametrize(
@@ -656,8 +1043,13 @@ def test_deploy_script_dry_run_prints_the_commands_and_runs_none(tmp_path: Path)
     assert lines[0].startswith("gcloud services enable ")
     assert any(line.startswith("gcloud functions deploy matchrelay --gen2 ") for line in lines)
     assert "'--set-env-vars=^|^CDF_PROJECT=acme|" in run.stdout
-    assert lines[-1].startswith("gcloud pubsub subscriptions update EVENTARC_SUBSCRIPTION ")
+    assert lines[-2].startswith("gcloud pubsub subscriptions create matchrelay-trigger ")
+    assert "--push-endpoint=MATCHRELAY_URL --push-auth-service-account=matchrelay-invoker@" in lines[-2]
     assert SECRET not in run.stdout + run.stderr
+    eventarc = _deploy(tmp_path, {**SETTINGS, "TRIGGER": "eventarc"}, "--dry-run")
+    assert eventarc.calls == []
+    lines = [line for line in eventarc.stdout.splitlines() if line.startswith("gcloud ")]
+    assert lines[-1].startswith("gcloud pubsub subscriptions update EVENTARC_SUBSCRIPTION ")
 
 
 def test_deploy_script_settings_reach_the_function(tmp_path: Path) -> None:
@@ -677,10 +1069,122 @@ def test_deploy_script_settings_reach_the_function(tmp_path: Path) -> None:
     )
     creates = [argv for argv in run.calls if argv[:3] == ["pubsub", "topics", "create"]]
     assert len(creates) == 4
+    secrets = {"IDP_CLIENT_SECRET": SECRET, "LINK_IDP_CLIENT_SECRET": LINK_SECRET}
+    with_link = _deploy(tmp_path, {**SETTINGS, **LINK_SETTINGS, **secrets, **settings})
+    creates = [argv for argv in with_link.calls if argv[:3] == ["pubsub", "topics", "create"]]
+    assert [argv[3] for argv in creates][-1] == "matchrelay-link-dead-letter"
     assert all(_flags(argv)["--topic-encryption-key"] == key for argv in creates)
     refused = _deploy(tmp_path, {**SETTINGS, "IDP_CLIENT_SECRET": SECRET, "TIMEOUT_S": "300", "POLL_BUDGET_S": "300"})
     assert refused.code == 2
     assert "POLL_BUDGET_S must be a whole number from 1 to 299" in refused.stderr
+
+
+# --- deploy.sh: the link and tracing --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """deploy.sh with LINK=true and TRACING=true into an empty project, both secrets on stdin."""
+    settings = {**SETTINGS, **LINK_SETTINGS, "TRACING": "true", "LINK_PIPELINES": "123,124", "LINK_MIN_SCORE": "0.75"}
+    return _deploy(tmp_path_factory.mktemp("linked"), settings, stdin=f"{SECRET}\n{LINK_SECRET}\n")
+
+
+def test_deploy_script_link_runs_on_run_completed_as_its_own_account_with_the_link_settings(linked: Run) -> None:
+    """LINK=true deploys NAME-link at on_run_completed, as its account, with its client, secret and LINK_* settings."""
+    assert linked.code == 0, linked.stderr
+    (deploy,) = [argv for argv in linked.calls if argv[:3] == ["functions", "deploy", "matchrelay-link"]]
+    flags = _flags(deploy)
+    assert {
+        key: flags.get(key) for key in ("--entry-point", "--service-account", "--set-secrets", "--concurrency")
+    } == {
+        "--entry-point": "on_run_completed",
+        "--service-account": LINK_SA.removeprefix("serviceAccount:"),
+        "--set-secrets": "IDP_CLIENT_SECRET=matchrelay-link-idp-client-secret:latest",
+        "--concurrency": "4",
+    }
+    assert "--trigger-http" in flags
+    assert "--trigger-topic" not in flags
+    environment = dict(pair.split("=", 1) for pair in flags["--set-env-vars"].removeprefix("^|^").split("|"))
+    assert {key: value for key, value in environment.items() if key.startswith(("LINK_", "IDP_CLIENT", "OTEL_"))} == {
+        "IDP_CLIENT_ID": "matchrelay-link-client",
+        "LINK_MIN_SCORE": "0.75",
+        "LINK_OVERWRITE": "false",
+        "LINK_CONCURRENCY": "4",
+        "LINK_PIPELINES": "123,124",
+        "LINK_DRY_RUN": "false",
+        "LINK_TOPIC": f"projects/{PROJECT}/topics/matchrelay-events",
+        "OTEL_TRACES_EXPORTER": "gcp_trace",
+        "OTEL_SERVICE_NAME": "matchrelay-link",
+    }
+    assert environment["CDF_API_VERSION"] == "beta", "EXTRA_ENV_VARS reach the link too"
+    (relay,) = [argv for argv in linked.calls if argv[:3] == ["functions", "deploy", "matchrelay"]]
+    relay_environment = _flags(relay)["--set-env-vars"]
+    assert "OTEL_SERVICE_NAME=matchrelay|" in relay_environment + "|"
+    assert "LINK_" not in relay_environment
+    assert "matchrelay-link-client" not in relay_environment
+
+
+def test_deploy_script_link_subscription_takes_only_run_completed_from_the_events_topic(linked: Run) -> None:
+    """The link's push subscription: the events topic, the run.completed filter, OIDC, 600 s, its own dead letters."""
+    (create,) = [argv for argv in linked.calls if argv[:4] == ["pubsub", "subscriptions", "create", "matchrelay-link"]]
+    flags = _flags(create)
+    url = "https://matchrelay-link-abc123-ew.a.run.app"
+    assert flags["--topic"] == "matchrelay-events"
+    assert flags["--message-filter"] == RUN_COMPLETED_FILTER
+    assert (flags["--push-endpoint"], flags["--push-auth-token-audience"]) == (url, url)
+    assert flags["--push-auth-service-account"] == INVOKER.removeprefix("serviceAccount:")
+    assert (flags["--ack-deadline"], flags["--min-retry-delay"], flags["--max-retry-delay"]) == ("600", "10s", "600s")
+    assert flags["--dead-letter-topic"] == f"projects/{PROJECT}/topics/matchrelay-link-dead-letter"
+
+
+def test_deploy_script_link_and_tracing_grants(linked: Run, fresh: Run) -> None:
+    """The link's account reads only its secret and publishes to LINK_TOPIC; tracing adds cloudtrace.agent to both."""
+    assert _bindings(linked) - _bindings(fresh) == {
+        ("pubsub", "roles/pubsub.publisher", LINK_SA),
+        ("secrets", "roles/secretmanager.secretAccessor", LINK_SA),
+        ("projects", "roles/cloudtrace.agent", SA),
+        ("projects", "roles/cloudtrace.agent", LINK_SA),
+    }
+    secrets = {
+        (argv[2], _flags(argv)["--member"])
+        for argv in linked.calls
+        if argv[:2] == ["secrets", "add-iam-policy-binding"]
+    }
+    assert secrets == {("matchrelay-idp-client-secret", SA), ("matchrelay-link-idp-client-secret", LINK_SA)}
+    run_invokers = {(argv[3], _flags(argv)["--member"]) for argv in linked.calls if argv[:2] == ["run", "services"]}
+    assert run_invokers == {("matchrelay", INVOKER), ("matchrelay-link", INVOKER)}
+
+
+def test_deploy_script_stores_each_secret_from_its_line_of_stdin(linked: Run) -> None:
+    """The relay's secret is stdin's first line, the link's the second; neither is shown."""
+    assert linked.stdin == _stored("matchrelay-idp-client-secret", SECRET) + _stored(
+        "matchrelay-link-idp-client-secret", LINK_SECRET
+    )
+    for secret in (SECRET, LINK_SECRET):
+        assert secret not in json.dumps(linked.calls) + linked.stdout + linked.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("LINK_IDP_CLIENT_ID", "", "LINK_IDP_CLIENT_ID is required"),
+        ("LINK_MIN_SCORE", "1.5", "LINK_MIN_SCORE must be a number from 0 to 1"),
+        ("LINK_CONCURRENCY", "17", "LINK_CONCURRENCY must be a whole number from 1 to 16"),
+        ("LINK_PIPELINES", "12,x", "LINK_PIPELINES must be pipeline ids"),
+        ("LINK_OVERWRITE", "yes", "LINK_OVERWRITE must be true or false"),
+        ("LINK_TOPIC", "events", "LINK_TOPIC must be projects/PROJECT/topics/TOPIC"),
+        ("TRACING", "1", "TRACING must be true or false"),
+        ("TRIGGER", "pull", "TRIGGER must be push or eventarc"),
+    ],
+)
+def test_deploy_script_refuses_a_wrong_link_or_delivery_setting(
+    tmp_path: Path, name: str, value: str, named: str
+) -> None:
+    """A wrong link, tracing or trigger setting stops deploy.sh with exit 2 before any call."""
+    run = _deploy(tmp_path, {**SETTINGS, **LINK_SETTINGS, "IDP_CLIENT_SECRET": SECRET, name: value})
+    assert run.code == 2
+    assert named in run.stderr
+    assert run.calls == []
 
 
 # --- scheduled sweeps -----------------------------------------------------------------------------------------------
@@ -808,7 +1312,7 @@ def test_deploy_script_creates_updates_and_prunes_sweep_jobs(tmp_path: Path) -> 
     assert run.code == 0, run.stderr
     changes = _changes(run.calls)
     jobs = [argv for argv in changes if argv[0] == "scheduler"]
-    assert changes[-len(jobs) - 1][:3] == ["pubsub", "subscriptions", "update"]
+    assert changes[-len(jobs) - 1][:4] == ["pubsub", "subscriptions", "add-iam-policy-binding", "matchrelay-trigger"]
     assert [argv[:5] for argv in jobs] == [
         ["scheduler", "jobs", "create", "pubsub", "matchrelay-sweep-123-900"],
         ["scheduler", "jobs", "create", "pubsub", "matchrelay-sweep-all-3600"],
@@ -870,18 +1374,52 @@ def test_deploy_alerts_watch_dead_letters_failed_runs_and_the_trigger_backlog(tf
         assert "docs/operating.md" in _one(policy, "documentation")["content"]
     assert tf.locals["alerts"] == "${var.alerts ? 1 : 0}"
     dead = _condition(tf, "dead_letters")
-    assert 'resource.labels.subscription_id = "${google_pubsub_subscription.dead_letter.name}"' in dead["filter"]
+    assert (
+        'resource.labels.subscription_id = monitoring.regex.full_match("${local.dead_letter_regex}")' in dead["filter"]
+    )
+    assert tf.locals["dead_letter_regex"] == '${join("|", local.dead_letter_subscriptions)}'
+    assert tf.locals["dead_letter_subscriptions"] == (
+        "${concat([google_pubsub_subscription.dead_letter.name], google_pubsub_subscription.link_dead_letter[*].name)}"
+    )
     assert "subscription/num_undelivered_messages" in dead["filter"]
     assert (dead["comparison"], dead["threshold_value"]) == ("COMPARISON_GT", 0)
     backlog = _condition(tf, "trigger_backlog")
     assert "subscription/oldest_unacked_message_age" in backlog["filter"]
-    assert 'subscription_id = starts_with("${local.eventarc_subscription_prefix}")' in backlog["filter"]
+    assert 'subscription_id = monitoring.regex.full_match("${local.trigger_subscription_regex}")' in backlog["filter"]
     assert backlog["threshold_value"] == "${var.trigger_backlog_alert_s}"
-    prefix = tf.locals["eventarc_subscription_prefix"]
-    trigger = "google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger"
-    assert prefix == f"eventarc-${{var.region}}-${{basename({trigger})}}-sub-"
-    # The stand-in's Eventarc subscription has the name Eventarc gives: the prefix selects it.
-    assert EVENTARC_SUBSCRIPTION.rsplit("/", 1)[1].startswith(f"eventarc-{REGION}-matchrelay-123-sub-")
+
+
+# (trigger mode, what the module's trigger subscription regex gives, subscriptions it must select, and must not)
+BACKLOG_CASES = [
+    ("push", "matchrelay-trigger", ["matchrelay-trigger"], ["matchrelay-trigger-x-trigger", "matchrelay-link"]),
+    (
+        "eventarc",
+        f"eventarc-{REGION}-matchrelay-123-sub-.*",
+        [EVENTARC_SUBSCRIPTION.rsplit("/", 1)[1]],
+        ["matchrelay-trigger", f"eventarc-{REGION}-matchrelay-1234-sub-042", f"eventarc-{REGION}-other-sub-1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mode", "regex", "selected", "left"), BACKLOG_CASES)
+def test_deploy_backlog_alert_selects_the_trigger_subscription_of_each_mode(
+    tf: Module, mode: str, regex: str, selected: list[str], left: list[str]
+) -> None:
+    """The regex is the push subscription's own name with push, Eventarc's trigger prefix with Eventarc."""
+    local = tf.locals["trigger_subscription_regex"]
+    push = "google_pubsub_subscription.trigger[0].name"
+    eventarc = (
+        "eventarc-${var.region}-${basename(google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger)}-sub-.*"
+    )
+    assert local == f'${{(var.trigger == "push" ? {push} : "{eventarc}")}}'
+    # What Terraform makes of it for the stand-in deployment (name matchrelay, trigger matchrelay-123).
+    push_name = tf.resources["google_pubsub_subscription", "trigger"]["name"].replace("${var.name}", "matchrelay")
+    rendered = {"push": push_name, "eventarc": eventarc.replace("${var.region}", REGION)}[mode]
+    rendered = rendered.replace(
+        "${basename(google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger)}", "matchrelay-123"
+    )
+    assert rendered == regex
+    assert [bool(re.fullmatch(regex, name)) for name in selected + left] == [True] * len(selected) + [False] * len(left)
 
 
 def test_deploy_run_failed_metric_counts_summary_lines_by_reason(tf: Module) -> None:
