@@ -56,6 +56,7 @@ class Outcome:
     run_id: int | None = None
     detail: str = ""
     segment: int = 0
+    completed_lag_s: float | None = None  # run.completed confirmed: seconds since the run's statusTime
 
     @property
     def ack(self) -> bool:
@@ -198,7 +199,8 @@ class _Step:
         n = body.counts
         completed = completed_event(self.ref, final, (n["matches"], n["suggestedRules"], n["generatedRules"]))
         published += self.relay.sink.publish(self.relay.topics.events, [completed], self.deadline)
-        return Outcome("completed", events=published)
+        lag = None if final.statusTime is None else self.relay.wall() - final.statusTime / 1000
+        return Outcome("completed", events=published, completed_lag_s=lag)
 
     def _continue(self, segment: Segment, published: int) -> Outcome:
         """Hand the rest of the run to a continuation trigger, once this segment's events are confirmed."""

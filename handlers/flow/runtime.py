@@ -132,6 +132,8 @@ def _summarize(outcome: Outcome, started: float) -> None:
         "segment": outcome.segment,
         "seconds": round(time.monotonic() - started, 3),
     }
+    if outcome.completed_lag_s is not None:  # the invocation that confirmed run.completed: how long after CDF's end
+        fields["completedLagS"] = round(outcome.completed_lag_s, 3)
     if isinstance(outcome, SweepOutcome):
         fields |= outcome.fields()
     if isinstance(outcome, SweepOutcome) and outcome.kind in ("swept", "continued"):
