@@ -20,6 +20,7 @@ from handlers import __version__
 from handlers.core.deadline import Deadline
 from handlers.core.errors import MalformedResponse, TransientError
 from handlers.process.settings import Settings
+from handlers.process.tracing import ClientSpan, attempt, client_span, enabled
 
 USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too
@@ -41,9 +42,78 @@ def wait_s(deadline: Deadline | None, timeout_s: float) -> float:
 
 def make_http(settings: Settings, transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """One pooled client per process; redirects are not followed, so no request leaves the configured hosts."""
+    if enabled():  # each request, the token's too, a span of its own
+        transport = Traced(transport or httpx.HTTPTransport())
     return httpx.Client(
         timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT}, follow_redirects=False, transport=transport
     )
+
+
+def url_template(path: str) -> str:
+    """A request's path with its variable parts named (the project, every id); the query is left out."""
+    parts = path.split("/")
+    return "/".join(
+        "{project}"
+        if i and parts[i - 1] == "projects" and part
+        else "{id}"
+        if part.isascii() and part.isdigit()
+        else part
+        for i, part in enumerate(parts)
+    )
+
+
+class Traced(httpx.BaseTransport):
+    """Each request a client span, from sending it to closing its body: method, URL template, status, attempt.
+
+    Only what is named here goes on a span: never a header (the token), a body (the client secret) or a query.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url, method = request.url, request.method
+        template = url_template(url.path)
+        attributes: dict[str, str | int] = {"http.request.method": method, "url.template": template}
+        attributes |= {"server.address": url.host, "server.port": url.port or (443 if url.scheme == "https" else 80)}
+        n = attempt(f"{method} {url}")
+        if n is not None:
+            attributes["matchrelay.attempt"] = n
+        span = client_span(f"{method} {template}", attributes)
+        if span is None:
+            return self._inner.handle_request(request)
+        try:
+            response = self._inner.handle_request(request)
+        except BaseException as exc:
+            span.fail(exc)
+            span.end()
+            raise
+        span.respond(response.status_code)
+        response.stream = _Body(response.stream, span)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _Body(httpx.SyncByteStream):
+    """A response body that ends its request's span when it is closed (read whole, or left)."""
+
+    def __init__(self, inner: Any, span: ClientSpan) -> None:
+        self._inner, self._span = inner, span
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except BaseException as exc:
+            self._span.fail(exc)
+            raise
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._span.end()
 
 
 @contextlib.contextmanager

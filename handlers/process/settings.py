@@ -21,6 +21,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
 TOPIC_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
 GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$|^[A-Za-z0-9.:_-]{1,100}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRACE_EXPORTERS = ("gcp_trace", "otlp", "none")  # one exporter at a time; unset is none
 DEFAULT_TIMEOUT_S = 540.0  # event functions (gen2) time out after at most 540 s
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 5.0, 3600.0  # below 5 s the margin would leave no time to work; 3600: Cloud Run's most
 DEFAULT_BUDGET_S = 480.0
@@ -60,6 +61,8 @@ class Settings(BaseSettings):
     link_dry_run: bool = False
     link_topic: str | None = None  # unset: RELAY_TOPIC (``linked_topic``)
     log_level: str = "INFO"
+    otel_traces_exporter: str | None = None  # OpenTelemetry's own variables: traces off unless an exporter is named
+    otel_service_name: str | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -76,6 +79,14 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("otel_traces_exporter")
+    @classmethod
+    def _exporter(cls, value: str | None) -> str:
+        exporter = (value or "none").lower()
+        if exporter not in TRACE_EXPORTERS:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: {value!r} is not one of {', '.join(TRACE_EXPORTERS)}")
+        return exporter
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from handlers.core.events import Event
+from handlers.process.tracing import carry, publish_span
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
@@ -77,7 +78,8 @@ class GrpcPublishRpc:
 
     def send(self, request: Any, timeout: float) -> int:
         metadata: Sequence[tuple[str, str]] = (self._routing((("topic", request.topic),)),)
-        response = self._call(request, timeout=timeout, metadata=metadata)
+        with publish_span(request.topic, len(request.messages)):  # one span per request, never per message
+            response = self._call(request, timeout=timeout, metadata=metadata)
         return len(response.message_ids)
 
 
@@ -170,7 +172,7 @@ class Workers:
                 for i in range(self._count):
                     threading.Thread(target=self._serve, name=f"matchrelay-publish-{i}", daemon=True).start()
                 self._started = True
-        self._queue.put(work)
+        self._queue.put(carry(work))  # traced: the request's span is a child of the invocation's
 
     def _serve(self) -> None:
         while True:
