@@ -61,8 +61,13 @@ TYPE_ATTRIBUTES: Mapping[str, frozenset[str]] = {
 SPLIT_FIELDS = _listed("part, partCount")
 # A sweep's run.failed adds its window.
 SWEEP_FIELDS = _listed("window")
-# A rule's ``matches`` items keep CDF's fields.
-RULE_MATCH_FIELDS = _listed("sourceKeyField, targetKeyField, source, target, existingMatchType, consistentMatch")
+# A rule's data carries every field CDF gave for the rule; CDF's generated rules also carry their definition, e.g.:
+RULE_DEFINITION_FIELDS = _listed("extractors, conditions, priority, flags, numberOfMatches")
+# Each of a rule's ``matches`` items carries every field CDF gave for it, e.g.:
+RULE_MATCH_FIELDS = _listed("sourceKeyField, targetKeyField, source, target, existingMatchType, consistentMatch, score")
+# Field names the table gives that are the worker's, and win over a field of CDF's with the same name.
+WORKER_RULE_FIELDS = _listed("project, pipelineId, runId, jobId, ruleIndex, part, partCount")
+RULE_KINDS = ("suggestedrule", "generatedrule")
 # ``reason`` of a run.failed (and its ce-reason), in the contract's order.
 REASONS = _ordered(
     "run_failed, run_not_found, access_denied, auth_failed, invalid_request, invalid_response, invalid_trigger, "
@@ -167,7 +172,11 @@ def contract_problems(
     part = subject.groupdict().get("part")
     fields = DATA_FIELDS[kind] | (SPLIT_FIELDS if part is not None else frozenset())
     fields |= SWEEP_FIELDS if subject.groupdict().get("window") else frozenset()
-    if set(decoded) != fields:
+    if kind in RULE_KINDS:  # CDF's other fields come along, but never one by a name of the worker's
+        wrong = (fields - set(decoded)) | (set(decoded) & WORKER_RULE_FIELDS - fields)
+        if wrong:
+            return [*problems, f"data fields {sorted(wrong)} missing or not the worker's"]
+    elif set(decoded) != fields:
         return [*problems, f"data fields {sorted(set(decoded) ^ fields)} differ"]
 
     problems += _time_problems(kind, attributes["ce-time"], decoded)
@@ -298,8 +307,8 @@ def _type_problems(
         matches = decoded["matches"]
         if not isinstance(matches, list):
             problems.append("matches is not a list")
-        elif not all(isinstance(m, dict) and set(m) <= RULE_MATCH_FIELDS for m in matches):
-            problems.append("matches items are not objects of CDF's rule match fields")
+        elif not all(isinstance(m, dict) for m in matches):
+            problems.append("matches items are not objects")
         if kind == "suggestedrule" and not (
             isinstance(decoded["matchIndex"], list) and all(type(i) is int for i in decoded["matchIndex"])
         ):
@@ -327,4 +336,33 @@ def _type_problems(
             problems.append(f"errorMessage {decoded['errorMessage']!r}")
         if not (decoded["status"] is None or isinstance(decoded["status"], str)):
             problems.append(f"status {decoded['status']!r}")
+    return problems
+
+
+def rule_problems(kind: str, datas: list[Mapping[str, Any]], cdf_rule: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the events of one rule, given the rule as CDF gave it; empty when nothing.
+
+    ``datas`` are the events' data, decoded: the whole rule, or its parts in order. Every field CDF gave is there
+    with CDF's value on every part (but one named like a field of the worker's), the table's fields CDF did not
+    give are there too (``[]`` for the lists, else ``null``: matchrelay's choice), and the parts' ``matches``
+    together are CDF's.
+    """
+    if not datas:
+        return ["no event for the rule"]
+    named = DATA_FIELDS[kind] - WORKER_RULE_FIELDS
+    expected = {name: cdf_rule.get(name, [] if name in ("matchIndex", "matches") else None) for name in named}
+    expected |= {name: value for name, value in cdf_rule.items() if name not in WORKER_RULE_FIELDS}
+    matches = expected.pop("matches")
+    problems: list[str] = []
+    split = len(datas) > 1 or "part" in datas[0]
+    for k, data in enumerate(datas):
+        own = {name: value for name, value in data.items() if name not in WORKER_RULE_FIELDS and name != "matches"}
+        if own != expected:
+            differ = sorted(set(own) ^ set(expected)) or sorted(n for n in own if own[n] != expected[n])
+            problems.append(f"event {k} of the rule: fields {differ} differ from CDF's rule")
+        numbered = (data.get("part"), data.get("partCount"))
+        if numbered != ((k, len(datas)) if split else (None, None)):
+            problems.append(f"event {k} of the rule: part {numbered[0]!r} of {numbered[1]!r}")
+    if [m for data in datas for m in data.get("matches", [])] != matches:
+        problems.append("the rule's matches differ from CDF's")
     return problems

@@ -1,4 +1,5 @@
-"""Output events (contract, section 5): attributes, data and splitting, built without I/O."""
+"""Output events (contract, section 5) built without I/O: attributes and data of every type, matches and run events
+in detail (rule events in detail: tests/test_rules.py)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,10 @@ import pytest
 from handlers.core.errors import InvalidResponse, MalformedResponse
 from handlers.core.events import Event, RunRef, rfc3339
 from handlers.core.models import RunSummary
-from handlers.core.normalize import (
-    completed_event,
-    counts,
-    failed_event,
-    generated_rule_events,
-    match_event,
-    results_events,
-    suggested_rule_events,
-)
+from handlers.core.normalize import completed_event, counts, failed_event, match_event, results_events
+from handlers.core.rules import generated_rule_events, suggested_rule_events
 from sim import make_run
-from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, TYPE_PREFIX
+from tests.contract import DATA_FIELDS, REASONS, TYPE_PREFIX
 
 CDF_URL = "https://westeurope-1.cognitedata.com"
 MAX_ID = 9007199254740991
@@ -260,47 +254,6 @@ def test_match_event_without_matchtype() -> None:
 
 
 @pytest.mark.parametrize(
-    ("build", "kind", "rule"),
-    [
-        pytest.param(suggested_rule_events, "suggestedrule", lambda b: b["suggestedRules"][1], id="suggested"),
-        pytest.param(generated_rule_events, "generatedrule", lambda b: b["generatedRules"][1], id="generated"),
-    ],
-)
-def test_rule_event_matches_keep_cdf_fields(build: Any, kind: str, rule: Any) -> None:
-    """A rule's ``matches`` items keep CDF's fields and values; the rule is one event when it fits."""
-    raw = rule(run_body(8, 2, 2, rule_size=4))
-    events = build(REF, SUMMARY, 1, copy.deepcopy(raw))
-    assert [e.attributes["ce-subject"] for e in events] == [f"{kind}/1"]
-    out = data(events[0])
-    assert out["ruleIndex"] == 1
-    assert out["matches"] == raw["matches"]
-    assert all(set(item) == RULE_MATCH_FIELDS for item in out["matches"])
-    assert "part" not in out
-    assert "partCount" not in out
-
-
-def test_suggested_rule_event_values() -> None:
-    """A suggested rule carries its patterns, counts, score and ``matchIndex`` positions."""
-    raw = run_body(10, 2, rule_size=3)["suggestedRules"][1]
-    out = data(suggested_rule_events(REF, SUMMARY, 1, raw)[0])
-    assert {k: out[k] for k in ("inputPattern", "predictPattern", "numMatches", "avgScore", "matchIndex")} == {
-        "inputPattern": "Pump [N]-1",
-        "predictPattern": "Asset [N]-1",
-        "numMatches": 3,
-        "avgScore": raw["avgScore"],
-        "matchIndex": [3, 4, 5],
-    }
-    assert (out["project"], out["pipelineId"], out["runId"], out["jobId"]) == ("demo", 7, 456, 456)
-
-
-def test_generated_rule_event_values() -> None:
-    """A generated rule carries its conflict and overlap counts."""
-    raw = {"matches": [], "numConflicts": 2, "numOverlaps": 0}
-    out = data(generated_rule_events(REF, SUMMARY, 4, raw)[0])
-    assert (out["ruleIndex"], out["numConflicts"], out["numOverlaps"], out["matches"]) == (4, 2, 0, [])
-
-
-@pytest.mark.parametrize(
     ("errors", "expected"),
     [
         pytest.param(None, [], id="none"),
@@ -419,55 +372,6 @@ def test_results_events_ids_unique_and_complete() -> None:
 
 # --- splitting ----------------------------------------------------------------------------------------------------
 
-RULES = [
-    pytest.param(suggested_rule_events, "suggestedrule", "suggestedRules", id="suggested"),
-    pytest.param(generated_rule_events, "generatedrule", "generatedRules", id="generated"),
-]
-
-
-@pytest.mark.parametrize(("build", "kind", "key"), RULES)
-def test_rule_events_split_into_parts_that_fit(build: Any, kind: str, key: str) -> None:
-    """A rule too large for ``max_bytes`` becomes parts that each fit and together carry every match."""
-    raw = run_body(40, 1, 1, rule_size=40)[key][0]
-    whole = data(build(REF, SUMMARY, 2, copy.deepcopy(raw))[0])
-    max_bytes = 2000
-    parts = build(REF, SUMMARY, 2, copy.deepcopy(raw), max_bytes)
-    assert len(parts) > 1
-    part_count = len(parts)
-    for k, event in enumerate(parts):
-        out = data(event)
-        assert len(event.data) <= max_bytes
-        assert event.attributes["ce-subject"] == f"{kind}/2/part/{k}"
-        assert event.attributes["ce-id"] == f"demo/7/456/{kind}/2/part/{k}"
-        assert (out["part"], out["partCount"]) == (k, part_count)
-        assert set(out) == DATA_FIELDS[kind] | SPLIT_FIELDS
-        assert out["matches"]
-        assert {f: v for f, v in out.items() if f not in ("matches", "part", "partCount")} == {
-            f: v for f, v in whole.items() if f != "matches"
-        }
-    assert [m for event in parts for m in data(event)["matches"]] == raw["matches"]
-    assert len({e.attributes["ce-id"] for e in parts}) == part_count
-
-
-@pytest.mark.parametrize(("build", "kind", "key"), RULES)
-def test_rule_events_split_boundary(build: Any, kind: str, key: str) -> None:
-    """A rule exactly ``max_bytes`` long stays whole; one byte less splits it."""
-    raw = run_body(10, 1, 1, rule_size=10)[key][0]
-    size = len(build(REF, SUMMARY, 0, copy.deepcopy(raw))[0].data)
-    assert [e.attributes["ce-subject"] for e in build(REF, SUMMARY, 0, copy.deepcopy(raw), size)] == [f"{kind}/0"]
-    split = build(REF, SUMMARY, 0, copy.deepcopy(raw), size - 1)
-    assert [e.attributes["ce-subject"] for e in split] == [f"{kind}/0/part/{k}" for k in range(len(split))]
-    assert len(split) > 1
-
-
-@pytest.mark.parametrize(("build", "kind", "key"), RULES)
-def test_rule_events_single_match_too_large_is_invalid_response(build: Any, kind: str, key: str) -> None:
-    """A rule holding one match larger than the limit cannot be split and raises ``InvalidResponse``."""
-    raw = run_body(3, 1, 1, rule_size=3)[key][0]
-    raw["matches"][1]["source"]["name"] = "x" * 5000
-    with pytest.raises(InvalidResponse):
-        build(REF, SUMMARY, 0, raw, 2000)
-
 
 def test_match_event_larger_than_a_message_is_invalid_response() -> None:
     """A single match larger than one Pub/Sub message raises ``InvalidResponse``."""
@@ -479,14 +383,6 @@ def test_match_event_larger_than_a_message_is_invalid_response() -> None:
 # --- malformed input ----------------------------------------------------------------------------------------------
 
 GOOD_MATCH = {"matchType": "model", "score": 0.5, "source": {"id": 1}, "target": {"id": 2}}
-GOOD_RULE_MATCH = {
-    "sourceKeyField": "name",
-    "targetKeyField": "name",
-    "source": {"id": 1},
-    "target": {"id": 2},
-    "existingMatchType": "model",
-    "consistentMatch": True,
-}
 
 
 @pytest.mark.parametrize(
@@ -510,29 +406,6 @@ def test_match_event_malformed_item_raises(raw: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("build", "raw"),
-    [
-        pytest.param(suggested_rule_events, {"matches": "all"}, id="suggested-matches-string"),
-        pytest.param(suggested_rule_events, {"matches": {"0": GOOD_RULE_MATCH}}, id="suggested-matches-object"),
-        pytest.param(suggested_rule_events, {"matches": [1, 2]}, id="suggested-match-number"),
-        pytest.param(suggested_rule_events, {"matches": [], "matchIndex": "0,1"}, id="matchindex-string"),
-        pytest.param(suggested_rule_events, {"matches": [], "matchIndex": ["a"]}, id="matchindex-letters"),
-        pytest.param(suggested_rule_events, {"matches": [], "numMatches": "many"}, id="nummatches-string"),
-        pytest.param(
-            suggested_rule_events, {"matches": [{**GOOD_RULE_MATCH, "source": "x"}]}, id="rule-match-source-string"
-        ),
-        pytest.param(generated_rule_events, {"matches": "all"}, id="generated-matches-string"),
-        pytest.param(generated_rule_events, {"matches": [], "numConflicts": "x"}, id="numconflicts-string"),
-        pytest.param(generated_rule_events, [GOOD_RULE_MATCH], id="generated-rule-list"),
-    ],
-)
-def test_rule_events_malformed_item_raises(build: Any, raw: Any) -> None:
-    """A rule that is not of the documented shape raises ``MalformedResponse``."""
-    with pytest.raises(MalformedResponse):
-        build(REF, SUMMARY, 0, raw)
-
-
-@pytest.mark.parametrize(
     "body",
     [
         pytest.param({"matches": {"0": GOOD_MATCH}}, id="matches-object"),
@@ -553,37 +426,9 @@ def test_results_malformed_lists_raise(body: dict[str, Any]) -> None:
         pytest.param(match_event, {**GOOD_MATCH, "score": math.nan}, id="score-nan"),
         pytest.param(match_event, {**GOOD_MATCH, "score": math.inf}, id="score-inf"),
         pytest.param(match_event, {**GOOD_MATCH, "source": {"id": 1, "w": math.nan}}, id="source-nan"),
-        pytest.param(suggested_rule_events, {"matches": [], "avgScore": math.nan}, id="avgscore-nan"),
-        pytest.param(
-            generated_rule_events,
-            {"matches": [{**GOOD_RULE_MATCH, "target": {"v": -math.inf}}]},
-            id="rule-match-inf",
-        ),
     ],
 )
 def test_events_nan_raises_malformed(build: Any, raw: Any) -> None:
     """A number JSON cannot carry (NaN, Infinity) raises ``MalformedResponse`` instead of invalid JSON."""
     with pytest.raises(MalformedResponse):
         build(REF, SUMMARY, 0, raw)
-
-
-def test_normalize_rule_values_pass_as_cdf_gave_them() -> None:
-    """A rule's numbers are not converted (avgScore 1 stays 1), and its matches keep only CDF's documented fields."""
-    rule = {
-        "avgScore": 1,
-        "numMatches": 2,
-        "matchIndex": [0],
-        "inputPattern": "P",
-        "matches": [{"source": {"id": 1}, "target": {}, "consistentMatch": True, "extra": "x"}],
-    }
-    [event] = suggested_rule_events(REF, SUMMARY, 0, rule)
-    data = json.loads(event.data)
-    assert (data["avgScore"], type(data["avgScore"])) == (1, int)
-    assert data["matches"] == [{"source": {"id": 1}, "target": {}, "consistentMatch": True}]
-
-
-@pytest.mark.parametrize("field", [{"numMatches": "5"}, {"matchIndex": ["3"]}, {"avgScore": "0.5"}])
-def test_normalize_rule_values_of_the_wrong_type_are_malformed(field: dict[str, Any]) -> None:
-    """A rule value of the wrong JSON type is not converted but makes the body malformed."""
-    with pytest.raises(MalformedResponse):
-        suggested_rule_events(REF, SUMMARY, 0, {"matches": [], **field})

@@ -16,17 +16,21 @@ import schemas
 from handlers.core.errors import REASONS as HANDLER_REASONS
 from handlers.core.events import Event, RunRef
 from handlers.core.models import RunSummary
-from handlers.core.normalize import (
-    completed_event,
-    counts,
-    failed_event,
-    generated_rule_events,
-    results_events,
-    suggested_rule_events,
-)
+from handlers.core.normalize import completed_event, counts, failed_event, results_events
+from handlers.core.rules import generated_rule_events, suggested_rule_events
 from sim import make_run
+from sim.rules import heavy_rule
 from tests.conftest import ROOT, PubSub
-from tests.contract import DATA_FIELDS, REASONS, RULE_MATCH_FIELDS, SPLIT_FIELDS, SWEEP_FIELDS, TYPE_PREFIX
+from tests.contract import (
+    DATA_FIELDS,
+    REASONS,
+    RULE_DEFINITION_FIELDS,
+    RULE_KINDS,
+    RULE_MATCH_FIELDS,
+    SPLIT_FIELDS,
+    SWEEP_FIELDS,
+    TYPE_PREFIX,
+)
 
 TYPES = [TYPE_PREFIX + kind for kind in DATA_FIELDS]
 CDF_URL = "https://westeurope-1.cognitedata.com"
@@ -48,6 +52,9 @@ def samples() -> list[Event]:
     big = make_run(20, 1, 1, rule_size=20)  # rules of 20 matches, sent in parts of at most 2000 bytes
     events += suggested_rule_events(REF, SUMMARY, 0, copy.deepcopy(big["suggestedRules"][0]), max_bytes=2000)
     events += generated_rule_events(REF, SUMMARY, 0, copy.deepcopy(big["generatedRules"][0]), max_bytes=2000)
+    events += generated_rule_events(REF, SUMMARY, 1, heavy_rule(6000, g=1), max_bytes=6000)  # definition on each part
+    unknown = {"matches": [{"score": "high", "why": [1]}], "numConflicts": 0, "priority": None, "confidence": {}}
+    events += generated_rule_events(REF, SUMMARY, 2, unknown)  # fields the table does not name, of any type
     failed_run = RunSummary.model_validate({"status": "Failed", "errorMessage": "empty", "errors": ["e1"]})
     events += [failed_event(REF, reason, "why", None, 1730204346000) for reason in HANDLER_REASONS]
     events.append(failed_event(REF, "run_failed", "empty", failed_run, 1730204346000))
@@ -68,10 +75,12 @@ def test_schemas_committed_files_match_models() -> None:
 
 
 def test_schemas_one_data_and_one_attributes_file_per_type() -> None:
-    """``schemas/`` holds a data and an attributes schema for each of the five event types, and nothing else."""
+    """``schemas/`` holds a data and an attributes schema for each event type, section 5's among them, and nothing
+    else."""
     names = sorted(path.name for path in schemas.DIRECTORY.glob("*.json"))
-    assert names == sorted([f"{t}.json" for t in TYPES] + [f"{t}.attributes.json" for t in TYPES])
-    assert schemas.event_types() == TYPES
+    every = schemas.event_types()
+    assert names == sorted([f"{t}.json" for t in every] + [f"{t}.attributes.json" for t in every])
+    assert every[: len(TYPES)] == TYPES
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in schemas.DIRECTORY.glob("*.json")))
@@ -83,33 +92,40 @@ def test_schemas_are_valid_draft_2020_12(name: str) -> None:
     assert schema["$id"] == f"https://matchrelay.dev/schemas/{name}"
     assert schema["title"].startswith(name.split(".json")[0].removesuffix(".attributes"))
     assert len(schema["description"]) > 40
-    assert schema["additionalProperties"] is False
+    open_data = name.removeprefix(TYPE_PREFIX).removesuffix(".json") in RULE_KINDS  # a rule: every field CDF gave
+    assert schema["additionalProperties"] is open_data
 
 
 @pytest.mark.parametrize("kind", DATA_FIELDS)
 def test_schemas_data_fields_are_the_contracts(kind: str) -> None:
-    """Each data schema requires exactly the contract's fields, allows only part and partCount more, all described."""
+    """Each data schema requires exactly the contract's fields and documents the optional ones it knows, described."""
     schema = committed(f"{TYPE_PREFIX}{kind}.json")
     fields = set(DATA_FIELDS[kind])
-    optional = SPLIT_FIELDS if kind.endswith("rule") else SWEEP_FIELDS if kind == "run.failed" else set()
+    optional = SPLIT_FIELDS if kind in RULE_KINDS else SWEEP_FIELDS if kind == "run.failed" else set()
     assert set(schema["required"]) == fields
-    assert set(schema["properties"]) == fields | optional
+    if kind == "generatedrule":  # the definition fields CDF gives are documented; any other field is allowed too
+        assert set(schema["properties"]) >= fields | optional | RULE_DEFINITION_FIELDS
+        assert set(schema["properties"]) - fields - optional - RULE_DEFINITION_FIELDS == {"conflicts", "overlaps"}
+    else:
+        assert set(schema["properties"]) == fields | optional
     assert all(prop.get("description") for prop in schema["properties"].values())
 
 
-def test_schemas_rule_match_items_are_closed() -> None:
-    """A rule's ``matches`` items allow CDF's six fields only; ``source`` and ``target`` stay open."""
-    for kind in ("suggestedrule", "generatedrule"):
+def test_schemas_rule_match_items_are_open_and_documented() -> None:
+    """A rule's ``matches`` items allow any field CDF gives and document the known ones; ``source`` stays open."""
+    for kind in RULE_KINDS:
         item = committed(f"{TYPE_PREFIX}{kind}.json")["$defs"]["RuleMatchData"]
-        assert item["additionalProperties"] is False
+        assert item["additionalProperties"] is True
         assert set(item["properties"]) == RULE_MATCH_FIELDS
+        assert all(prop.get("description") for prop in item["properties"].values())
         assert item["properties"]["source"]["additionalProperties"] is True
 
 
 def test_schemas_samples_cover_every_type() -> None:
-    """The samples below include every type, a split rule and every ``run.failed`` reason."""
+    """The samples include every type of section 5, a split rule, a rule's definition and every run.failed reason."""
     assert {event.type for event in SAMPLES} == set(TYPES)
     assert any("/part/" in event.attributes["ce-subject"] for event in SAMPLES)
+    assert any(set(json.loads(e.data)) >= RULE_DEFINITION_FIELDS for e in SAMPLES)
     assert {json.loads(e.data)["reason"] for e in SAMPLES if e.type.endswith("failed")} == set(REASONS)
 
 
@@ -141,7 +157,9 @@ def _set(key: str, value: Any) -> Any:
         ("match", _set("source", "src-1"), "at source"),
         ("match", _set("confidence", 0.9), "'confidence' was unexpected"),
         ("suggestedrule", _set("matchIndex", ["0"]), "at matchIndex/0"),
-        ("suggestedrule", lambda d: d["matches"][0].__setitem__("extra", 1), "at matches/0"),
+        ("suggestedrule", lambda d: d["matches"][0].__setitem__("consistentMatch", "yes"), "at matches/0"),
+        ("generatedrule", _set("numConflicts", "2"), "at numConflicts"),
+        ("generatedrule", _set("partCount", 1.5), "at partCount"),
         ("suggestedrule", _set("part", "1"), "at part"),
         ("generatedrule", _drop("ruleIndex"), "'ruleIndex' is a required property"),
         ("run.completed", _set("matchCount", 1.5), "at matchCount"),
@@ -158,6 +176,21 @@ def test_schemas_wrong_data_fails(kind: str, change: Any, where: str) -> None:
     found = schemas.problems(attributes, data)
     assert found
     assert any(where in problem for problem in found), found
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_set("confidence", {"p": [0.5]}), id="unknown-field"),
+        pytest.param(_set("priority", "high"), id="definition-field-of-any-type"),
+        pytest.param(lambda d: d["matches"][0].__setitem__("why", None), id="unknown-match-field"),
+    ],
+)
+def test_schemas_rule_data_allow_fields_cdf_adds(change: Any) -> None:
+    """A rule event with a field CDF added, to the rule or to one of its matches, still validates."""
+    attributes, data = _sample("generatedrule")
+    change(data)
+    assert schemas.problems(attributes, data) == []
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, field_validator, with_config
 from typing_extensions import TypedDict, TypeIs
 
 FINAL_STATUSES = ("Completed", "Failed")
@@ -52,8 +52,9 @@ class RunSummary(_Cdf):
         return self.status in FINAL_STATUSES
 
 
+@with_config(ConfigDict(extra="allow"))  # every field CDF gave for the pair is passed on, known or not
 class RuleMatchData(TypedDict, total=False):
-    """One match of a rule, with the fields CDF gave (absent ones are left out)."""
+    """One match of a rule, with every field CDF gave (absent ones are left out); these are the known ones."""
 
     sourceKeyField: Annotated[str | None, _doc("The source field the rule matched on, as CDF gave it.")]
     targetKeyField: Annotated[str | None, _doc("The target field the rule matched on, as CDF gave it.")]
@@ -61,6 +62,7 @@ class RuleMatchData(TypedDict, total=False):
     target: Annotated[dict[str, Any], _doc("The target item exactly as CDF returned it.")]
     existingMatchType: Annotated[str | None, _doc("CDF's existingMatchType of this pair.")]
     consistentMatch: Annotated[bool | None, _doc("CDF's consistentMatch flag for this pair.")]
+    score: Annotated[Any, _doc("CDF's score for this pair (generated rules), as CDF gave it: not checked.")]
 
 
 class CdfSuggestedRule(TypedDict, total=False):
@@ -78,7 +80,8 @@ class CdfGeneratedRule(TypedDict, total=False):
     numOverlaps: int | None
 
 
-# Validators for the rules of a results body, one at a time (a match is checked by hand: normalize._match).
+# Validators for the rules of a results body, one at a time (a match is checked by hand: normalize._match). They
+# check the types of the fields named here, strictly; any other field is passed on unchecked (handlers.core.rules).
 SUGGESTED_RULE = TypeAdapter(CdfSuggestedRule)
 GENERATED_RULE = TypeAdapter(CdfGeneratedRule)
 
@@ -90,8 +93,10 @@ def _doc(text: str) -> Any:
 
 _TIME = "epoch milliseconds, as CDF gave it; null when CDF gave none"
 _RULE_MATCHES = (
-    "The rule's matches with CDF's fields; on a split rule, this part's slice of them (every part holds a slice)."
+    "The rule's matches, each with every field CDF gave; on a split rule, this part's slice of them (every part holds "
+    "a slice)."
 )
+_AS_GIVEN = "as CDF gave it (passed on, not checked)"
 _PART = "Only on a rule too large for one Pub/Sub message, sent in parts: this part's number, from 0."
 _PART_COUNT = "Only on a rule sent in parts: how many parts it has (a split rule counts once in run.completed)."
 
@@ -132,8 +137,10 @@ class _Parts(TypedDict, total=False):
     partCount: Annotated[int, _doc(_PART_COUNT)]
 
 
+@with_config(ConfigDict(extra="allow"))  # every field CDF gave for the rule is passed on, known or not
 class SuggestedRuleData(_Coordinates, _Parts):
-    """Data of a com.cognite.entitymatching.suggestedrule event: one suggested rule of a completed run."""
+    """Data of a com.cognite.entitymatching.suggestedrule event: one suggested rule of a completed run, with every
+    field CDF gave for it (the coordinates, ruleIndex, part and partCount are matchrelay's)."""
 
     ruleIndex: Annotated[int, _doc("The rule's position in the run's suggestedRules, from 0.")]
     inputPattern: Annotated[str | None, _doc("CDF's inputPattern of the rule.")]
@@ -146,12 +153,39 @@ class SuggestedRuleData(_Coordinates, _Parts):
     matches: Annotated[list[RuleMatchData], _doc(_RULE_MATCHES)]
 
 
-class GeneratedRuleData(_Coordinates, _Parts):
-    """Data of a com.cognite.entitymatching.generatedrule event: one generated rule of a completed run."""
+class _Definition(TypedDict, total=False):
+    # A generated rule's definition, present when CDF gives it (Cognite's application and SDK read these).
+    extractors: Annotated[
+        Any,
+        _doc(
+            "The rule's extractors, "
+            + _AS_GIVEN
+            + ": a list of {entitySet (sources or targets), extractorType (regex), field, pattern}."
+        ),
+    ]
+    conditions: Annotated[
+        Any,
+        _doc(
+            "The rule's conditions, "
+            + _AS_GIVEN
+            + ": a list of {conditionType (equals), arguments: [[extractorIndex, group], ...]}."
+        ),
+    ]
+    priority: Annotated[Any, _doc("The rule's priority, " + _AS_GIVEN + ".")]
+    flags: Annotated[Any, _doc("The rule's flags, " + _AS_GIVEN + ".")]
+    conflicts: Annotated[Any, _doc("The rule's conflicts with other rules, " + _AS_GIVEN + ".")]
+    overlaps: Annotated[Any, _doc("The rule's overlaps with other rules, " + _AS_GIVEN + ".")]
+    numberOfMatches: Annotated[Any, _doc("How many matches the rule made, " + _AS_GIVEN + ".")]
+
+
+@with_config(ConfigDict(extra="allow"))  # every field CDF gave for the rule is passed on, known or not
+class GeneratedRuleData(_Coordinates, _Parts, _Definition):
+    """Data of a com.cognite.entitymatching.generatedrule event: one generated rule of a completed run, with every
+    field CDF gave for it, its definition included (the coordinates, ruleIndex, part and partCount are matchrelay's)."""
 
     ruleIndex: Annotated[int, _doc("The rule's position in the run's generatedRules, from 0.")]
-    numConflicts: Annotated[int | None, _doc("CDF's numConflicts of the rule.")]
-    numOverlaps: Annotated[int | None, _doc("CDF's numOverlaps of the rule.")]
+    numConflicts: Annotated[int | None, _doc("CDF's numConflicts of the rule; null when CDF gave none.")]
+    numOverlaps: Annotated[int | None, _doc("CDF's numOverlaps of the rule; null when CDF gave none.")]
     matches: Annotated[list[RuleMatchData], _doc(_RULE_MATCHES)]
 
 

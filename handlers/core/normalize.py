@@ -3,43 +3,27 @@
 No I/O, no clock, no environment: every input (the run, its coordinates, the
 decision time) is passed in, and the output is ready-to-publish bytes plus
 Pub/Sub attributes, so the same run always gives the same events, byte for byte.
+Matches (the hot path), ``run.completed`` and ``run.failed`` are made here, rule
+events in ``handlers.core.rules``; both are encoded by ``handlers.core.encode``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
+from handlers.core.encode import MAX_DATA_BYTES as MAX_DATA_BYTES  # re-exported: where the run's events are made
+from handlers.core.encode import clip
+from handlers.core.encode import dumps as dumps
 from handlers.core.errors import InvalidResponse, MalformedResponse
 from handlers.core.events import Event, RunRef, rfc3339, run_time
-from handlers.core.models import GENERATED_RULE, SUGGESTED_RULE, RuleMatchData, RunSummary
-
-MAX_DATA_BYTES = 9_500_000  # Pub/Sub takes 10 MB a message; leave room for attributes and framing
-MAX_ATTRIBUTE_BYTES = 1024  # Pub/Sub's limit on an attribute value
-RULE_MATCH_FIELDS = tuple(RuleMatchData.__annotations__)  # "a rule's matches items keep CDF's fields"
+from handlers.core.models import RunSummary
+from handlers.core.rules import generated_rule_events, suggested_rule_events
 
 
 class ItemSource(Protocol):
     def items(self) -> Iterator[tuple[str, int, Any]]: ...
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)  # built once: hot path
-
-
-def dumps(data: Mapping[str, Any]) -> bytes:
-    try:
-        text = _ENCODER.encode(data)
-    except ValueError:
-        raise MalformedResponse("CDF answered a number JSON cannot carry (NaN or Infinity)") from None
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate in CDF's text (JSON allows the escape, UTF-8 cannot carry it): keep it escaped.
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
 
 @functools.lru_cache(maxsize=16)
@@ -71,8 +55,11 @@ def match_event(ref: RunRef, summary: RunSummary, index: int, raw: Any) -> Event
     subject = f"match/{index}"
     attributes = {**base, "ce-id": ref.event_id(subject), "ce-subject": subject}
     if match_type is not None:
-        attributes["ce-matchtype"] = _clip(match_type)
-    return _fit(Event(dumps(data), attributes), f"match {index}")
+        attributes["ce-matchtype"] = clip(match_type)
+    body = dumps(data)
+    if len(body) > MAX_DATA_BYTES:  # checked inline: this is the hot path
+        raise InvalidResponse(f"match {index} is larger than one Pub/Sub message")
+    return Event(body, attributes)
 
 
 def _match(raw: Any, index: int) -> tuple[str | None, float | None, dict[str, Any], dict[str, Any]]:
@@ -88,69 +75,6 @@ def _match(raw: Any, index: int) -> tuple[str | None, float | None, dict[str, An
         ):
             return match_type, score, source, target
     raise MalformedResponse(f"CDF answered a match {index} that is not of the documented shape")
-
-
-def suggested_rule_events(
-    ref: RunRef, summary: RunSummary, index: int, raw: Any, max_bytes: int = MAX_DATA_BYTES
-) -> list[Event]:
-    rule = _valid(SUGGESTED_RULE, raw, f"suggested rule {index}")
-    head = {
-        **ref.coordinates(summary.jobId),
-        "ruleIndex": index,
-        "inputPattern": rule.get("inputPattern"),
-        "predictPattern": rule.get("predictPattern"),
-        "numMatches": rule.get("numMatches"),
-        "avgScore": rule.get("avgScore"),
-        "matchIndex": rule.get("matchIndex", []),
-    }
-    return _rule_events(ref, summary, "suggestedrule", index, head, rule.get("matches", []), max_bytes)
-
-
-def generated_rule_events(
-    ref: RunRef, summary: RunSummary, index: int, raw: Any, max_bytes: int = MAX_DATA_BYTES
-) -> list[Event]:
-    rule = _valid(GENERATED_RULE, raw, f"generated rule {index}")
-    head = {
-        **ref.coordinates(summary.jobId),
-        "ruleIndex": index,
-        "numConflicts": rule.get("numConflicts"),
-        "numOverlaps": rule.get("numOverlaps"),
-    }
-    return _rule_events(ref, summary, "generatedrule", index, head, rule.get("matches", []), max_bytes)
-
-
-def _rule_events(
-    ref: RunRef, summary: RunSummary, kind: str, index: int, head: dict[str, Any], matches: list[Any], max_bytes: int
-) -> list[Event]:
-    """One event, or parts each carrying a slice of ``matches`` when the whole is too large."""
-    time = run_time(summary, 0)
-    whole = dumps({**head, "matches": matches})
-    if len(whole) <= max_bytes:
-        return [Event(whole, ref.attributes(kind, f"{kind}/{index}", time))]
-    slices = list(_pack(matches, max_bytes - len(dumps({**head, "part": 0, "partCount": 0, "matches": []})) - 32))
-    events = []
-    for k, (start, end) in enumerate(slices):
-        data = {**head, "part": k, "partCount": len(slices), "matches": matches[start:end]}
-        events.append(
-            _fit(
-                Event(dumps(data), ref.attributes(kind, f"{kind}/{index}/part/{k}", time)),
-                f"{kind} {index} part {k}",
-                max_bytes,
-            )
-        )
-    return events
-
-
-def _pack(items: list[Any], budget: int) -> Iterator[tuple[int, int]]:
-    """Greedy slices ``[start, end)`` whose serialized items (plus commas) fit in ``budget``."""
-    start, size = 0, 0
-    for i, item in enumerate(items):
-        item_size = len(dumps(item)) + 1
-        if i > start and size + item_size > budget:
-            yield start, i
-            start, size = i, 0
-        size += item_size
-    yield start, len(items)
 
 
 def completed_event(ref: RunRef, summary: RunSummary, counts: tuple[int, int, int]) -> Event:
@@ -235,24 +159,3 @@ def _list(body: Mapping[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise MalformedResponse(f"CDF answered {key} that is not a list")
     return value
-
-
-def _valid(adapter: Any, raw: Any, what: str) -> dict[str, Any]:
-    """``raw`` once its shape is checked (strictly: nothing converted), its rule matches cut to CDF's fields."""
-    try:
-        adapter.validate_python(raw, strict=True)
-    except ValidationError:
-        raise MalformedResponse(f"CDF answered a {what} that is not of the documented shape") from None
-    matches = [{k: m[k] for k in RULE_MATCH_FIELDS if k in m} for m in raw.get("matches", [])]
-    return {**raw, "matches": matches}
-
-
-def _fit(event: Event, what: str, max_bytes: int = MAX_DATA_BYTES) -> Event:
-    # A single item larger than a Pub/Sub message cannot be split; publishing it would fail forever.
-    if len(event.data) > max_bytes:
-        raise InvalidResponse(f"{what} is larger than one Pub/Sub message")
-    return event
-
-
-def _clip(value: str) -> str:
-    return value.encode()[:MAX_ATTRIBUTE_BYTES].decode(errors="ignore")
