@@ -1,6 +1,7 @@
 """matchrelay's entry points; the work itself is in ``handlers/``.
 
 - ``on_run_message``: the CloudEvent function Eventarc (or a Pub/Sub push) calls.
+- ``on_run_completed``: the link, a subscriber of the events topic's ``run.completed``.
 - ``python main.py run ...``: the same flow once, from a terminal.
 
 Settings are read at import, so a wrong deployment fails at start with one clear
@@ -25,7 +26,6 @@ from handlers.flow.runtime import Delivery, Runtime
 from handlers.process.logs import Trace, request_trace, setup_logging
 from handlers.process.settings import Settings, load_settings
 from handlers.process.shutdown import install as install_sigterm
-from handlers.process.tracing import configure as configure_tracing
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -39,7 +39,6 @@ def _startup() -> Settings:
         logging.getLogger("matchrelay").critical("configuration error: %s", exc)
         raise SystemExit(2) from None
     setup_logging(settings.log_level)
-    configure_tracing(settings.otel_traces_exporter, settings.otel_service_name)
     install_sigterm()
     return settings
 
@@ -59,6 +58,16 @@ def on_run_message(event: CloudEvent) -> None:
     received = time.monotonic()  # the invocation's deadline counts from here
     delivery = Delivery(received, str(event["source"]), _request_trace())
     outcome = runtime().handle_event(str(event["id"]), event.get_data(), delivery)
+    if not outcome.ack:
+        raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
+
+
+@functions_framework.cloud_event
+def on_run_completed(event: CloudEvent) -> None:
+    """Link the run a run.completed event names (contract, section 8); 200 acks it, 503 hands it back."""
+    received = time.monotonic()  # the invocation's deadline counts from here
+    delivery = Delivery(received, str(event["source"]), _request_trace())
+    outcome = runtime().handle_completed(str(event["id"]), event.get_data(), delivery)
     if not outcome.ack:
         raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
 

@@ -96,8 +96,14 @@ class Resources:
             raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
         return items
 
-    def update(self, project: str, path: str, updates: Sequence[Update], deadline: Deadline) -> Written:
-        """Write ``updates`` (at most 1000), all or nothing; sent again without the items CDF names as missing."""
+    def update(
+        self, project: str, path: str, updates: Sequence[Update], deadline: Deadline, *, retry: bool = True
+    ) -> Written:
+        """Write ``updates`` (at most 1000), all or nothing; sent again without the items CDF names as missing.
+
+        ``retry`` False raises a transient answer instead of sending the same items again: the caller reads what
+        CDF holds first, so that a write whose answer was lost is not sent twice.
+        """
         if len(updates) > MAX_ITEMS:
             raise ValueError(f"at most {MAX_ITEMS} items a request")
         url, result, pending = f"{self._base}/{project}/{path}/update", Written(), list(updates)
@@ -105,7 +111,8 @@ class Resources:
             body = {"items": [u.item for u in pending]}
             result.requests += 1
             try:
-                self._retried(functools.partial(self._call, "POST", url, body, deadline), deadline)
+                call = functools.partial(self._call, "POST", url, body, deadline)
+                self._retried(call, deadline) if retry else call()
             except _Missing as missing:
                 pending = self._without(project, path, pending, missing.ids, result, deadline)
                 continue

@@ -18,18 +18,18 @@ from typing import IO, Any
 
 from handlers.cdf.api import CdfClient
 from handlers.cdf.httpio import make_http
+from handlers.cdf.resources import Resources
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack
 from handlers.core.poll import Clock
 from handlers.core.trigger import BadTrigger, Sweep, message_id_of, parse_event
+from handlers.flow.link import Linker, LinkOutcome
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.process.settings import Settings
 from handlers.process.shutdown import STOP
-from handlers.process.tracing import annotate, invocation
-from handlers.process.tracing import progress as tracing_progress
 from handlers.pubsub.publish import PubSubSink, Sink, StdoutSink
 
 log = logging.getLogger("matchrelay")
@@ -49,18 +49,29 @@ class Delivery:
 class Runtime:
     settings: Settings
     relay: Relay
+    linker: Linker  # the link (contract, section 8): the same pool, token and sink as the relay
 
     @classmethod
     def build(cls, settings: Settings, stdout: IO[str] | None = None, sink: Sink | None = None) -> Runtime:
         """Wire the real edges: httpx to CDF, Pub/Sub (or ``stdout``), the system clock."""
         http = make_http(settings)
-        cdf = CdfClient(settings, http, TokenSource(settings, http))
+        tokens = TokenSource(settings, http)
+        cdf = CdfClient(settings, http, tokens)
         if stdout is not None:
             chosen, topics = sink or StdoutSink(stdout), Topics("-", "-")
         else:
             chosen, topics = sink or PubSubSink(), Topics(settings.topic(), settings.error_topic())
         clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
-        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics, progress=tracing_progress()))
+        link_topic = "-" if stdout is not None else settings.linked_topic()
+        linker = Linker(settings, cdf, Resources(settings, http, tokens, clock), chosen, clock, link_topic)
+        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics), linker)
+
+    def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
+        """One message of the events topic for the link, start to end; never raises for what it or CDF did."""
+        delivery = delivery or Delivery(time.monotonic())
+        if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
+            data = _loads(data)
+        return self.linker.handle_event(event_id, data, delivery.received, delivery.trace, delivery.source)
 
     def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""
@@ -68,17 +79,11 @@ class Runtime:
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
         message = data.get("message") if isinstance(data, dict) else None
-        deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
-        with invocation(
-            "on_run_message", delivery.trace or _attribute_trace(message), deadline, delivery.received
-        ) as trace:
-            return self._handle(event_id, data, message_id_of(event_id, message), delivery, trace, deadline)
-
-    def _handle(
-        self, event_id: str, data: Any, message_id: str, delivery: Delivery, trace: Trace | None, deadline: Deadline
-    ) -> Outcome:
+        message_id = message_id_of(event_id, message)
+        trace = delivery.trace or _attribute_trace(message)
         traceparent = traceparent_of(trace) if trace else None
         with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):
+            deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
             try:
                 trigger = parse_event(
                     event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
@@ -140,8 +145,6 @@ def _summarize(outcome: Outcome, started: float) -> None:
         "segment": outcome.segment,
         "seconds": round(time.monotonic() - started, 3),
     }
-    if outcome.completed_lag_s is not None:  # the invocation that confirmed run.completed: how long after CDF's end
-        fields["completedLagS"] = round(outcome.completed_lag_s, 3)
     if isinstance(outcome, SweepOutcome):
         fields |= outcome.fields()
     if isinstance(outcome, SweepOutcome) and outcome.kind in ("swept", "continued"):
@@ -158,4 +161,3 @@ def _summarize(outcome: Outcome, started: float) -> None:
     else:
         level, message = logging.INFO, f"published {outcome.events} events; run completed"
     log.log(level, message, extra={"fields": fields})
-    annotate(fields, error=message if level >= logging.ERROR else None)  # the same, on the invocation's span

@@ -1,0 +1,111 @@
+"""The link's writes (contract, section 8.4-8.5): one chunk of at most 1000 sources at a time, from CDF's state.
+
+A chunk reads its sources' links with ``byids``, sets each decided link against
+them (``handlers.core.linking.against``) and writes what is missing in one
+``update``. CDF answering transiently retries the whole chunk after the backoff
+of section 4: its links are read again first, so a write whose answer was lost
+(CDF took it, the answer never came) is found in place and not sent twice.
+Under a dry run a chunk reads its targets with ``assets/byids`` instead of writing,
+so that its counts are those the real link would reach.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from handlers.cdf.resources import Resources, Update
+from handlers.core.deadline import Deadline
+from handlers.core.errors import BudgetExhausted, HandBack, PermanentError, RelayError
+from handlers.core.linking import (
+    SOURCE_MISSING,
+    TARGET_MISSING,
+    TARGET_RESOURCE,
+    WRITE,
+    Counts,
+    Link,
+    OutOfTime,
+    Resource,
+    against,
+    links_of,
+    update_item,
+)
+from handlers.core.poll import Deadlines, Poller
+
+
+@dataclass
+class ChunkWriter:
+    """Writes the chunks of one link; ``stop`` is set by the first refusal, and no chunk starts after it."""
+
+    resources: Resources
+    poller: Callable[[], Poller]  # a fresh poller (section 4's backoff) per chunk
+    project: str
+    run: str  # {project}/{pipelineId}/{runId}, the provenance
+    resource: Resource
+    deadline: Deadline
+    overwrite: bool
+    dry_run: bool
+    stop: threading.Event
+
+    def __call__(self, links: list[Link]) -> tuple[Counts, RelayError | None]:
+        """This chunk's counts, and why it did not finish (None when it did)."""
+        cutoff = self.deadline.end - self.deadline.margin if self.deadline.bounded else None
+        counts = Counts()
+
+        def attempt() -> bool:
+            nonlocal counts
+            counts = Counts()  # each attempt counts afresh from what CDF holds then
+            self._attempt(links, counts)
+            return True
+
+        try:
+            self.poller().until_done(attempt, Deadlines(cutoff, math.inf))
+        except BudgetExhausted:
+            return counts, OutOfTime("the deadline came before CDF took every write")
+        except PermanentError as exc:
+            self.stop.set()
+            return counts, exc
+        except HandBack as exc:
+            return counts, exc
+        return counts, None
+
+    def _attempt(self, links: list[Link], counts: Counts) -> None:
+        if self.stop.is_set():
+            return
+        self._in_time()
+        found = self.resources.by_ids(self.project, self.resource.path, [link.source for link in links], self.deadline)
+        items = {item["id"]: item for item in found}
+        writes = []
+        for link in links:
+            item = items.get(link.source)
+            current = None if item is None else links_of(item, self.resource)
+            outcome = against(link, current, self.resource, self.overwrite)
+            if outcome == WRITE:
+                writes.append(link)
+            else:
+                counts.add(outcome)
+        if not writes or self.stop.is_set():
+            return
+        if self.dry_run:
+            self._plan_writes(writes, counts)
+            return
+        self._in_time()
+        updates = [Update(w.source, w.target, update_item(w, self.resource, self.run)) for w in writes]
+        written = self.resources.update(self.project, self.resource.path, updates, self.deadline, retry=False)
+        counts.add(WRITE, len(written.written))
+        counts.written += len(written.written)
+        counts.add(SOURCE_MISSING, len(written.source_missing))
+        counts.add(TARGET_MISSING, len(written.target_missing))
+
+    def _plan_writes(self, writes: list[Link], counts: Counts) -> None:
+        """Under a dry run: each write would link, unless CDF has no such asset."""
+        targets = sorted({w.target for w in writes})
+        existing = {a["id"] for a in self.resources.by_ids(self.project, TARGET_RESOURCE, targets, self.deadline)}
+        for w in writes:
+            counts.add(WRITE if w.target in existing else TARGET_MISSING)
+
+    def _in_time(self) -> None:
+        if not self.deadline.producing():
+            raise OutOfTime("the deadline came before every link was written")
