@@ -26,6 +26,7 @@ from handlers.flow.runtime import Delivery, Runtime
 from handlers.process.logs import Trace, request_trace, setup_logging
 from handlers.process.settings import Settings, load_settings
 from handlers.process.shutdown import install as install_sigterm
+from handlers.process.tracing import configure as configure_tracing
 
 _runtime: Runtime | None = None
 _lock = threading.Lock()
@@ -39,6 +40,7 @@ def _startup() -> Settings:
         logging.getLogger("matchrelay").critical("configuration error: %s", exc)
         raise SystemExit(2) from None
     setup_logging(settings.log_level)
+    configure_tracing(settings.otel_traces_exporter, settings.otel_service_name)
     install_sigterm()
     return settings
 

@@ -30,6 +30,8 @@ from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.process.settings import Settings
 from handlers.process.shutdown import STOP
+from handlers.process.tracing import annotate, invocation
+from handlers.process.tracing import progress as tracing_progress
 from handlers.pubsub.publish import PubSubSink, Sink, StdoutSink
 
 log = logging.getLogger("matchrelay")
@@ -64,7 +66,7 @@ class Runtime:
         clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
         link_topic = "-" if stdout is not None else settings.linked_topic()
         linker = Linker(settings, cdf, Resources(settings, http, tokens, clock), chosen, clock, link_topic)
-        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics), linker)
+        return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics, progress=tracing_progress()), linker)
 
     def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
         """One message of the events topic for the link, start to end; never raises for what it or CDF did."""
@@ -79,11 +81,17 @@ class Runtime:
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
         message = data.get("message") if isinstance(data, dict) else None
-        message_id = message_id_of(event_id, message)
-        trace = delivery.trace or _attribute_trace(message)
+        deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
+        with invocation(
+            "on_run_message", delivery.trace or _attribute_trace(message), deadline, delivery.received
+        ) as trace:
+            return self._handle(event_id, data, message_id_of(event_id, message), delivery, trace, deadline)
+
+    def _handle(
+        self, event_id: str, data: Any, message_id: str, delivery: Delivery, trace: Trace | None, deadline: Deadline
+    ) -> Outcome:
         traceparent = traceparent_of(trace) if trace else None
         with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):
-            deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
             try:
                 trigger = parse_event(
                     event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
@@ -145,6 +153,8 @@ def _summarize(outcome: Outcome, started: float) -> None:
         "segment": outcome.segment,
         "seconds": round(time.monotonic() - started, 3),
     }
+    if outcome.completed_lag_s is not None:  # the invocation that confirmed run.completed: how long after CDF's end
+        fields["completedLagS"] = round(outcome.completed_lag_s, 3)
     if isinstance(outcome, SweepOutcome):
         fields |= outcome.fields()
     if isinstance(outcome, SweepOutcome) and outcome.kind in ("swept", "continued"):
@@ -161,3 +171,4 @@ def _summarize(outcome: Outcome, started: float) -> None:
     else:
         level, message = logging.INFO, f"published {outcome.events} events; run completed"
     log.log(level, message, extra={"fields": fields})
+    annotate(fields, error=message if level >= logging.ERROR else None)  # the same, on the invocation's span
