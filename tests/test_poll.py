@@ -152,13 +152,13 @@ def test_poll_401_fetches_a_new_token_and_retries(
 def test_poll_401_on_fresh_token_is_access_denied(
     client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
 ) -> None:
-    """A 401 on a token fetched just now gives run.failed with reason access_denied, without a loop."""
+    """401s on 3 tokens in a row, each fetched just now, give run.failed with reason access_denied, without a loop."""
     sim.set_run(1, 456, [Step.error(401, "Unauthorized")])
     code, events, errors = relay(client, pubsub, topics)
     assert code == 200
     assert only_failure(events, errors).attributes["ce-reason"] == "access_denied"
-    assert len(sim.token_requests()) == 1
-    assert len(sim.cdf_requests()) == 1
+    assert len(sim.token_requests()) == 3
+    assert len(sim.cdf_requests()) == 3
 
 
 def test_poll_malformed_bodies_retry_three_times_then_invalid_response(

@@ -74,22 +74,25 @@ class CdfClient:
     def _open(
         self, url: str, params: dict[str, str], deadline: Deadline | None, missing: str = "CDF has no such run"
     ) -> Iterator[httpx.Response]:
-        """A 200 response, unread; any other answer is translated into the error tree here."""
-        token, fresh = self._tokens.get(deadline=deadline)
-        with self._stream(url, params, token, deadline) as response:
-            if response.status_code != 401 or fresh or not self._tokens.refreshable:
-                yield self._ok(response, missing)
-                return
-        token, _ = self._tokens.get(rejected=token, deadline=deadline)  # a 401 on a cached token: fetch one, once
-        with self._stream(url, params, token, deadline) as response:
-            yield self._ok(response, missing)
+        """A 200 response, unread; any other answer is translated into the error tree here.
+
+        A 401 goes to the token source (``TokenSource.refused``): it raises, or, for a cached token, has a replacement
+        tried here at once, which is fetched just now, so a second 401 always raises.
+        """
+        while True:
+            token, fresh = self._tokens.get(deadline=deadline)
+            with self._stream(url, params, token, deadline) as response:
+                if response.status_code != 401:
+                    self._tokens.accepted(deadline)
+                    yield self._ok(response, missing)
+                    return
+                read(response, "CDF")
+                self._tokens.refused(token, fresh, deadline, describe(response, "CDF refused the token"))
 
     def _ok(self, response: httpx.Response, missing: str) -> httpx.Response:
         if response.status_code == 200:
             return response
         read(response, "CDF")
-        if response.status_code == 401:
-            raise AccessDenied(describe(response, "CDF refused a token fetched just now"))
         raise_if_transient(response, "CDF", self._wall)
         if response.status_code == 403:
             raise AccessDenied(describe(response, "CDF denied access"))
