@@ -1,6 +1,6 @@
 """What a flow reports as it goes, for whoever watches: the ``Progress`` protocol and its no-op.
 
-The flows (polling, publishing, a sweep) are handed a ``Progress`` and call it;
+The flows (polling, publishing, a sweep, a link) are handed a ``Progress`` and call it;
 they never know what draws it. ``NO_PROGRESS`` is the default everywhere, so the
 function's path costs one empty call per poll. The terminal's display lives in
 ``handlers.cli``, which depends on this module and never the other way round.
@@ -10,6 +10,7 @@ without adding up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Protocol
 
@@ -33,8 +34,17 @@ class Progress(Protocol):
         """A sweep read ``pipelines`` more pipelines and found ``runs`` more runs."""
         ...
 
+    def linking(self, matches: int = 0, sources: int = 0, written: int = 0) -> None:
+        """A link read ``matches`` more of the run's matches, the links in place of ``sources`` more sources, and
+        wrote ``written`` more links."""
+        ...
+
+    def decided(self, counts: Mapping[str, int]) -> None:
+        """More of a link's sources decided: how many more per outcome, under ``run.linked``'s names."""
+        ...
+
     def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
-        """The command ended with ``outcome`` (an ``Outcome.kind``)."""
+        """The command ended with ``outcome`` (an ``Outcome.kind``, or a link's)."""
         ...
 
 
@@ -55,6 +65,12 @@ class NoProgress:
         pass
 
     def found(self, pipelines: int = 0, runs: int = 0) -> None:
+        pass
+
+    def linking(self, matches: int = 0, sources: int = 0, written: int = 0) -> None:
+        pass
+
+    def decided(self, counts: Mapping[str, int]) -> None:
         pass
 
     def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:

@@ -37,7 +37,8 @@ from handlers.core.linked import LinkFacts, LinkRequest, Other, Rejected, accept
 from handlers.core.linking import Candidates, Counts, OutOfTime, Plan, Resource, resource_of, run_key
 from handlers.core.models import RunSummary
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
-from handlers.flow.link_writes import ChunkWriter
+from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.flow.link_writes import ChunkWriter, outcomes
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
@@ -80,6 +81,7 @@ class Linker:
     clock: Clock
     topic: str  # LINK_TOPIC (anything under --stdout)
     wall: Callable[[], float] = time.time
+    progress: Progress = NO_PROGRESS  # the command's display on a terminal; a no-op otherwise
 
     def link(self, request: LinkRequest, deadline: Deadline | None = None) -> LinkOutcome:
         """Link one run; ``deadline`` None (the command) links to the end, however long it takes."""
@@ -147,6 +149,7 @@ class _Job:
                 return self._report("unsupported_resource", f"the pipeline links {what}: nothing to link")
             plan = self._plan()
             self.counts.merge(plan.counts)
+            self.linker.progress.decided(outcomes(plan.counts))
             self._apply(plan, resource)
         except PermanentError as exc:
             return self._report(exc.reason, str(exc))
@@ -166,6 +169,7 @@ class _Job:
     def _plan(self) -> Plan:
         """The run's matches read again from CDF (polled as section 4 says) and decided, source by source."""
         settings, clock, poller = self.linker.settings, self.linker.clock, self._poller()
+        poller.progress = self.linker.progress  # a run still going shows its status, as `run` shows it
         now, wall = clock.monotonic(), self.linker.wall()
         born = self.request.publish_time.timestamp() if self.request.publish_time else wall
         budget = None
@@ -184,12 +188,17 @@ class _Job:
                 return None
             if self.summary.status == "Failed":
                 raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
-            candidates = Candidates()
+            candidates, progress, read, reported = Candidates(), self.linker.progress, 0, 0
             for array, index, item in body.items():
                 if array == "matches":
                     candidates.add(item, index)
-                    if index % DEADLINE_CHECK_EVERY == 0 and not self.deadline.producing():
-                        raise OutOfTime(f"the deadline came while reading the run's matches ({index} read)")
+                    read = index + 1
+                    if index % DEADLINE_CHECK_EVERY == 0:
+                        progress.linking(matches=read - reported)
+                        reported = read
+                        if not self.deadline.producing():
+                            raise OutOfTime(f"the deadline came while reading the run's matches ({index} read)")
+            progress.linking(matches=read - reported)
         return candidates.plan(self.linker.settings.link_min_score)
 
     def _apply(self, plan: Plan, resource: Resource) -> None:
@@ -205,6 +214,7 @@ class _Job:
             settings.link_overwrite,
             self.dry_run,
             threading.Event(),
+            self.linker.progress,
         )
         with ThreadPoolExecutor(max_workers=settings.link_concurrency, thread_name_prefix="link") as pool:
             futures = [pool.submit(contextvars.copy_context().run, write, links) for links in plan.chunks()]

@@ -33,6 +33,7 @@ from handlers.core.linking import (
     update_item,
 )
 from handlers.core.poll import Deadlines, Poller
+from handlers.core.progress import NO_PROGRESS, Progress
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ChunkWriter:
     overwrite: bool
     dry_run: bool
     stop: threading.Event
+    progress: Progress = NO_PROGRESS  # sources checked, links written, decisions: the command's display
 
     def __call__(self, links: list[Link]) -> tuple[Counts, RelayError | None]:
         """This chunk's counts, and why it did not finish (None when it did)."""
@@ -60,16 +62,19 @@ class ChunkWriter:
             self._attempt(links, counts)
             return True
 
+        error: RelayError | None = None
         try:
             self.poller().until_done(attempt, Deadlines(cutoff, math.inf))
         except BudgetExhausted:
-            return counts, OutOfTime("the deadline came before CDF took every write")
+            error = OutOfTime("the deadline came before CDF took every write")
         except PermanentError as exc:
             self.stop.set()
-            return counts, exc
+            error = exc
         except HandBack as exc:
-            return counts, exc
-        return counts, None
+            error = exc
+        self.progress.linking(sources=len(links) if error is None else 0)
+        self.progress.decided(outcomes(counts))
+        return counts, error
 
     def _attempt(self, links: list[Link], counts: Counts) -> None:
         if self.stop.is_set():
@@ -94,6 +99,7 @@ class ChunkWriter:
         self._in_time()
         updates = [Update(w.source, w.target, update_item(w, self.resource, self.run)) for w in writes]
         written = self.resources.update(self.project, self.resource.path, updates, self.deadline, retry=False)
+        self.progress.linking(written=len(written.written))
         counts.add(WRITE, len(written.written))
         counts.written += len(written.written)
         counts.add(SOURCE_MISSING, len(written.source_missing))
@@ -109,3 +115,8 @@ class ChunkWriter:
     def _in_time(self) -> None:
         if not self.deadline.producing():
             raise OutOfTime("the deadline came before every link was written")
+
+
+def outcomes(counts: Counts) -> dict[str, int]:
+    """The counts per outcome under ``run.linked``'s names, ``written`` aside: what ``Progress.decided`` takes."""
+    return {name: n for name, n in counts.data().items() if name != "written"}
