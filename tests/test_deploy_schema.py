@@ -114,6 +114,14 @@ def test_deploy_schema_file_is_the_pinned_provider_and_covers_every_type_deploy_
     resources = set(re.findall(r'^resource "(google_\w+)"', text, re.MULTILINE))
     assert resources == set(SCHEMA["resources"])
     assert {"google_cloud_scheduler_job", "google_monitoring_alert_policy", "google_logging_metric"} <= resources
+    assert {
+        "google_pubsub_subscription_iam_member",
+        "google_service_account_iam_member",
+        "google_monitoring_dashboard",
+        "google_bigquery_dataset",
+        "google_bigquery_table",
+        "google_bigquery_table_iam_member",
+    } <= resources
     assert set(re.findall(r'^data "(google_\w+)"', text, re.MULTILINE)) == set(SCHEMA["data_sources"])
 
 
@@ -180,6 +188,21 @@ BREAKAGES = [
         "reads service_config[..].url, which does not exist",
     ),
     ("main.tf", "data.google_project.this.number", "data.google_project.this.project_number", "reads project_number"),
+    (
+        "push.tf",
+        "    oidc_token {",
+        "    oidc {",
+        "google_pubsub_subscription.trigger.push_config: block oidc does not exist",
+    ),
+    (
+        "link.tf",
+        "  filter                     =",
+        "  message_filter             =",
+        "attribute message_filter is unknown",
+    ),
+    ("bigquery.tf", "write_metadata = true", "write_meta = true", "bigquery_config: attribute write_meta is unknown"),
+    ("dashboard.tf", "  dashboard_json = ", "  json = ", "google_monitoring_dashboard.matchrelay: attribute json"),
+    ("push.tf", "  service_account_id = ", "  account_id = ", "invoker_token_creator: attribute account_id"),
 ]
 
 
