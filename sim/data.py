@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sim import rules
+
 CREATED_MS = 1730204346000  # 2024-10-29T12:19:06Z
 SWEEP_WINDOW_MS = (1730203200000, 1730206800000)  # the demo's sweep: runs created 2024-10-29 12:00 to 13:00 UTC
 CHUNK_SIZE = 64 * 1024
@@ -124,6 +126,13 @@ def _suggested_rule(r: int, n_matches: int, rule_size: int) -> dict[str, Any]:
 
 def _generated_rule(g: int, n_matches: int, rule_size: int) -> dict[str, Any]:
     size = min(rule_size, n_matches)
+    if rules.with_definition(g):  # CDF's two shapes in turn (sim/rules.py)
+
+        def scored(k: int) -> dict[str, Any]:
+            i = (n_matches - 1 - g - k) % n_matches
+            return {**_rule_match(i), "score": _score(i)}
+
+        return rules.definition_rule(g, Lazy(size, scored), size)
     return {
         "matches": Lazy(size, lambda k: _rule_match((n_matches - 1 - g - k) % n_matches)),
         "numConflicts": g % 3,
