@@ -1,4 +1,4 @@
-"""``python main.py run``: the same flow once, from a terminal (contract, section 1).
+"""``python main.py run``: the same flow once, from a terminal (contract, section 1); ``sweep`` and ``link`` beside it.
 
 Polls until the run is finished (no budget; ``RUN_MAX_WAIT_S`` counts from the
 start of the command). Exit 0: completed and published; 1: a ``run.failed``
@@ -14,13 +14,14 @@ import sys
 import time
 
 from handlers.cli import display as progress
+from handlers.cli import link
 from handlers.core.deadline import Deadline
 from handlers.core.errors import ConfigError
 from handlers.core.trigger import BadTrigger, parse_fields, parse_sweep
 from handlers.flow.runtime import Runtime
 from handlers.flow.sweep import Sweeper, SweepOutcome
-from handlers.process.logs import log_context, setup_logging
-from handlers.process.settings import Settings, load_settings
+from handlers.process.logs import log_context
+from handlers.process.settings import Settings
 from handlers.process.shutdown import install as install_sigterm
 
 EXIT = {"completed": 0, "failed": 1, "handed_back": 3}
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--to", dest="to_ms", type=int, help="the window's end, epoch ms (excluded)")
     sweep.add_argument("--project", help="the CDF project (one of CDF_ALLOWED_PROJECTS; default CDF_PROJECT)")
     sweep.add_argument("--stdout", action="store_true", help="print each run trigger as a JSON line instead")
+    link.add_parser(sub)
     return p
 
 
@@ -51,17 +53,19 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)  # exits 2 on usage errors
     if args.command == "sweep":
         return sweep_main(args)
+    if args.command == "link":
+        return link.main(args)
     started = time.time()
     shown = progress.on_terminal(f"pipeline {args.pipeline_id} run {args.run_id}", events_to_stdout=args.stdout)
     try:
-        settings = _settings(args, shown)
+        settings = progress.settings_for(shown, to_stderr=args.stdout)
         trigger = parse_fields(
             {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project},
             default_project=settings.cdf_project,
             allowed=settings.allowed_projects,
         )
     except (ConfigError, BadTrigger) as exc:
-        return _usage(exc)
+        return progress.usage(exc)
     runtime = _runtime(settings, args, shown)
     with shown, log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
         outcome = runtime.relay.relay(trigger, budget_s=None, started_wall=started)
@@ -75,7 +79,7 @@ def sweep_main(args: argparse.Namespace) -> int:
     """``python main.py sweep``: one sweep with no deadline and no budget; exit codes as ``run``."""
     shown = progress.on_terminal(f"pipeline {args.pipeline_id}" if args.pipeline_id else "every pipeline", args.stdout)
     try:
-        settings = _settings(args, shown)
+        settings = progress.settings_for(shown, to_stderr=args.stdout)
         sweep = parse_sweep(
             _sweep_fields(args), default_project=settings.cdf_project, allowed=settings.allowed_projects
         )
@@ -83,7 +87,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         if topic is None:
             raise ConfigError("RELAY_TRIGGER_TOPIC: required by sweep (or use --stdout)")
     except (ConfigError, BadTrigger) as exc:
-        return _usage(exc)
+        return progress.usage(exc)
     runtime = _runtime(settings, args, shown)
     with shown, log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
         outcome = Sweeper(runtime.relay).sweep(sweep, None, Deadline.never(runtime.relay.clock.monotonic), topic)
@@ -94,22 +98,6 @@ def sweep_main(args: argparse.Namespace) -> int:
     else:
         log.warning("%s%s", outcome.kind, f" ({outcome.detail})" if outcome.detail else "")
     return SWEEP_EXIT[outcome.kind]
-
-
-def _settings(args: argparse.Namespace, shown: progress.Display) -> Settings:
-    """Logs set up (JSON lines, or readable ones above the progress display), then the settings read."""
-    setup_logging("INFO", to_stderr=args.stdout)
-    shown.take_logs("INFO")  # on a terminal: readable lines, WARNING and above (handlers.cli.display)
-    settings = load_settings(publishing=not args.stdout)
-    setup_logging(settings.log_level, to_stderr=args.stdout)
-    shown.take_logs(settings.log_level)
-    return settings
-
-
-def _usage(exc: ConfigError | BadTrigger) -> int:
-    """A configuration or usage error: one CRITICAL line, exit 2."""
-    log.critical("configuration error: %s" if isinstance(exc, ConfigError) else "%s", exc)
-    return 2
 
 
 def _runtime(settings: Settings, args: argparse.Namespace, shown: progress.Display) -> Runtime:

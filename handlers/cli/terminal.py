@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,10 @@ class TerminalProgress(NoProgress):
         self._published = self._confirmed = self._pipelines = self._runs = 0
         self._first_published: float | None = None
         self._last_confirmed: float | None = None
+        self._matches = self._sources = self._written = 0  # a link's
+        self._decided: Counter[str] = Counter()
+        self._link_started: float | None = None
+        self._last_written: float | None = None
         self._handler: logging.Handler | None = None
         self._live: Live | None = None
         self._spinner: Spinner | None = None
@@ -90,6 +95,19 @@ class TerminalProgress(NoProgress):
         with self._lock:
             self._pipelines += pipelines
             self._runs += runs
+
+    def linking(self, matches: int = 0, sources: int = 0, written: int = 0) -> None:
+        with self._lock:
+            now = self._clock()
+            self._link_started = now if self._link_started is None else self._link_started
+            self._matches += matches
+            self._sources += sources
+            self._written += written
+            self._last_written = now if written else self._last_written
+
+    def decided(self, counts: Mapping[str, int]) -> None:
+        with self._lock:
+            self._decided.update(counts)  # zeros too: the first report fixes the order, run.linked's
 
     def done(self, outcome: str, polls: int | None = None, detail: str = "") -> None:
         from rich.text import Text
@@ -174,6 +192,19 @@ class TerminalProgress(NoProgress):
             if final and self._last_confirmed is not None:
                 confirmed += f" in {seconds:.2f} s"
             parts.append(confirmed + _rate(self._confirmed, seconds))
+        if self._link_started is not None:
+            parts += self._link_counts(final)
+        return parts
+
+    def _link_counts(self, final: bool) -> list[str]:
+        """A link's matches read, sources checked, links written with their rate, and its decisions so far."""
+        assert self._link_started is not None
+        end = self._last_written if final and self._last_written is not None else self._clock()
+        seconds = end - self._link_started
+        written = f"{self._written:,} links written"
+        written += f" in {seconds:.2f} s" if final and self._written else _rate(self._written, seconds)
+        parts = [f"{self._matches:,} matches read", f"{self._sources:,} sources checked", written]
+        parts += [f"{n:,} {_words(name)}" for name, n in self._decided.items() if n]
         return parts
 
     def _say(self, *words: str) -> None:
@@ -182,7 +213,13 @@ class TerminalProgress(NoProgress):
         self.console.print(Text(" ".join(words)), soft_wrap=True)
 
 
-_MARKS = {"completed": ("✓", "green"), "swept": ("✓", "green"), "failed": ("✗", "red")}  # else "!": handed back
+_DONE, _FAILED = ("✓", "green"), ("✗", "red")
+_MARKS = {"completed": _DONE, "swept": _DONE, "linked": _DONE, "failed": _FAILED, "refused": _FAILED}  # else "!"
+
+
+def _words(name: str) -> str:
+    """``belowThreshold`` as ``below threshold``: run.linked's count names, read aloud."""
+    return "".join(f" {c.lower()}" if c.isupper() else c for c in name)
 
 
 def _rate(n: int, seconds: float) -> str:
