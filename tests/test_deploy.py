@@ -640,6 +640,22 @@ def test_deploy_bigquery_view_reads_the_matches_sql_against_the_events_table(tf:
     assert "'com.cognite.entitymatching.match'" in sql
 
 
+def test_deploy_subscriber_guide_shows_the_views_sql_and_the_operating_guide_each_panel(tf: Module) -> None:
+    """docs/subscribers.md has the view's SQL word for word; docs/operating.md names every panel of the dashboard."""
+    sql = (DEPLOY / "bigquery" / "matches.sql").read_text()
+    guide = (ROOT / "docs" / "subscribers.md").read_text().split("\n## BigQuery\n", 1)[1]
+    assert f"```sql\n{sql.replace('${events_table}', 'acme-gcp.matchrelay_events.events')}```" in guide
+    operating = (ROOT / "docs" / "operating.md").read_text().split("\n## The dashboard\n", 1)[1].split("\n## ", 1)[0]
+    titles = [
+        tile["widget"]["title"]
+        for template in ("relay.json.tftpl", "link.json.tftpl")
+        for tile in json.loads((DEPLOY / "dashboard" / template).read_text().replace("${backlog_alert_s}", "1"))
+    ]
+    assert len(titles) == 9
+    for title in titles:
+        assert f"**{title.split(' (')[0]}**" in operating, title
+
+
 # --- deploy.sh ------------------------------------------------------------------------------------------------------
 
 STUB = """#!{python} -S
