@@ -31,7 +31,17 @@ from handlers.core.poll import summary_of
 from handlers.core.trigger import BadTrigger, Trigger, parse_event
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Received, Topics, deliver, load_app, pubsub_message
-from tests.contract import MAX_ID, TYPE_PREFIX, ce_time, contract_problems, is_id
+from tests.contract import (
+    MAX_ID,
+    RULE_DEFINITION_FIELDS,
+    RULE_MATCH_FIELDS,
+    TYPE_PREFIX,
+    WORKER_RULE_FIELDS,
+    ce_time,
+    contract_problems,
+    is_id,
+    rule_problems,
+)
 
 ALLOWED = ("demo", "other")
 SUBSCRIPTION = "projects/matchrelay-test/subscriptions/eventarc-sub"
@@ -407,6 +417,10 @@ DECIDED_MS = 1_730_300_000_000
 ARRAYS = ("matches", "suggestedRules", "generatedRules")
 KNOWN_TOP = {"status", "jobId", "statusTime", "createdTime", "startTime", "errorMessage", "errors"}
 KNOWN_TOP |= set(ARRAYS)
+# Names a key added inside the body is drawn from too: the worker's own (a rule must not let CDF's win), a generated
+# rule's definition, a rule match's fields.
+NAMED = tuple(sorted(WORKER_RULE_FIELDS | RULE_DEFINITION_FIELDS | RULE_MATCH_FIELDS | {"conflicts", "overlaps"}))
+RULE_KINDS = {"suggestedRules": "suggestedrule", "generatedRules": "generatedrule"}
 ODD_VALUES = (None, "", "x", 0, -1, 1.5, True, False, [], {}, [None], {"id": None}, float("nan"), float("inf"))
 BYTE_TOKENS = (
     *(b"NaN", b"Infinity", b"-Infinity", b"nan", b"1e400", b"-", b"0", b"null", b"true"),
@@ -463,7 +477,8 @@ def mutated_runs(
         elif action == "replace":
             parent[key] = draw(json_values)
         elif isinstance(parent, dict):
-            parent[draw(short_texts.filter(lambda k: k not in KNOWN_TOP))] = draw(json_values)
+            names = short_texts.filter(lambda k: k not in KNOWN_TOP)
+            parent[draw(names | st.sampled_from(NAMED) if len(path) > 1 else names)] = draw(json_values)
         else:
             parent.append(draw(json_values))
     if draw(st.integers(0, 3)) == 0:  # CDF documents the run's fields first; an answer may not keep to it
@@ -537,7 +552,15 @@ def test_fuzz_results_body_gives_contract_events_or_malformed(raw: bytes, cuts: 
             cdf.get("target", {}),
             cdf.get("score"),
         )
-    assert json.loads(events[-1].data)["errors"] == parsed.get("errors", [])
+    assert json.loads(events[-1].data)["errors"] == (parsed.get("errors") or [])  # "[] where CDF gave none"
+    for array, kind in RULE_KINDS.items():  # and a rule is CDF's rule, every field of it and of its matches
+        for index, rule in enumerate(parsed.get(array) or []):
+            subject = f"{kind}/{index}"
+            datas = [json.loads(e.data) for e in events if e.attributes["ce-subject"].split("/part/")[0] == subject]
+            assert rule_problems(kind, datas, rule) == []
+            label(f"rule with {'a definition' if set(rule) >= RULE_DEFINITION_FIELDS else 'no definition'}")
+            if set(rule) & WORKER_RULE_FIELDS:
+                label("rule with a field named like the worker's")
 
 
 @PURE
@@ -554,6 +577,45 @@ def test_fuzz_results_body_chunking_does_not_change_events(raw: bytes, cuts: lis
         return None if events is None else [(e.attributes, e.data) for e in events]
 
     assert outcome(split(raw, cuts)) == outcome([raw])
+
+
+@st.composite
+def rule_runs(draw: st.DrawFn) -> dict[str, Any]:
+    """A run whose rules (both of CDF's shapes of generated rule) and rule matches gain fields, named or not."""
+    body = make_run(draw(st.integers(1, 4)), draw(st.integers(0, 2)), draw(st.integers(1, 3)), rule_size=3)
+    keys = st.sampled_from(NAMED) | short_texts
+    for rule in body["suggestedRules"] + body["generatedRules"]:
+        for _ in range(draw(st.integers(0, 3))):
+            rule[draw(keys.filter(lambda k: k != "matches"))] = draw(json_values)
+        for match in rule["matches"]:
+            if draw(st.booleans()):
+                match[draw(keys)] = draw(json_values)
+    return body
+
+
+@PURE
+@given(body=rule_runs(), max_bytes=st.sampled_from([700, 1500, 4000, 9_500_000]))
+def test_fuzz_rules_carry_every_field_cdf_gave(body: dict[str, Any], max_bytes: int) -> None:
+    """Whatever fields CDF adds to a rule or its matches, the rule's events (whole or parts) carry them as given."""
+    ref = RunRef(CDF_URL, "demo", 123, 456)
+    run = RunBody([json.dumps(body).encode()])
+    summary = summary_of(run.header())
+    try:
+        events = list(stream_events(ref, summary, run, max_bytes))
+    except (MalformedResponse, InvalidResponse) as exc:
+        label(f"outcome: {type(exc).__name__}")
+        return
+    for event in events:
+        assert len(event.data) <= max_bytes
+        assert_contract_event(event.attributes, event.data, CDF_URL)
+    for array, kind in RULE_KINDS.items():
+        for index, rule in enumerate(body[array]):
+            subject = f"{kind}/{index}"
+            datas = [json.loads(e.data) for e in events if e.attributes["ce-subject"].split("/part/")[0] == subject]
+            assert rule_problems(kind, datas, rule) == []
+            label(f"{kind} in {'parts' if len(datas) > 1 else 'one event'}")
+            if set(rule) & WORKER_RULE_FIELDS:
+                label("a rule with a field named like the worker's")
 
 
 # --- results bodies, end to end ------------------------------------------------------------------------------------
