@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,14 +12,18 @@ from pathlib import Path
 import pytest
 
 from handlers.core.deadline import Deadline
+from handlers.core.encode import MAX_DATA_BYTES
 from handlers.core.errors import PublishFailed
 from handlers.core.events import Event, RunRef
 from handlers.core.models import RunSummary
 from handlers.core.normalize import completed_event, counts, failed_event, match_event, results_events
+from handlers.core.rules import generated_rule_events
 from handlers.pubsub.publish import PubSubSink
 from sim import make_run
 from sim.emulator import Emulator
+from sim.rules import heavy_rule
 from tests.conftest import ROOT, PubSub
+from tests.contract import PUBSUB_MAX_MESSAGE, RULE_DEFINITION_FIELDS, rule_problems
 
 REF = RunRef("https://westeurope-1.cognitedata.com", "demo", 7, 456)
 SUMMARY = RunSummary.model_validate(
@@ -27,10 +32,11 @@ SUMMARY = RunSummary.model_validate(
 
 
 def every_kind() -> list[Event]:
-    """Matches (unicode, escapes, large ids), rules split into parts, run.completed and run.failed."""
+    """Matches (unicode, escapes, large ids), rules of both shapes split into parts, run.completed and run.failed."""
     body = make_run(300, 3, 3, rule_size=40)
     events = list(results_events(REF, SUMMARY, body, max_bytes=2000))
     assert any("/part/" in e.attributes["ce-subject"] for e in events)
+    assert any(b'"extractors":' in e.data and b'"part":' in e.data for e in events)  # a definition on a part
     odd = {"matchType": "精确 ✓" * 200, "score": 1e-05, "source": {"id": 1, "name": "\ud800 lone"}, "target": {}}
     events.append(match_event(REF, SUMMARY, 300, odd))
     events.append(completed_event(REF, SUMMARY, counts(body)))
@@ -56,6 +62,25 @@ def test_publish_wire_messages_are_byte_identical_to_the_clients(pubsub: PubSub)
     assert len(new) == len(events)
     assert new == old
     assert new == sorted((e.attributes["ce-id"], e.data, e.attributes) for e in events)
+
+
+def test_publish_wire_rule_whose_definition_fills_a_message_arrives_in_parts(pubsub: PubSub) -> None:
+    """A rule that fits one message without its definition but not with it arrives in parts under Pub/Sub's limit,
+    byte-identical to the client's, that rebuild CDF's rule."""
+    rule = heavy_rule(MAX_DATA_BYTES)
+    events = generated_rule_events(REF, SUMMARY, 0, rule)
+    assert len(events) >= 2
+    old_topic, old_sub = pubsub.topic("heavy-old")
+    new_topic, new_sub = pubsub.topic("heavy-new")
+    for event in events:
+        pubsub.publisher.publish(old_topic, event.data, **event.attributes).result(120)
+    assert PubSubSink().publish(new_topic, iter(events)) == len(events)
+    old, new = received(pubsub, old_sub, len(events)), received(pubsub, new_sub, len(events))
+    assert new == old
+    assert all(len(data) <= PUBSUB_MAX_MESSAGE for _, data, _ in new)
+    datas = [json.loads(data) for _, data, _ in sorted(new, key=lambda m: int(m[0].rsplit("/", 1)[1]))]
+    assert all(set(d) >= RULE_DEFINITION_FIELDS for d in datas)
+    assert rule_problems("generatedrule", datas, rule) == []
 
 
 def test_publish_wire_stopped_pubsub_hands_back_before_the_deadline(
