@@ -10,7 +10,9 @@ becomes a parsed body or an error of ``handlers.core.errors``, as for the run:
 - 401 on a cached token fetches a new one once; 401 on a fresh one, and 403, are
   ``access_denied``; 404 ``run_not_found`` (the pipeline); another 4xx ``invalid_request``;
 - ``update``'s 400 with ``missing`` is sent again without the missing items, each
-  counted as a missing source (an item id) or a missing target (an asset id).
+  counted as a missing source (an item id) or a missing target (an asset id);
+- a write whose answer does not come in time may still land: the next try waits
+  at least as long as this one waited, so that it finds it in place.
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from typing import Any, TypeVar
 
 import httpx
 
-from handlers.cdf.httpio import describe, json_object, raise_if_transient, request_timeout, send
+from handlers.cdf.httpio import describe, httpx_errors, json_object, raise_if_transient, request_timeout
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
-from handlers.core.errors import AccessDenied, BudgetExhausted, InvalidRequest, MalformedResponse, RunNotFound
+from handlers.core.errors import (
+    AccessDenied,
+    BudgetExhausted,
+    InvalidRequest,
+    MalformedResponse,
+    RunNotFound,
+    TransientError,
+)
 from handlers.core.linking import MAX_ITEMS, OutOfTime
 from handlers.core.models import is_integer
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
@@ -166,8 +175,17 @@ class Resources:
         headers = {"Authorization": f"Bearer {token}"}
         if self._version:
             headers["cdf-version"] = self._version
-        timeout = request_timeout(deadline, self._http_timeout)
-        return send(self._http, method, url, what="CDF", json=body, headers=headers, timeout=timeout)
+        timeout, started = request_timeout(deadline, self._http_timeout), time.monotonic()
+        with httpx_errors("CDF"):
+            try:
+                return self._http.request(method, url, json=body, headers=headers, timeout=timeout)
+            except (httpx.ReadTimeout, httpx.WriteTimeout):
+                if not url.endswith("/update"):
+                    raise
+                # CDF may still be applying a write it got: wait as long again before its state is read and the
+                # write tried again, so that a write that lands late is found in place rather than sent twice.
+                waited = time.monotonic() - started
+                raise TransientError("CDF did not answer a write in time", retry_after=waited) from None
 
     def _ok(self, response: httpx.Response, not_found: str) -> dict[str, Any]:
         code = response.status_code

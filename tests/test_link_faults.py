@@ -1,0 +1,190 @@
+"""The link under CDF's faults (contract, section 8.4-8.7), against the simulator's scenarios and its own oracle.
+
+Throttling at the concurrency limit, 5xx and lost answers, a source deleted between the read and the write, a
+missing asset, a 403 on writes, the deadline. In every case: nothing is written twice, nothing confident is left
+unlinked except what the table says, and no message loops.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sim import CdfSimulator, Step
+from sim.linkworld import LinkWorld, link_world
+from sim.writes import Applied
+from tests.conftest import PubSub, Topics, deliver
+from tests.test_link import completed, link_app, linked
+
+PIPELINE, RUN = 7, 456
+
+
+def world(sim: CdfSimulator, kind: str = "time_series", matches: int = 3000, **cases: Any) -> LinkWorld:
+    """A scenario with every case a link meets, some assets gone, sources linked already and in conflict."""
+    settings = {"below": 0.3, "linked": 0.1, "conflicts": 0.05, "ambiguous": 20, "runners_up": 30}
+    settings |= {"unlinkable": 12, "missing_sources": 5, "missing_targets": 5, "confirmed": 40}
+    return link_world(sim, PIPELINE, RUN, kind, matches, **{**settings, **cases})
+
+
+def applied_items(sim: CdfSimulator, kind: str) -> Counter[int]:
+    """How many applied writes carried each source: each must be 1 at most."""
+    return Counter(item["id"] for w in sim.writes(kind) if w.applied for item in w.items or [])
+
+
+def counts_of(event: Any) -> dict[str, int]:
+    return {k: v for k, v in event.data.items() if k in world_counts_names()}
+
+
+def world_counts_names() -> set[str]:
+    return {"linked", "belowThreshold", "conflict", "ambiguous", "unlinkable", "sourceMissing", "targetMissing"}
+
+
+def expected_counts(w: LinkWorld) -> dict[str, int]:
+    return {k: v for k, v in w.expected().counts().items() if k in world_counts_names()}
+
+
+def test_link_throttled_at_the_concurrency_limit(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """Four writes in flight against a limit of two: CDF answers 429, every write lands once, the oracle agrees."""
+    monkeypatch.setenv("LINK_CONCURRENCY", "4")
+    sim.classic.write_limit, sim.classic.write_latency_s = 2, 0.1
+    w = world(sim, "time_series", 5000)
+    assert deliver(link_app().test_client(), completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    assert [s for s in Counter(w.status for w in sim.writes()) if s not in (200, 400)] == [429]
+    assert sim.classic.peak_in_flight == 2
+    assert max(applied_items(sim, "timeseries").values()) == 1
+    assert counts_of(event) == expected_counts(w)
+    assert event.data["written"] == w.expected().written
+    assert w.differences(sim) == []
+
+
+@pytest.mark.parametrize("kind", ["sequences", "events"])
+def test_link_5xx_and_lost_answers_send_nothing_twice(
+    link: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics, kind: str
+) -> None:
+    """5xx, and writes CDF applied but whose answer was lost: retried after reading CDF again, nothing sent twice."""
+    w = world(sim, kind, 2500, missing_sources=0, missing_targets=0)  # every write is one CDF can apply
+    lost = [Applied(Step.error(502)), Applied(Step.drop())]
+    sim.script_writes(kind, [Step.error(503), lost[0], Step.error(500), lost[1]])
+    assert deliver(link, completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    assert max(applied_items(sim, w.kind).values()) == 1
+    assert counts_of(event) == expected_counts(w)
+    lost_items = sum(len(x.items or []) for x in sim.writes(kind) if x.applied and x.status != 200)
+    assert lost_items > 0
+    assert event.data["written"] + lost_items == w.expected().written  # those found in place count as linked
+    assert w.differences(sim) == []
+
+
+def test_link_source_deleted_between_read_and_write(
+    link: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A source deleted after its links were read is refused by CDF as missing and counted sourceMissing."""
+    w = world(sim, "files", 800)
+    to_write = [w.source_id(s) for s, _, written in w.decisions() if written is not None]
+    gone = to_write[3]
+    sim.delete_after_next_byids("files", items=(gone,))
+    assert deliver(link, completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    expected = expected_counts(w)
+    assert counts_of(event) == {
+        **expected,
+        "linked": expected["linked"] - 1,
+        "sourceMissing": expected["sourceMissing"] + 1,
+    }
+    statuses = [x.status for x in sim.writes("files")]
+    assert statuses == [400, 200]
+    assert gone not in {item["id"] for item in sim.writes("files")[1].items or []}
+    assert max(applied_items(sim, "files").values()) == 1
+
+
+def test_link_403_on_writes_reports_and_the_next_delivery_finishes(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A 403 on a write: run.linked access_denied with the counts so far, acked; nothing later is started."""
+    monkeypatch.setenv("LINK_CONCURRENCY", "1")
+    w = world(sim, "time_series", 3000, missing_sources=0, missing_targets=0)  # one write per chunk
+    sim.script_writes("timeseries", [None, Step.error(403)])
+    client = link_app().test_client()
+    assert deliver(client, completed()).status_code == 200
+    [refused] = linked(pubsub, topics)
+    first_chunk = {item["id"] for item in sim.writes("timeseries")[0].items or []}
+    assert [x.status for x in sim.writes("timeseries")] == [200, 403]
+    assert refused.data["reason"] == "access_denied"
+    assert refused.data["written"] == len(first_chunk)
+    assert sum(counts_of(refused).values()) < sum(expected_counts(w).values())
+    assert deliver(client, completed()).status_code == 200  # once access is granted, the rest goes on
+    [done] = linked(pubsub, topics)
+    assert done.data["reason"] is None
+    assert counts_of(done) == expected_counts(w)
+    assert max(applied_items(sim, "timeseries").values()) == 1
+    assert w.differences(sim) == []
+
+
+def test_link_deadline_hands_back_and_redeliveries_finish(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """Writes slower than INVOCATION_TIMEOUT_S allows: 503 after the last confirmed write, redeliveries go on."""
+    monkeypatch.setenv("INVOCATION_TIMEOUT_S", "5")
+    monkeypatch.setenv("LINK_CONCURRENCY", "1")
+    sim.classic.write_latency_s = 0.3
+    w = world(sim, "time_series", 16000)  # 11 writes of 1000: more than one invocation's 3 s
+    client = link_app().test_client()
+    answers = [deliver(client, completed()).status_code]
+    while answers[-1] != 200 and len(answers) < 10:
+        answers.append(deliver(client, completed()).status_code)
+    assert answers[0] == 503
+    assert answers[-1] == 200
+    [event] = linked(pubsub, topics)
+    assert counts_of(event) == expected_counts(w)
+    assert max(applied_items(sim, "timeseries").values()) == 1
+    assert w.differences(sim) == []
+
+
+def test_link_write_answered_late_is_found_in_place(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A write whose answer comes after the request's timeout lands anyway; the next try finds it in place."""
+    monkeypatch.setenv("HTTP_TIMEOUT_S", "1")
+    monkeypatch.setenv("LINK_CONCURRENCY", "2")
+    sim.classic.write_latency_s = 1.3
+    w = world(sim, "files", 1500, missing_sources=0, missing_targets=0)
+    assert deliver(link_app().test_client(), completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    assert [x.status for x in sim.writes("files")] == [200, 200]  # answered after the client stopped waiting
+    assert max(applied_items(sim, "files").values()) == 1
+    assert (counts_of(event), event.data["written"]) == (expected_counts(w), 0)
+    assert w.differences(sim) == []
+
+
+def test_link_waits_for_a_run_still_running(link: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics) -> None:
+    """A run CDF still reports Running is polled as section 4 says, then linked."""
+    w = world(sim, "events", 300)
+    sim.set_run(PIPELINE, RUN, [Step.status("Running", RUN), Step.stream(w.stream)])
+    assert deliver(link, completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    assert counts_of(event) == expected_counts(w)
+    assert w.differences(sim) == []
+
+
+def test_link_dry_run_of_a_world_matches_the_oracle(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A dry run writes nothing and counts what the oracle says a link would do."""
+    monkeypatch.setenv("LINK_DRY_RUN", "true")
+    w = world(sim, "sequences", 2500)
+    assert deliver(link_app().test_client(), completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    assert sim.writes() == []
+    assert counts_of(event) == expected_counts(w)
+    assert (event.data["dryRun"], event.data["written"]) == (True, 0)
+    assert w.differences(sim, untouched=True) == []
+
+
+@pytest.fixture
+def link(env: dict[str, str]) -> Any:
+    return link_app().test_client()
