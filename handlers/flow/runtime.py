@@ -22,9 +22,11 @@ from handlers.cdf.resources import Resources
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack
+from handlers.core.linked import COMPLETED
 from handlers.core.poll import Clock
 from handlers.core.trigger import BadTrigger, Sweep, message_id_of, parse_event
 from handlers.flow.link import Linker, LinkOutcome
+from handlers.flow.link import _message_trace as message_trace
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
@@ -73,7 +75,15 @@ class Runtime:
         delivery = delivery or Delivery(time.monotonic())
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
-        return self.linker.handle_event(event_id, data, delivery.received, delivery.trace, delivery.source)
+        message = data.get("message") if isinstance(data, dict) else None
+        deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.linker.clock.monotonic)
+        trace = delivery.trace or message_trace(message)  # the order the link itself follows
+        attributes = message.get("attributes") if isinstance(message, dict) else None
+        completed = isinstance(attributes, dict) and attributes.get("ce-type") == COMPLETED  # not every event of a run
+        with invocation("on_run_completed", trace, deadline, delivery.received, record=completed) as trace:
+            outcome = self.linker.handle_event(event_id, data, delivery.received, trace, delivery.source)
+            annotate({"outcome": outcome.kind, "reason": outcome.reason})
+            return outcome
 
     def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""

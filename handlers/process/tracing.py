@@ -132,12 +132,15 @@ def enabled() -> bool:
 
 @contextlib.contextmanager
 def invocation(
-    name: str, trace: Trace | None, deadline: Deadline | None = None, received: float | None = None
+    name: str, trace: Trace | None, deadline: Deadline | None = None, received: float | None = None, record: bool = True
 ) -> Iterator[Trace | None]:
     """One invocation's server span, a child of ``trace``; yields the trace its events, triggers and log lines
-    carry: this span when it is recorded, else ``trace`` as it came. Spans are flushed before the block ends."""
+    carry: this span when it is recorded, else ``trace`` as it came. Spans are flushed before the block ends.
+
+    ``record`` False: no span (an invocation that only acks what is not for it would flood the trace).
+    """
     active = _active
-    if active is None:
+    if active is None or not record:
         yield trace
         return
     span = active.start(name, trace, received)

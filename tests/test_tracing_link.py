@@ -1,0 +1,83 @@
+"""Traces of the link: ``on_run_completed`` joins the trace its run.completed carries, its reads and writes beneath it.
+
+Spans go to OpenTelemetry's ``InMemorySpanExporter`` through ``tracing.use``; the
+world and the run.completed are the link tests' own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from handlers.process import tracing
+from sim import CdfSimulator
+from tests.conftest import PubSub, Topics, deliver
+from tests.test_link import build_world, completed, link_app, linked
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def traced(env: dict[str, str]) -> Iterator[tuple[Any, InMemorySpanExporter]]:
+    """``on_run_completed`` loaded afresh, tracing to memory."""
+    client = link_app().test_client()
+    exporter = InMemorySpanExporter()
+    tracing.use(lambda: exporter)
+    yield client, exporter
+    tracing.disable()
+
+
+def span_id(span: ReadableSpan) -> str:
+    assert span.context is not None
+    return f"{span.context.span_id:016x}"
+
+
+def parent_of(span: ReadableSpan) -> str | None:
+    return None if span.parent is None else f"{span.parent.span_id:016x}"
+
+
+def test_the_link_is_a_child_of_the_run_completed_it_serves(
+    traced: tuple[Any, InMemorySpanExporter], sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """The link's span continues ``ce-traceparent``; every read and write, from every writing thread, is its child."""
+    client, exporter = traced
+    build_world(sim, "time_series")
+    message = completed(**{"ce-traceparent": f"00-{TRACE_ID}-{SPAN}-01"})
+    assert deliver(client, message).status_code == 200
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert (root.name, parent_of(root), dict(root.attributes or {})["matchrelay.outcome"]) == (
+        "on_run_completed",
+        SPAN,
+        "linked",
+    )
+    requests = [s for s in spans if dict(s.attributes or {}).get("http.request.method")]
+    assert len(requests) >= 3  # the run, the sources, the assets, the writes
+    assert any(s.name.startswith("POST") and "update" in s.name for s in requests)
+    assert {parent_of(s) for s in spans if s is not root} == {span_id(root)}
+    assert {f"{s.context.trace_id:032x}" for s in spans if s.context} == {TRACE_ID}
+    (event,) = linked(pubsub, topics)
+    assert event.attributes["ce-traceparent"] == f"00-{TRACE_ID}-{span_id(root)}-01"
+
+
+def test_events_that_are_not_run_completed_make_no_span(
+    traced: tuple[Any, InMemorySpanExporter], sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """Each match event of a traced run reaches the link too: acked at once, it adds nothing to the trace."""
+    client, exporter = traced
+    message = completed(
+        **{
+            "ce-type": "com.cognite.entitymatching.match",
+            "ce-subject": "match/0",
+            "ce-traceparent": f"00-{TRACE_ID}-{SPAN}-01",
+        }
+    )
+    assert deliver(client, message).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert sim.requests == []
