@@ -37,9 +37,12 @@ locals {
     services_regex             = var.link ? "${var.name}|${var.name}-link" : var.name
     backlog_alert_s            = var.trigger_backlog_alert_s
   }
+  # The link's tiles only with the link. jsondecode gives tuples, and a conditional's two results must have one
+  # type, so the link's are sliced to none rather than swapped for [].
+  link_tiles = jsondecode(templatefile("${path.module}/dashboard/link.json.tftpl", local.dashboard_values))
   dashboard_tiles = concat(
     jsondecode(templatefile("${path.module}/dashboard/relay.json.tftpl", local.dashboard_values)),
-    var.link ? jsondecode(templatefile("${path.module}/dashboard/link.json.tftpl", local.dashboard_values)) : [],
+    slice(local.link_tiles, 0, var.link ? length(local.link_tiles) : 0),
   )
 }
 

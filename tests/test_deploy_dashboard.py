@@ -95,7 +95,9 @@ def test_deploy_dashboard_templates_get_the_values_dashboard_tf_passes(module: d
     assert local_values["promql_user_prefix"] == 'logging_googleapis_com:user_${replace(var.name, "-", "_")}'
     tiles = local_values["dashboard_tiles"]
     assert 'templatefile("${path.module}/dashboard/relay.json.tftpl", local.dashboard_values)' in tiles
-    assert 'var.link ? jsondecode(templatefile("${path.module}/dashboard/link.json.tftpl"' in tiles
+    assert "slice(local.link_tiles, 0, var.link ? length(local.link_tiles) : 0)" in tiles
+    link = 'jsondecode(templatefile("${path.module}/dashboard/link.json.tftpl", local.dashboard_values))'
+    assert local_values["link_tiles"] == f"${{{link}}}"
     resource = module["resources"]["google_monitoring_dashboard", "matchrelay"]
     assert resource["count"] == "${local.dashboard}"
     body = re.sub(r"\s+", " ", resource["dashboard_json"])
