@@ -6,7 +6,7 @@ client in a bare loop, and as raw Publish requests (1,000 messages each, four in
 flight). The emulator is warmed first; the sides alternate and the best of
 ``--rounds`` counts. Each measurement runs in a fresh process so its peak RSS is
 its own. Then: CPU per stage, cold start, polling, and the contract v2 figures
-(waiting runs in one process, a run split by continuations).
+(waiting runs in one process, a run split by continuations), and what traces cost.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, continued, waiting
+from bench import coldstart, continued, tracing, waiting
 from bench.polling import measure
 from sim import CdfSimulator, Step, stream_run_body
 from sim.emulator import Emulator
@@ -75,10 +75,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated match counts")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each side; the best counts")
     parser.add_argument("--naive", action="store_true", help="also measure the naive relay (slow)")
-    parser.add_argument("--only", default="", help="comma-separated parts: relay,stages,cold,polling,waiting,segments")
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts: relay,stages,cold,polling,waiting,segments,tracing"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    parts = set(args.only.split(",")) if args.only else {"relay", "stages", "cold", "polling", "waiting", "segments"}
+    parts = (
+        set(args.only.split(","))
+        if args.only
+        else {"relay", "stages", "cold", "polling", "waiting", "segments", "tracing"}
+    )
     emulator = Emulator()
     emulator.start(Path(os.environ.get("TMPDIR", "/tmp")) / "matchrelay-bench-emulator.log")
     os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
@@ -102,6 +108,9 @@ def main() -> None:
                 waiting.report(waiting.measure(sim, env))
             if "segments" in parts:
                 continued.report(continued.measure(sim, env))
+            if "tracing" in parts:
+                serve(sim, 100_000)
+                tracing.report(tracing.measure(env, 100_000, args.rounds + 2), tracing.cold_start())
     finally:
         emulator.stop()
     if "cold" in parts:
