@@ -170,6 +170,17 @@ resource "google_project_iam_member" "event_receiver" {
   member  = local.function_sa
 }
 
+# Before delivery was a choice these two always existed: an Eventarc deployment keeps them through an upgrade.
+moved {
+  from = google_project_iam_member.event_receiver
+  to   = google_project_iam_member.event_receiver[0]
+}
+
+moved {
+  from = google_cloud_run_v2_service_iam_member.trigger_invoker
+  to   = google_cloud_run_v2_service_iam_member.trigger_invoker[0]
+}
+
 # tracing = true: the functions' accounts may write their spans to Cloud Trace.
 resource "google_project_iam_member" "trace_agent" {
   for_each = var.tracing ? merge({ relay = local.function_sa }, var.link ? { link = local.link_sa } : {}) : {}
