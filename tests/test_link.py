@@ -304,6 +304,7 @@ def test_link_bad_input_is_acked_with_a_warning_and_no_request(
     assert deliver(client, message).status_code == 200
     [line] = summaries(capfd.readouterr().out)
     assert (line["severity"], line["outcome"], line["reason"]) == ("WARNING", "ignored", reason)
+    assert (line["written"], line["linked"], "seconds" in line) == (0, 0, True)
     assert sim.requests == []
 
 

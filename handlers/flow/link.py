@@ -104,23 +104,28 @@ class Linker:
         subscription = data.get("subscription") if isinstance(data, dict) else None
         where = gcp_project(self.settings.google_cloud_project, source, subscription)
         with log_context(messageId=accepted.message_id, **trace_fields(trace, where)):
-            if isinstance(accepted, Other):  # the events topic's every other event: acked at once, quietly
-                outcome = LinkOutcome("ignored", "other_type", self.settings.link_dry_run)
-                log.debug("not a run.completed (%s): acked untouched", accepted.ce_type, extra=_extra(outcome))
-                return outcome
-            coordinates = {"project": accepted.project, "pipelineId": accepted.pipeline_id, "runId": accepted.run_id}
-            with log_context(**coordinates):
+            if isinstance(accepted, Other):
+                return self._ignored(accepted, received)
+            with log_context(project=accepted.project, pipelineId=accepted.pipeline_id, runId=accepted.run_id):
                 if isinstance(accepted, Rejected):
-                    outcome = LinkOutcome(
-                        "ignored", accepted.reason, self.settings.link_dry_run, detail=accepted.detail
-                    )
-                    log.warning("run.completed acked without linking: %s", accepted.detail, extra=_extra(outcome))
-                    return outcome
+                    return self._ignored(accepted, received)
                 request = dataclasses.replace(accepted, traceparent=traceparent_of(trace) if trace else None)
-                deadline = Deadline.after(self.settings.timeout_s, received, self.clock.monotonic)
-                outcome = self.link(request, deadline)
+                outcome = self.link(request, Deadline.after(self.settings.timeout_s, received, self.clock.monotonic))
                 _summarize(outcome, received, self.clock.monotonic)
                 return outcome
+
+    def _ignored(self, accepted: Other | Rejected, received: float) -> LinkOutcome:
+        """Ack without linking, on one summary line: a run.completed this deployment must not link is a WARNING;
+        another type a DEBUG line (on a subscription without a filter, they are most of the topic's traffic)."""
+        if isinstance(accepted, Rejected):
+            level, reason, detail = logging.WARNING, accepted.reason, accepted.detail
+            message = f"run.completed acked without linking: {detail}"
+        else:
+            level, reason, detail = logging.DEBUG, "other_type", f"not a run.completed ({accepted.ce_type})"
+            message = f"{detail}: acked untouched"
+        outcome = LinkOutcome("ignored", reason, self.settings.link_dry_run, detail=detail)
+        log.log(level, message, extra=_extra(outcome, received, self.clock.monotonic))
+        return outcome
 
     def now_ms(self) -> int:
         return int(self.wall() * 1000)
@@ -258,11 +263,8 @@ def _message_trace(message: Any) -> Trace | None:
     return None
 
 
-def _extra(outcome: LinkOutcome, started: float | None = None, now: Callable[[], float] = time.monotonic) -> Any:
-    fields = outcome.fields()
-    if started is not None:
-        fields["seconds"] = round(now() - started, 3)
-    return {"fields": fields}
+def _extra(outcome: LinkOutcome, started: float, now: Callable[[], float]) -> Any:
+    return {"fields": {**outcome.fields(), "seconds": round(now() - started, 3)}}
 
 
 def _summarize(outcome: LinkOutcome, started: float, now: Callable[[], float]) -> None:
