@@ -150,6 +150,27 @@ def test_link_resources_refused_cached_token_is_fetched_again(edge: Resources, s
     assert len(sim.token_requests()) == 2
 
 
+def test_link_resources_refused_tokens_are_replaced_on_writes(edge: Resources, sim: CdfSimulator) -> None:
+    """A 401 on a write replaces the token (a fresh one after a backoff) and sends the write again."""
+    sim.add_assets(100, 1)
+    sim.add_item("timeseries", 1)
+    edge.by_ids("demo", "timeseries", [1], never())
+    sim.script_writes("timeseries", [Step.error(401), Step.error(401)])
+    result = edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never())
+    assert result.written == [1]
+    assert [w.status for w in sim.writes("timeseries")] == [401, 401, 200]
+    assert len(sim.token_requests()) == 3
+
+
+def test_link_resources_three_fresh_tokens_refused_is_access_denied(edge: Resources, sim: CdfSimulator) -> None:
+    """Three tokens in a row, each fetched just now, refused with 401: access_denied, no loop."""
+    sim.script_byids(None, [Step.error(401)] * 10)
+    with pytest.raises(AccessDenied):
+        edge.by_ids("demo", "timeseries", [1], never())
+    assert len(sim.token_requests()) == 3
+    assert sim.request_counts()["byids"] == 3
+
+
 def test_link_resources_throttled_past_the_deadline_hands_back(edge: Resources, sim: CdfSimulator) -> None:
     """A write CDF keeps throttling stops before the invocation's deadline, and says so."""
     sim.add_item("timeseries", 1)

@@ -7,8 +7,10 @@ becomes a parsed body or an error of ``handlers.core.errors``, as for the run:
 - 429, 5xx, ``cdf-is-auto-retryable``, connection errors and timeouts are retried
   with section 4's backoff (``Retry-After`` honoured) while the invocation may
   still start work; past that, ``OutOfTime`` hands the message back;
-- 401 on a cached token fetches a new one once; 401 on a fresh one, and 403, are
-  ``access_denied``; 404 ``run_not_found`` (the pipeline); another 4xx ``invalid_request``;
+- 401 as on the read edge (``TokenSource.refused``: a cached token is replaced at
+  once, a fresh one after a backoff, the third fresh one refused is
+  ``access_denied``); 403 ``access_denied``; 404 ``run_not_found`` (the pipeline);
+  another 4xx ``invalid_request``;
 - ``update``'s 400 with ``missing`` is sent again without the missing items, each
   counted as a missing source (an item id) or a missing target (an asset id);
 - a write whose answer does not come in time may still land: the next try waits
@@ -164,12 +166,15 @@ class Resources:
     def _call(
         self, method: str, url: str, body: Any, deadline: Deadline, not_found: str = "CDF answered 404"
     ) -> dict[str, Any]:
-        token, fresh = self._tokens.get(deadline=deadline)
-        response = self._send(method, url, body, token, deadline)
-        if response.status_code == 401 and not fresh and self._tokens.refreshable:
-            token, _ = self._tokens.get(rejected=token, deadline=deadline)  # a 401 on a cached token: fetch one, once
+        """One request; a 401 goes to the token source, as on the read edge (``TokenSource.refused``): it raises,
+        or has a cached token's replacement tried here at once."""
+        while True:
+            token, fresh = self._tokens.get(deadline=deadline)
             response = self._send(method, url, body, token, deadline)
-        return self._ok(response, not_found)
+            if response.status_code != 401:
+                self._tokens.accepted(deadline)
+                return self._ok(response, not_found)
+            self._tokens.refused(token, fresh, deadline, describe(response, "CDF refused the token"))
 
     def _send(self, method: str, url: str, body: Any, token: str, deadline: Deadline) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
@@ -191,8 +196,6 @@ class Resources:
         code = response.status_code
         if code == 200:
             return json_object(response, "CDF")
-        if code == 401:
-            raise AccessDenied(describe(response, "CDF refused a token fetched just now"))
         raise_if_transient(response, "CDF", self._wall)
         if code == 403:
             raise AccessDenied(describe(response, "CDF denied access"))
