@@ -9,6 +9,8 @@ loads, CDF the simulator, Pub/Sub the emulator.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +24,7 @@ from handlers.core.errors import ConfigError
 from handlers.process import tracing
 from handlers.process.settings import load_settings
 from sim import CdfSimulator, Step, make_run
-from tests.conftest import SECRET, PubSub, Topics, binary_event, load_app, pubsub_message
+from tests.conftest import ROOT, SECRET, PubSub, Topics, binary_event, load_app, pubsub_message
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -174,15 +176,43 @@ def test_an_unsampled_caller_gets_no_spans_and_keeps_its_span(
     assert {e.attributes["ce-traceparent"] for e in events} == {f"00-{TRACE_ID}-{SPAN}-00"}
 
 
-def test_tracing_off_loads_no_opentelemetry_and_changes_nothing(
-    client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
-) -> None:
+def test_tracing_off_changes_nothing(client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics) -> None:
     """Unconfigured, the function runs without a tracer and events carry the caller's span as before."""
     sim.set_run(1, 456, [Step.run(make_run(1, job_id=456))])
     assert not tracing.enabled()
     assert post(client, {"pipelineId": 1, "runId": 456}, {"traceparent": TRACEPARENT}) == 200
     assert {e.attributes["ce-traceparent"] for e in pubsub.drain(topics.events_sub, at_least=2)} == {TRACEPARENT}
-    assert "handlers.process.tracing_export" not in sys.modules or tracing._active is None
+
+
+PROBE = """
+import json, sys, main
+loaded = {m.split(".")[1] for m in sys.modules if m.startswith("opentelemetry.")}
+print(json.dumps({"sdk": "sdk" in loaded, "exporter": "exporter" in loaded}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("exporter", "expected"),
+    [
+        (None, {"sdk": False, "exporter": False}),
+        ("none", {"sdk": False, "exporter": False}),
+        ("otlp", {"sdk": True, "exporter": False}),
+        ("gcp_trace", {"sdk": True, "exporter": False}),
+    ],
+)
+def test_importing_main_loads_no_exporter(exporter: str | None, expected: dict[str, bool], env: dict[str, str]) -> None:
+    """Off, importing main loads nothing of OpenTelemetry; on, the SDK only: the exporter loads at the first span."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | env
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=environment | ({"OTEL_TRACES_EXPORTER": exporter} if exporter else {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
 
 
 @pytest.mark.parametrize(
