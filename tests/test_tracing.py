@@ -258,3 +258,27 @@ def test_configuring_an_exporter_builds_nothing_before_the_first_span(exporter: 
     finally:
         tracing.configure("none")
     assert not tracing.enabled()
+
+
+def test_a_sweeps_run_triggers_name_the_sweeps_span(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub
+) -> None:
+    """A sweep's list requests are children of its span, and each run trigger it publishes names that span."""
+    trigger, trigger_sub = pubsub.topic("trigger")
+    monkeypatch.setenv("RELAY_TRIGGER_TOPIC", trigger)
+    sim.add_run(4, 11, 1_730_204_346_000)
+    client = load_app().test_client()
+    exporter = InMemorySpanExporter()
+    tracing.use(lambda: exporter)
+    try:
+        window = {"pipelineId": 4, "runsCreated": {"from": 1_730_204_000_000, "to": 1_730_205_000_000}}
+        assert post(client, window, {"traceparent": TRACEPARENT}) == 200
+    finally:
+        tracing.disable()
+    spans = exporter.get_finished_spans()
+    (sweep,) = invocations(spans)
+    assert attrs(sweep)["matchrelay.outcome"] == "swept"
+    lists = [s for s in spans if attrs(s).get("url.template", "").endswith("/pipelines/{id}/runs")]
+    assert [parent_of(s) for s in lists] == [hex_span(sweep)]
+    (run_trigger,) = pubsub.drain(trigger_sub, at_least=1)
+    assert run_trigger.attributes["traceparent"] == f"00-{TRACE_ID}-{hex_span(sweep)}-01"
