@@ -7,11 +7,21 @@ unlinked except what the table says, and no message loops.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from handlers.cdf.httpio import make_http
+from handlers.cdf.resources import Resources, Written
+from handlers.cdf.tokens import TokenSource
+from handlers.core.deadline import Deadline
+from handlers.core.linked import LinkRequest
+from handlers.core.poll import Clock
+from handlers.flow.runtime import Runtime
+from handlers.process.settings import Settings, load_settings
 from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
 from sim.writes import Applied
@@ -125,20 +135,55 @@ def test_link_403_on_writes_reports_and_the_next_delivery_finishes(
     assert w.differences(sim) == []
 
 
-def test_link_deadline_hands_back_and_redeliveries_finish(
+class Ticking(Resources):
+    """CDF's write edge, on a link whose clock moves on by ``write_s`` with every write CDF confirms."""
+
+    def __init__(self, settings: Settings, clock: FakeClock, write_s: float) -> None:
+        http = make_http(settings)
+        super().__init__(settings, http, TokenSource(settings, http), Clock(clock.monotonic, clock.sleep))
+        self.clock, self.write_s = clock, write_s
+
+    def update(self, *args: Any, **kwargs: Any) -> Written:
+        written = super().update(*args, **kwargs)
+        self.clock.now += self.write_s
+        return written
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.now += seconds
+        return False
+
+
+def test_link_deadline_hands_back_after_the_last_confirmed_write(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
 ) -> None:
-    """Writes slower than INVOCATION_TIMEOUT_S allows: 503 after the last confirmed write, redeliveries go on."""
-    monkeypatch.setenv("INVOCATION_TIMEOUT_S", "5")
+    """Writes of 1.2 s against a 5 s deadline (2 s margin): three writes an invocation, then a hand-back with no
+    run.linked; each redelivery goes on from CDF's state, and the last publishes the whole run's counts."""
     monkeypatch.setenv("LINK_CONCURRENCY", "1")
-    sim.classic.write_latency_s = 0.3
-    w = world(sim, "time_series", 16000)  # 11 writes of 1000: more than one invocation's 3 s
-    client = link_app().test_client()
-    answers = [deliver(client, completed()).status_code]
-    while answers[-1] != 200 and len(answers) < 10:
-        answers.append(deliver(client, completed()).status_code)
-    assert answers[0] == 503
-    assert answers[-1] == 200
+    w = world(sim, "time_series", 8000, missing_sources=0, missing_targets=0)
+    clock, settings = FakeClock(), load_settings()
+    runtime = Runtime.build(settings)
+    linker = dataclasses.replace(
+        runtime.linker, clock=Clock(clock.monotonic, clock.sleep), resources=Ticking(settings, clock, 1.2)
+    )
+    outcomes = []
+    while not outcomes or (outcomes[-1].kind == "handed_back" and len(outcomes) < 5):
+        deadline = Deadline.after(5.0, clock.now, clock.monotonic)
+        outcomes.append(linker.link(LinkRequest("demo", PIPELINE, RUN), deadline))
+        assert clock.now <= deadline.end
+    expected = w.expected()
+    chunks = -(-(expected.linked + expected.conflict) // 1000)  # the sources whose links are read, 1000 a request
+    assert chunks == 6  # three writes an invocation: writes start at 0, 1.2 and 2.4 s, none at 3.6 s (margin 2 s)
+    assert [(o.kind, o.reason) for o in outcomes] == [("handed_back", "deadline"), ("linked", None)]
+    assert len(sim.writes("timeseries")) == chunks
+    assert sum(o.counts.written for o in outcomes) == w.expected().written
     [event] = linked(pubsub, topics)
     assert counts_of(event) == expected_counts(w)
     assert max(applied_items(sim, "timeseries").values()) == 1

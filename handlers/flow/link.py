@@ -6,10 +6,9 @@ both call it. CDF is the progress record: every chunk of at most 1000 sources
 reads its sources' links with ``byids`` and writes only what is not in place,
 so a redelivery, a replay or a second command goes on from what CDF holds.
 
-Chunks are ascending by source id and started in that order, at most
-``LINK_CONCURRENCY`` at once (each one request at a time). A chunk's write that
-CDF answers transiently is retried after reading the chunk's links again, so a
-write whose answer was lost is not sent twice. Every ending is a ``LinkOutcome``:
+Chunks are ascending by source id and started in that order, ``READS`` at
+once, of which ``LINK_CONCURRENCY`` write at once (``handlers.flow.link_writes``).
+Every ending is a ``LinkOutcome``:
 ``linked`` or ``refused`` (``run.linked`` published, with or without a reason),
 ``ignored`` (not this deployment's to link), or ``handed_back`` (answer non-2xx:
 the deadline came, the instance is stopping, or ``run.linked`` was not confirmed).
@@ -38,7 +37,7 @@ from handlers.core.linking import Candidates, Counts, OutOfTime, Plan, Resource,
 from handlers.core.models import RunSummary
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.core.progress import NO_PROGRESS, Progress
-from handlers.flow.link_writes import ChunkWriter, outcomes
+from handlers.flow.link_writes import READS, ChunkWriter, outcomes
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
@@ -207,7 +206,8 @@ class _Job:
         return candidates.plan(self.linker.settings.link_min_score)
 
     def _apply(self, plan: Plan, resource: Resource) -> None:
-        """Every chunk of links, ``LINK_CONCURRENCY`` at once, in source order; a refusal stops those not started."""
+        """Every chunk of links, started in source order (``READS`` reading at once, ``LINK_CONCURRENCY`` writing);
+        a refusal stops those not started."""
         settings, r = self.linker.settings, self.request
         write = ChunkWriter(
             self.linker.resources,
@@ -219,9 +219,11 @@ class _Job:
             settings.link_overwrite,
             self.dry_run,
             threading.Event(),
+            threading.Semaphore(settings.link_concurrency),
             self.linker.progress,
         )
-        with ThreadPoolExecutor(max_workers=settings.link_concurrency, thread_name_prefix="link") as pool:
+        workers = max(READS, settings.link_concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="link") as pool:
             futures = [pool.submit(contextvars.copy_context().run, write, links) for links in plan.chunks()]
             results = [future.result() for future in futures]
         for counts, _ in results:

@@ -2,11 +2,14 @@
 
 A chunk reads its sources' links with ``byids``, sets each decided link against
 them (``handlers.core.linking.against``) and writes what is missing in one
-``update``. CDF answering transiently retries the whole chunk after the backoff
-of section 4: its links are read again first, so a write whose answer was lost
-(CDF took it, the answer never came) is found in place and not sent twice.
-Under a dry run a chunk reads its targets with ``assets/byids`` instead of writing,
-so that its counts are those the real link would reach.
+``update``. ``READS`` chunks read at once, ``LINK_CONCURRENCY`` of them write at
+once: CDF limits concurrent writes, not reads, and a redelivery mostly re-reads
+links already in place, so reading wider is what lets it reach the missing ones
+before its deadline. CDF answering transiently retries the whole chunk after the
+backoff of section 4: its links are read again first, so a write whose answer
+was lost (CDF took it, the answer never came) is found in place and not sent
+twice. Under a dry run a chunk reads its targets with ``assets/byids`` instead of
+writing, so that its counts are those the real link would reach.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from handlers.core.linking import (
 from handlers.core.poll import Deadlines, Poller
 from handlers.core.progress import NO_PROGRESS, Progress
 
+READS = 8  # chunks reading their links at once per invocation (byids is a read: no write limit applies)
+
 
 @dataclass
 class ChunkWriter:
@@ -49,6 +54,7 @@ class ChunkWriter:
     overwrite: bool
     dry_run: bool
     stop: threading.Event
+    writes: threading.Semaphore  # LINK_CONCURRENCY: writes in flight; reads are not CDF's write limit's
     progress: Progress = NO_PROGRESS  # sources checked, links written, decisions: the command's display
 
     def __call__(self, links: list[Link]) -> tuple[Counts, RelayError | None]:
@@ -96,9 +102,16 @@ class ChunkWriter:
         if self.dry_run:
             self._plan_writes(writes, counts)
             return
-        self._in_time()
         updates = [Update(w.source, w.target, update_item(w, self.resource, self.run)) for w in writes]
-        written = self.resources.update(self.project, self.resource.path, updates, self.deadline, retry=False)
+        if not self.writes.acquire(timeout=self._until_cutoff()):
+            raise OutOfTime("the deadline came while other writes were in flight")
+        try:
+            if self.stop.is_set():  # refused while this chunk waited for its turn: it writes nothing more
+                return
+            self._in_time()
+            written = self.resources.update(self.project, self.resource.path, updates, self.deadline, retry=False)
+        finally:
+            self.writes.release()
         self.progress.linking(written=len(written.written))
         counts.add(WRITE, len(written.written))
         counts.written += len(written.written)
@@ -111,6 +124,12 @@ class ChunkWriter:
         existing = {a["id"] for a in self.resources.by_ids(self.project, TARGET_RESOURCE, targets, self.deadline)}
         for w in writes:
             counts.add(WRITE if w.target in existing else TARGET_MISSING)
+
+    def _until_cutoff(self) -> float | None:
+        """How long a write may wait for its turn: until no work may start any more (for ever without a deadline)."""
+        if not self.deadline.bounded:
+            return None
+        return max(0.0, self.deadline.left() - self.deadline.margin)
 
     def _in_time(self) -> None:
         if not self.deadline.producing():
