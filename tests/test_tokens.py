@@ -11,6 +11,8 @@ import itertools
 import json
 import math
 import random
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from handlers.core.deadline import Deadline
 from handlers.core.errors import AccessDenied, AuthFailed, RelayError, TransientError
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from handlers.process.settings import Settings
+from tests.test_cdf import CountingLock
 
 RUN = {"status": "Completed", "jobId": 2, "statusTime": 1730204406000, "matches": []}
 IDP = {
@@ -168,8 +171,9 @@ def test_tokens_static_token_refused_is_access_denied_at_once(settings: Callable
     assert (world.fetches, len(world.sent), e.waits) == (0, 1, [])
 
 
-def test_tokens_refusals_count_per_invocation_and_share_the_fetch(settings: Callable[[bool], Settings]) -> None:
-    """Two invocations refused the same token: one fetch replaces it for both, and each counts only its own refusals."""
+def test_tokens_refusals_count_per_invocation(settings: Callable[[bool], Settings]) -> None:
+    """Two invocations refused the same tokens: each counts its own refusals, and after a refusal of a token fetched
+    just now an invocation gets a new fetch, not a replacement that waited in the cache."""
     world = World([401])
     e = edge(world, settings(False))
     first, second = e.invocation()[1], e.invocation()[1]
@@ -180,13 +184,43 @@ def test_tokens_refusals_count_per_invocation_and_share_the_fetch(settings: Call
     assert (again, fresh_again) == (token, False)
     e.tokens.refused(again, fresh_again, second, "CDF refused the token")  # a cached one: replaced at once
     replacement, replaced = e.tokens.get(deadline=second)
-    assert (replacement != token, replaced, world.fetches) == (True, True, 2)
-    assert e.tokens.get(deadline=first) == (replacement, True)  # first takes the same replacement, no fetch
-    assert world.fetches == 2
+    assert (replacement, replaced, world.fetches) == ("t2", True, 2)
+    assert e.tokens.get(deadline=first) == ("t3", True)  # first's backoff is over: a fetch of its own
     with pytest.raises(TransientError, match="1 of 3"):  # second's first fresh refusal, whatever first's were
         e.tokens.refused(replacement, True, second, "CDF refused the token")
     with pytest.raises(TransientError, match="2 of 3"):
-        e.tokens.refused(replacement, True, first, "CDF refused the token")
+        e.tokens.refused("t3", True, first, "CDF refused the token")
+
+
+def test_tokens_invocations_waiting_for_one_fetch_share_it(settings: Callable[[bool], Settings]) -> None:
+    """Two invocations asking for a new token while one fetch is under way both take what it fetched: one fetch."""
+    release = threading.Event()
+    world = World([401])
+
+    def slow_second_fetch(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/t" and world.fetches >= 1:
+            release.wait(10)
+        return world(request)
+
+    tokens = TokenSource(settings(False), httpx.Client(transport=httpx.MockTransport(slow_second_fetch)))
+    first, second = Deadline.never(time.monotonic), Deadline.never(time.monotonic)
+    token, _ = tokens.get(deadline=first)
+    for deadline in (first, second):
+        with pytest.raises(TransientError, match="1 of 3"):
+            tokens.refused(token, True, deadline, "CDF refused the token")
+    lock = tokens._lock = CountingLock()
+    got: dict[int, tuple[str, bool]] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, d=d: got.__setitem__(n, tokens.get(deadline=d)))
+        for n, d in enumerate((first, second))
+    ]
+    for thread in threads:
+        thread.start()
+    assert lock.attempts.wait_for(2, 10)  # one fetching, the other queued behind it
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert (got, world.fetches) == ({0: ("t2", True), 1: ("t2", True)}, 2)
 
 
 def test_tokens_an_accepted_token_ends_only_its_invocations_streak(settings: Callable[[bool], Settings]) -> None:

@@ -64,13 +64,15 @@ class TokenSource:
         """The token, and whether it was fetched just now: by this call, or to replace one CDF refused.
 
         ``rejected``: CDF answered 401 to that one. A token this invocation (``deadline``) saw refused is never handed
-        out to it again: its replacement comes, fetched by this call or by the fetch it waited for.
+        out to it again: its replacement comes instead. Once a token fetched just now was refused, the replacement is
+        one fetched after this call asked, by this call or by the fetch it waited for, never one that waited in the
+        cache during the backoff (it would be older than it looks, and CDF may refuse tokens by age).
         """
         if self._settings.cdf_token is not None:
             return self._settings.cdf_token.get_secret_value(), False
         streak = self._streaks.get(_key(deadline))
         if streak is not None and rejected is None:
-            token, _ = self._get(streak.refused, deadline)
+            token, _ = self._get(streak.refused, deadline, new=bool(streak.fresh))
             return token, True
         return self._get(rejected, deadline)
 
@@ -108,16 +110,18 @@ class TokenSource:
             with self._streaks_lock:
                 self._streaks.pop(_key(deadline), None)
 
-    def _get(self, rejected: str | None, deadline: Deadline | None) -> tuple[str, bool]:
-        """The cached token, fetched (by this call: True) if there is none, it is ``rejected`` or near its end."""
+    def _get(self, rejected: str | None, deadline: Deadline | None, new: bool = False) -> tuple[str, bool]:
+        """The cached token, fetched (by this call: True) if there is none, it is ``rejected`` or near its end, or
+        ``new`` is asked and no fetch ended while this call waited."""
         fetches = self._fetches
         if not self._lock.acquire(timeout=wait_s(deadline, self._settings.http_timeout_s)):
             raise TransientError("the token endpoint is busy: another fetch has not ended")
         try:
-            if self._fetches != fetches and self._failure is not None:
-                raise copy.copy(self._failure)  # the fetch this call waited for failed: share its outcome
+            waited = self._fetches != fetches  # a fetch ended while this call waited: its outcome is this call's too
+            if waited and self._failure is not None:
+                raise copy.copy(self._failure)
             stale = rejected is not None and rejected == self._token  # another thread may have renewed it already
-            if stale or self._token is None or self._clock() >= self._expires:
+            if (new and not waited) or stale or self._token is None or self._clock() >= self._expires:
                 self._token, lifetime = self._fetch_once(deadline)
                 self._expires = self._clock() + max(lifetime - REFRESH_MARGIN_S, lifetime / 2)
                 return self._token, True
