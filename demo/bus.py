@@ -7,6 +7,10 @@ Topic layout, as a deployment would have it:
   it while the function answers non-2xx.
 - ``matchrelay-events`` (``RELAY_TOPIC``) and ``matchrelay-errors``
   (``RELAY_ERROR_TOPIC``), each with a pull subscription: the subscriber.
+- ``matchrelay-events`` also has a *push* subscription to the link, filtered to
+  ``run.completed`` as deployed (the emulator delivers every event anyway: the
+  link acks the others untouched). The link's ``run.linked`` goes to the events
+  topic too (``LINK_TOPIC`` unset), so the subscriber sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ GCP_PROJECT = "matchrelay-demo"
 TRIGGER, EVENTS, ERRORS = "matchrelay-trigger", "matchrelay-events", "matchrelay-errors"
 ACK_DEADLINE_S = 60  # the subscriber's
 PUSH_ACK_DEADLINE_S = 600  # the function answers only once the run is finished: Pub/Sub's maximum, as Eventarc's
+COMPLETED_FILTER = 'attributes.ce-type = "com.cognite.entitymatching.run.completed"'
 RPC_TIMEOUT_S = 30.0
 
 
@@ -66,8 +71,9 @@ class Bus:
         self.subscriber = pubsub_v1.SubscriberClient()
         self.subscriptions = {EVENTS: subscription_path(f"{EVENTS}-sub"), ERRORS: subscription_path(f"{ERRORS}-sub")}
 
-    def create(self, push_endpoint: str) -> None:
-        """The three topics, the subscriber's pull subscriptions, and the push subscription to the function."""
+    def create(self, push_endpoint: str, link_endpoint: str) -> None:
+        """The three topics, the subscriber's pull subscriptions, and the push subscriptions to the function (from
+        the trigger topic) and to the link (from the events topic)."""
         for name in (TRIGGER, EVENTS, ERRORS):
             self.publisher.create_topic(name=topic_path(name), timeout=RPC_TIMEOUT_S)
         for name, subscription in self.subscriptions.items():
@@ -81,6 +87,16 @@ class Bus:
                 "topic": topic_path(TRIGGER),
                 "push_config": {"push_endpoint": push_endpoint},
                 "ack_deadline_seconds": PUSH_ACK_DEADLINE_S,
+            },
+            timeout=RPC_TIMEOUT_S,
+        )
+        self.subscriber.create_subscription(
+            request={
+                "name": subscription_path(f"{EVENTS}-link-push"),
+                "topic": topic_path(EVENTS),
+                "push_config": {"push_endpoint": link_endpoint},
+                "ack_deadline_seconds": PUSH_ACK_DEADLINE_S,
+                "filter": COMPLETED_FILTER,
             },
             timeout=RPC_TIMEOUT_S,
         )

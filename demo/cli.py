@@ -1,4 +1,5 @@
-"""The demo's flow: start everything, publish triggers, show what a subscriber receives, stop everything.
+"""The demo's flow: start everything, publish triggers, show what a subscriber receives and the links the link
+made, stop everything.
 
 Exit 0 when every expected event arrived; 1 on any failure (a process that does
 not start or dies, an unexpected ``run.failed``, events still missing after the
@@ -21,8 +22,9 @@ from pathlib import Path
 from types import FrameType
 
 from demo.bus import ERRORS, EVENTS, GCP_PROJECT, TRIGGER, Bus, Received, topic_path
+from demo.links import LINK_ENV, linked_events, links, outcome
 from demo.show import LogStream, compact, event_line, report, summary
-from demo.stack import DemoError, Stack
+from demo.stack import READER_TOKEN, DemoError, Stack
 from sim.data import SWEEP_WINDOW_MS
 
 FIRST = ({"pipelineId": 1, "runId": 456}, {"pipelineId": 2, "runId": 789})
@@ -45,7 +47,7 @@ DEPLOYMENT = {  # what a deployment sets; the addresses are added once known
     "POLL_INITIAL_DELAY_S": "0.5",
     "POLL_MAX_DELAY_S": "2",
 }
-OURS = ("CDF_", "IDP_", "RELAY_", "POLL_", "RUN_", "HTTP_", "LOG_LEVEL", "PUBSUB_EMULATOR_HOST")
+OURS = ("CDF_", "IDP_", "RELAY_", "POLL_", "RUN_", "HTTP_", "LINK_", "LOG_LEVEL", "PUBSUB_EMULATOR_HOST")
 
 
 def function_env(cdf_url: str, token_url: str, emulator_host: str) -> dict[str, str]:
@@ -104,23 +106,34 @@ class Subscriber:
 
 
 def start(stack: Stack) -> tuple[Subscriber, dict[str, str]]:
-    """Emulator, simulator, function, topics and subscriptions; the subscriber and the function's env."""
-    print("starting the Pub/Sub emulator, the CDF simulator and the function ...", flush=True)
+    """Emulator, simulator, function, link, topics and subscriptions; the subscriber and the function's env."""
+    print("starting the Pub/Sub emulator, the CDF simulator, the function and the link ...", flush=True)
     emulator_host = stack.start_emulator()
     cdf_url, token_url = stack.start_simulator()
     env = function_env(cdf_url, token_url, emulator_host)
     function_url = stack.start_function(env)
+    link_url = stack.start_function({**env, **LINK_ENV}, "on_run_completed", "the link")
     bus = Bus(emulator_host)
     subscriber = Subscriber(bus, stack)
-    bus.create(push_endpoint=function_url)
+    bus.create(push_endpoint=function_url, link_endpoint=link_url)
     print(f"  Pub/Sub emulator  {emulator_host}  (GCP project {GCP_PROJECT})")
     print(f"  CDF simulator     {cdf_url}  (CDF project demo, scenario demo)")
     print(f"  function          {function_url}  (main.on_run_message under functions-framework)")
-    print(f"  {TRIGGER} pushes to the function; the subscriber pulls {EVENTS} and {ERRORS}", flush=True)
+    print(f"  link              {link_url}  (main.on_run_completed, LINK_PIPELINES={LINK_ENV['LINK_PIPELINES']})")
+    print(f"  {TRIGGER} pushes to the function, {EVENTS}' run.completed to the link; the subscriber pulls")
+    print(f"  {EVENTS} and {ERRORS}", flush=True)
     return subscriber, env
 
 
-def demonstrate(subscriber: Subscriber) -> None:
+def show_link(subscriber: Subscriber, cdf_url: str, times: int) -> None:
+    """Wait for run 456's ``times``-th run.linked, say what it counts, and what CDF holds now."""
+    subscriber.wait(f"run.linked of run 456 ({times})", lambda: len(linked_events(subscriber.received)) >= times)
+    print(f"  {outcome(linked_events(subscriber.received)[-1])}")
+    print("  run 456's time series in CDF now:")
+    print("\n".join(links(cdf_url, READER_TOKEN)), flush=True)
+
+
+def demonstrate(subscriber: Subscriber, cdf_url: str) -> None:
     """Publish the triggers and wait until every event they owe has arrived."""
     bus = subscriber.bus
     for body in FIRST:
@@ -132,11 +145,15 @@ def demonstrate(subscriber: Subscriber) -> None:
         lambda: subscriber.complete(1) and subscriber.copies(FAILED, "run.failed") > 0,
     )
     print(f"  {len(subscriber.received)} messages in {time.monotonic() - began:.1f} s")
+    print("waiting: the link reads run 456 again from CDF and links the matches it is confident of")
+    show_link(subscriber, cdf_url, 1)
     print(f"published trigger {json.dumps(LATEST)} (message id {bus.publish(LATEST)})", flush=True)
     print("waiting: the function resolves 'latest' to run 456, so the same events come again, with the same ce-ids")
     before, began = len(subscriber.received), time.monotonic()
     subscriber.wait("run 456's events for the trigger with runId 'latest'", lambda: subscriber.complete(2))
     print(f"  {len(subscriber.received) - before} messages in {time.monotonic() - began:.1f} s", flush=True)
+    print("waiting: the run.completed came again, so the link runs again: every link is in place, nothing written")
+    show_link(subscriber, cdf_url, 2)
     print(f"published sweep {json.dumps(SWEEP)} (message id {bus.publish(SWEEP)})", flush=True)
     print(
         "waiting: the function lists every pipeline and its runs, publishes a run trigger for each of runs 901, 902"
@@ -159,6 +176,7 @@ def keep_running(subscriber: Subscriber, env: dict[str, str]) -> None:
     for name in sorted(k for k in env if k.startswith(OURS)):
         print(f"  export {name}={env[name]}")
     print("  python main.py run --pipeline-id 1 --run-id 456 --stdout")
+    print("  python main.py link --pipeline-id 1 --run-id 456 --dry-run --stdout")
     print(f"  python main.py sweep --from {SWEEP_WINDOW_MS[0]} --to {SWEEP_WINDOW_MS[1]} --stdout")
     print("new events, as the subscriber receives them:", flush=True)
     while True:
@@ -187,14 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     logs = Path(tempfile.mkdtemp(prefix="matchrelay-demo-"))
-    print(f"logs (function, simulator, emulator): {logs}", flush=True)
+    print(f"logs (function, link, simulator, emulator): {logs}", flush=True)
     stack, code = Stack(logs), 1
-    names = {"function": "function.log", "sim": "simulator.log", "emulator": "emulator.log"}
+    names = {"function": "function.log", "link": "link.log", "sim": "simulator.log", "emulator": "emulator.log"}
     stream = LogStream({name: logs / file for name, file in names.items()}).start() if args.verbose else None
     subscriber: Subscriber | None = None
     try:
         subscriber, env = start(stack)
-        demonstrate(subscriber)
+        demonstrate(subscriber, env["CDF_URL"])
         print("\nwhat the subscriber received (one line per ce-id):")
         print("\n".join([*report(subscriber.received, TOPICS), summary(subscriber.received)]), flush=True)
         code = 0

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from demo.bus import Received
 
 DATA_WIDTH = 160
-KIND_ORDER = ("match", "suggestedrule", "generatedrule", "run.completed", "run.failed")
+KIND_ORDER = ("match", "suggestedrule", "generatedrule", "run.completed", "run.linked", "run.failed")
 
 
 def compact(data: Any, width: int = DATA_WIDTH) -> str:

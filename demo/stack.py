@@ -1,4 +1,4 @@
-"""The demo's processes: the Pub/Sub emulator, the CDF simulator and the function.
+"""The demo's processes: the Pub/Sub emulator, the CDF simulator, the function and the link.
 
 Each runs in its own session (so a Ctrl-C in the terminal reaches only the demo,
 which then stops them in order) with its output in a log file; ``Stack.stop``
@@ -23,6 +23,7 @@ from sim.emulator import EmulatorError, emulator_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 10.0
+READER_TOKEN = "demo-reader"  # a static token the simulator accepts: the demo reads the links back with it
 
 
 class DemoError(Exception):
@@ -131,6 +132,7 @@ class Stack:
         """``python -m sim --scenario demo``; returns the ``url`` and ``token_url`` it prints."""
         command = [sys.executable, "-m", "sim", "--port", "0", "--project", "demo"]
         command += ["--client-id", "matchrelay", "--client-secret", "s3cret", "--scenario", "demo"]
+        command += ["--static-token", READER_TOKEN]
         sim = self.spawn("the CDF simulator", "simulator.log", command, {**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -143,11 +145,12 @@ class Stack:
             time.sleep(0.05)
         raise sim.failed(f"did not print its URLs within {seconds:.0f} s")
 
-    def start_function(self, env: Mapping[str, str]) -> str:
-        """``functions-framework`` serving ``main.on_run_message``; returns its URL."""
+    def start_function(self, env: Mapping[str, str], target: str = "on_run_message", name: str = "the function") -> str:
+        """``functions-framework`` serving ``main.<target>`` (its log: ``function.log``, or ``link.log``); its URL."""
         port = free_port()
-        command = [functions_framework(), "--source", "main.py", "--target", "on_run_message"]
+        command = [functions_framework(), "--source", "main.py", "--target", target]
         command += ["--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)]
-        function = self.spawn("the function", "function.log", command, {**env, "PYTHONUNBUFFERED": "1"})
+        log = "function.log" if target == "on_run_message" else "link.log"
+        function = self.spawn(name, log, command, {**env, "PYTHONUNBUFFERED": "1"})
         function.wait_for_port(port, 30.0)
         return f"http://127.0.0.1:{port}/"

@@ -44,6 +44,14 @@ def _demo(sim: CdfSimulator) -> None:
         ],
     )
     sim.set_latest(1, [Step.status("Running", 456)])
+    # What the link of run 456 reads: pipeline 1 (time series to assets), its five sources (make_run's ids) and
+    # their assets; source 2 is linked to its match already.
+    sim.add_pipeline(1, external_id="pumps-to-assets", name="Pumps to assets")
+    in_place = {2: (2_000_002,)}
+    sim.add_items(
+        "timeseries", 1_000_000, 5, lambda i: (f"src-{i:07d}", f"Pump {i}"), links=lambda i: in_place.get(i, ())
+    )
+    sim.add_assets(2_000_000, 5)
     failed = make_run(0, status="Failed", job_id=789, error_message="Source dataset is empty")
     sim.set_run(2, 789, [Step.status("Running", 789), Step.run(failed)])
     _scheduled(sim)
