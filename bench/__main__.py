@@ -6,7 +6,8 @@ client in a bare loop, and as raw Publish requests (1,000 messages each, four in
 flight). The emulator is warmed first; the sides alternate and the best of
 ``--rounds`` counts. Each measurement runs in a fresh process so its peak RSS is
 its own. Then: CPU per stage, cold start, polling, and the contract v2 figures
-(waiting runs in one process, a run split by continuations), and what traces cost.
+(waiting runs in one process, a run split by continuations), what traces cost, and
+the link (requests, time against the write limit's floor, memory: bench/link.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, continued, tracing, waiting
+from bench import coldstart, continued, link, tracing, waiting
 from bench.polling import measure
 from sim import CdfSimulator, Step, stream_run_body
 from sim.emulator import Emulator
@@ -76,14 +77,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each side; the best counts")
     parser.add_argument("--naive", action="store_true", help="also measure the naive relay (slow)")
     parser.add_argument(
-        "--only", default="", help="comma-separated parts: relay,stages,cold,polling,waiting,segments,tracing"
+        "--only", default="", help="comma-separated parts: relay,stages,cold,polling,waiting,segments,tracing,link"
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     parts = (
         set(args.only.split(","))
         if args.only
-        else {"relay", "stages", "cold", "polling", "waiting", "segments", "tracing"}
+        else {"relay", "stages", "cold", "polling", "waiting", "segments", "tracing", "link"}
     )
     emulator = Emulator()
     emulator.start(Path(os.environ.get("TMPDIR", "/tmp")) / "matchrelay-bench-emulator.log")
@@ -120,6 +121,8 @@ def main() -> None:
             f"({cold['dependencies_ms']:.0f} ms); gRPC loaded: {cold['grpc_loaded']}, "
             f"client built: {cold['client_built']}"
         )
+    if "link" in parts:  # a simulator of its own, slowed down; no Pub/Sub (run.linked on stdout)
+        link.report(link.measure())
     if "polling" in parts:
         poll = measure()
         print(

@@ -1,0 +1,148 @@
+"""The link's figures (contract, section 8): CDF requests per 1,000 matches, wall time against the write limit's
+floor, and peak RSS, at 100,000 and 1,000,000 matches of time series.
+
+Each size is a link scenario (sim/linkworld.py): 40 % of the sources below the
+threshold, 5 % linked already, the rest to write. The simulator answers each
+write after 50 ms and lets 4 be in flight (CDF's write limit, ``LINK_CONCURRENCY``'s
+default); the run's body is rendered once and served from memory, so the link
+reads it at wire speed. The link runs as ``python main.py link --stdout`` in a
+process of its own, which reports its peak RSS (VmHWM) as it exits.
+
+From the simulator's record of requests: the requests the link made, and its wall
+time from its first CDF request to its last write's answer, split where the first
+``byids`` starts (reading and deciding the run before it, reading links and
+writing after). The floor is the time the same number of write requests takes
+at 4 in flight, 50 ms each: the least any link can take under that limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sim import CdfSimulator, Step
+from sim.linkworld import link_world
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = (100_000, 1_000_000)
+WRITE_LATENCY_S, WRITE_LIMIT = 0.05, 4
+BELOW, LINKED = 0.4, 0.05
+GOALS = {"requests_per_1000": 2.2, "floor_ratio": 1.3, "rss_mb_at_1m": 250.0}
+CHECK_UP_TO = 100_000  # the state of every source is compared with the scenario's up to here (1M takes minutes)
+
+
+def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
+    return [_one(n) for n in sizes]
+
+
+def _one(n: int) -> dict[str, Any]:
+    with CdfSimulator(project="demo", write_limit=WRITE_LIMIT, write_latency_s=WRITE_LATENCY_S) as sim:
+        sim.static_tokens.add("bench-token")
+        world = link_world(sim, 1, n, "time_series", n, below=BELOW, linked=LINKED)
+        body = b"".join(world.stream())
+        chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+        del body
+        sim.set_run(1, n, [Step.stream(lambda: iter(chunks))])
+        started, sim_cpu = time.monotonic(), time.process_time()  # this process does nothing but serve meanwhile
+        code, rss_mb, link_cpu, out = _link(sim.url, n)
+        seconds, sim_cpu = time.monotonic() - started, time.process_time() - sim_cpu
+        if code != 0:
+            raise SystemExit(f"bench: the link of {n:,} matches exited {code}:\n{out[-3000:]}")
+        requests, writes = list(sim.requests), sim.writes()
+        correct = world.differences(sim) == [] if n <= CHECK_UP_TO else None
+    kinds = Counter(_kind(r.path) for r in requests)
+    first, reads_end = requests[0].time, min(r.time for r in requests if r.path.endswith("/byids"))
+    end = max(w.answered for w in writes)
+    floor = math.ceil(len(writes) / WRITE_LIMIT) * WRITE_LATENCY_S
+    return {
+        "n": n,
+        "requests": dict(kinds),
+        "per_1000": 1000 * len(requests) / n,
+        "wall_s": end - first,
+        "read_s": reads_end - first,
+        "write_s": end - reads_end,
+        "floor_s": floor,
+        "process_s": seconds,
+        "rss_mb": rss_mb,
+        "link_cpu_s": link_cpu,
+        "sim_cpu_s": sim_cpu,
+        "correct": correct,
+        "written": sum(len(w.items or []) for w in writes if w.applied),
+        "expected_written": world.expected().written,
+    }
+
+
+# Runs the command as ``python main.py link ...`` does, and says its own peak RSS on the way out: VmHWM, because
+# the rusage of a child also counts what its parent (this harness, with the scenario in memory) held when it forked.
+_PEAK = """
+import atexit, runpy, sys
+def peak():
+    with open("/proc/self/status") as status:
+        print("peak-rss-kib", status.read().split("VmHWM:")[1].split()[0], file=sys.stderr)
+atexit.register(peak)
+sys.argv = ["main.py", *sys.argv[1:]]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+
+def _link(url: str, n: int) -> tuple[int, float, float, str]:
+    """``python main.py link --stdout`` for run ``n``; its exit code, peak RSS (MB), CPU seconds and output."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env |= {"CDF_PROJECT": "demo", "CDF_URL": url, "CDF_TOKEN": "bench-token", "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-c", _PEAK, "link", "--pipeline-id", "1", "--run-id", str(n), "--stdout"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak-rss-kib ")]
+    return done.returncode, int(peaks[-1]) / 1024 if peaks else math.nan, cpu, done.stderr + done.stdout
+
+
+def _kind(path: str) -> str:
+    """``pipeline``, ``results``, ``byids`` or ``update``: what a link asks CDF."""
+    if path.endswith(("/byids", "/update")):
+        return path.rsplit("/", 1)[1]
+    return "results" if "/runs/" in path else "pipeline"
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    print(
+        f"\nthe link: time series, {BELOW:.0%} below the threshold, {LINKED:.0%} linked already; writes take "
+        f"{WRITE_LATENCY_S * 1000:.0f} ms, {WRITE_LIMIT} in flight at most"
+    )
+    print("| matches | CDF requests | per 1,000 | wall | reading | linking | floor | wall/floor | peak RSS |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["requests"].items()))
+        print(
+            f"| {r['n']:,} | {kinds} | {r['per_1000']:.2f} | {r['wall_s']:.2f} s | {r['read_s']:.2f} s "
+            f"| {r['write_s']:.2f} s | {r['floor_s']:.2f} s | {r['wall_s'] / r['floor_s']:.2f} | {r['rss_mb']:.0f} MB |"
+        )
+    for r in results:
+        state = {True: "as the scenario says", False: "NOT as the scenario says", None: "not compared"}[r["correct"]]
+        print(
+            f"{r['n']:,}: {r['written']:,} links written ({r['expected_written']:,} expected), CDF {state}; "
+            f"the link's process took {r['process_s']:.1f} s from start to exit and {r['link_cpu_s']:.1f} s of CPU, "
+            f"the simulator {r['sim_cpu_s']:.1f} s of CPU; reading: {1e6 * r['read_s'] / r['n']:.1f} µs per match"
+        )
+    goals = GOALS
+    print(
+        f"goals: <= {goals['requests_per_1000']} requests per 1,000 matches, <= {goals['floor_ratio']} x the floor, "
+        f"1M within {goals['rss_mb_at_1m']:.0f} MB (this machine: {_load()})"
+    )
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f", {os.cpu_count()} CPUs"
+
+
+if __name__ == "__main__":
+    sizes = tuple(int(s) for s in sys.argv[1].split(",")) if len(sys.argv) > 1 else SIZES
+    report(measure(sizes))
