@@ -36,7 +36,9 @@ class _Streak:
     """An invocation's refusals since CDF last accepted one of its tokens."""
 
     refused: str  # the token CDF refused last: the next one this invocation gets must be another
-    fresh: set[str] = field(default_factory=set)  # the tokens fetched just now that CDF refused, each counted once
+    # The fetches (token, fetch number) whose token CDF refused just after: each fetch counts once, however many
+    # requests carried its token, and an identity provider that hands out the same string again still counts anew.
+    fresh: set[tuple[str, int]] = field(default_factory=set)
 
 
 class TokenSource:
@@ -52,6 +54,7 @@ class TokenSource:
         self._token: str | None = None
         self._expires = 0.0
         self._fetches = 0
+        self._fetched = 0  # the number of the fetch that gave the cached token
         self._failure: RelayError | None = None  # how the latest fetch failed, if it did
         self._streaks: dict[int, _Streak] = {}  # by id() of the invocation's Deadline; None's is one for all
         self._streaks_lock = threading.Lock()
@@ -94,7 +97,7 @@ class TokenSource:
                     weakref.finalize(deadline, self._streaks.pop, key, None)
             streak.refused = token
             if fresh:
-                streak.fresh.add(token)
+                streak.fresh.add((token, self._fetched if token == self._token else 0))
             count = len(streak.fresh)
         if count >= MAX_FRESH_REFUSALS:
             raise AccessDenied(f"{why}; {count} tokens in a row, each fetched just now, were refused")
@@ -123,6 +126,7 @@ class TokenSource:
             stale = rejected is not None and rejected == self._token  # another thread may have renewed it already
             if (new and not waited) or stale or self._token is None or self._clock() >= self._expires:
                 self._token, lifetime = self._fetch_once(deadline)
+                self._fetched = self._fetches
                 self._expires = self._clock() + max(lifetime - REFRESH_MARGIN_S, lifetime / 2)
                 return self._token, True
             return self._token, False
