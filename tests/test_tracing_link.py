@@ -15,9 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from handlers.process import tracing
-from sim import CdfSimulator
+from sim import CdfSimulator, Step
+from sim.data import run_summary
 from tests.conftest import PubSub, Topics, deliver
-from tests.test_link import build_world, completed, link_app, linked
+from tests.test_link import EXTRA, PIPELINE, ROWS, RUN, build_world, completed, link_app, linked
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -81,3 +82,19 @@ def test_events_that_are_not_run_completed_make_no_span(
     assert deliver(client, message).status_code == 200
     assert exporter.get_finished_spans() == ()
     assert sim.requests == []
+
+
+def test_the_links_poll_waits_are_events_on_its_span(
+    traced: tuple[Any, InMemorySpanExporter], sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A run CDF still reports Running is waited for, and the wait is a ``wait`` event on the link's span."""
+    client, exporter = traced
+    build_world(sim, "time_series")
+    matches = [match for _, _, ms, _, _ in ROWS for match in ms] + EXTRA
+    done = Step.run({**run_summary("Completed", RUN), "matches": matches, "errors": []})
+    sim.set_run(PIPELINE, RUN, [Step.status("Running", RUN), done])
+    assert deliver(client, completed(**{"ce-traceparent": f"00-{TRACE_ID}-{SPAN}-01"})).status_code == 200
+    (root,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    waits = [e for e in root.events if e.name == "wait"]
+    assert [dict(e.attributes or {})["status"] for e in waits] == ["Running"]
+    assert len(linked(pubsub, topics)) == 1

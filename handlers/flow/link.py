@@ -179,13 +179,14 @@ class _Job:
         budget = None
         if self.deadline.bounded:  # the command polls without a budget, as `run` does
             budget = min(now + settings.budget_s, self.deadline.end - self.deadline.margin)
-        return poller.until_done(self._read_run, Deadlines(budget, now + born + settings.run_max_wait_s - wall))
+        deadlines = Deadlines(budget, now + born + settings.run_max_wait_s - wall)
+        return poller.until_done(lambda: self._read_run(poller), deadlines)
 
-    def _read_run(self) -> Plan | None:
+    def _read_run(self, poller: Poller) -> Plan | None:
         r = self.request
         with self.linker.cdf.open_run(r.project, r.pipeline_id, r.run_id, self.deadline) as chunks:
             body = RunBody(chunks)
-            self.summary = summary_of(body.header())
+            self.summary = poller.stats.last = summary_of(body.header())  # the status a wait reports
             self.facts = dataclasses.replace(self.facts, job_id=self.summary.jobId)
             if not self.summary.finished:
                 log.info("run is %s; polling again later", self.summary.status)

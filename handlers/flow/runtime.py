@@ -67,7 +67,8 @@ class Runtime:
             chosen, topics = sink or PubSubSink(), Topics(settings.topic(), settings.error_topic())
         clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
         link_topic = "-" if stdout is not None else settings.linked_topic()
-        linker = Linker(settings, cdf, Resources(settings, http, tokens, clock), chosen, clock, link_topic)
+        resources = Resources(settings, http, tokens, clock)
+        linker = Linker(settings, cdf, resources, chosen, clock, link_topic, progress=tracing_progress())
         return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics, progress=tracing_progress()), linker)
 
     def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
