@@ -17,7 +17,7 @@ from sim import rules
 CREATED_MS = 1730204346000  # 2024-10-29T12:19:06Z
 SWEEP_WINDOW_MS = (1730203200000, 1730206800000)  # the demo's sweep: runs created 2024-10-29 12:00 to 13:00 UTC
 CHUNK_SIZE = 64 * 1024
-BATCH = 256  # plain array items encoded per json.dumps call
+BATCH = 32  # plain array items encoded per json.dumps call: most of the speed, little of the memory of larger ones
 MAX_ID = 9007199254740991  # CDF ids are 1..2**53-1
 
 
