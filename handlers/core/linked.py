@@ -29,8 +29,7 @@ from typing_extensions import TypedDict
 from handlers.core.events import Event, RunRef, rfc3339
 from handlers.core.linking import Counts
 from handlers.core.models import Reason, is_integer
-from handlers.core.trigger import _time as publish_time_of  # one reading of Pub/Sub's publishTime
-from handlers.core.trigger import message_id_of
+from handlers.core.trigger import message_id_of, publish_time_of
 
 COMPLETED = "com.cognite.entitymatching.run.completed"
 LINKED = "com.cognite.entitymatching.run.linked"

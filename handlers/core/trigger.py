@@ -86,7 +86,7 @@ def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tupl
     if not isinstance(message, Mapping):
         raise BadTrigger("the event carries no Pub/Sub message", message_id=message_id_of(event_id, None))
     message_id = message_id_of(event_id, message)
-    publish_time = _time(message.get("publishTime"))
+    publish_time = publish_time_of(message.get("publishTime"))
     attributes = message.get("attributes") or {}
     try:
         fields = _fields(message.get("data"), attributes if isinstance(attributes, Mapping) else {})
@@ -223,7 +223,8 @@ def _show(value: Any) -> str:
     return "missing" if value is None else json.dumps(value, default=str)[:64]
 
 
-def _time(value: Any) -> datetime | None:
+def publish_time_of(value: Any) -> datetime | None:
+    """Pub/Sub's ``publishTime`` (RFC 3339, nanoseconds allowed, UTC when it names no offset), or None."""
     if not isinstance(value, str):
         return None
     # Pub/Sub may give nanoseconds; Python reads at most microseconds.
