@@ -15,11 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.core.errors import ConfigError
 from handlers.core.models import MAX_ID
+from handlers.process.names import check_name, check_url, topic_of_source, topic_path
 
-# CDF project url-names and cluster names: no path characters can slip into a URL.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$")
-TOPIC_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._~%+-]{2,254}$")
-GCP_PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$|^[A-Za-z0-9.:_-]{1,100}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRACE_EXPORTERS = ("gcp_trace", "otlp", "none")  # one exporter at a time; unset is none
 DEFAULT_TIMEOUT_S = 540.0  # event functions (gen2) time out after at most 540 s
@@ -90,9 +87,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
-        _check_name("CDF_PROJECT", self.cdf_project)
+        check_name("CDF_PROJECT", self.cdf_project)
         for project in self.allowed_projects:
-            _check_name("CDF_ALLOWED_PROJECTS", project)
+            check_name("CDF_ALLOWED_PROJECTS", project)
         if self.cdf_project not in self.allowed_projects:
             raise ConfigError("CDF_ALLOWED_PROJECTS: must contain CDF_PROJECT")
         _ = self.base_url
@@ -110,14 +107,14 @@ class Settings(BaseSettings):
         }
         for name, value in topics.items():
             if value is not None:
-                _topic_path(name, value, self.google_cloud_project)
+                topic_path(name, value, self.google_cloud_project)
         return self
 
     @model_validator(mode="after")
     def _link(self) -> Settings:
         _ = self.link_pipeline_ids
         if self.link_topic is not None:
-            _topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
+            topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
         return self
 
     @property
@@ -136,7 +133,7 @@ class Settings(BaseSettings):
         """The full path of ``LINK_TOPIC``, else of ``RELAY_TOPIC``: where ``run.linked`` goes."""
         if self.link_topic is None:
             return self.topic()
-        return _topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
+        return topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
 
     @property
     def timeout_s(self) -> float:
@@ -165,20 +162,20 @@ class Settings(BaseSettings):
         for name, value in idp.items():
             if value is None:
                 raise ConfigError(f"{name}: required (or set CDF_TOKEN for a static token)")
-        _check_url("IDP_TOKEN_URL", self.idp_token_url or "")
+        check_url("IDP_TOKEN_URL", self.idp_token_url or "")
 
     @property
     def base_url(self) -> str:
         """``CDF_URL``, or the one ``CDF_CLUSTER`` gives; both set must agree."""
         from_cluster = None
         if self.cdf_cluster is not None:
-            _check_name("CDF_CLUSTER", self.cdf_cluster)
+            check_name("CDF_CLUSTER", self.cdf_cluster)
             from_cluster = f"https://{self.cdf_cluster}.cognitedata.com"
         if self.cdf_url is None:
             if from_cluster is None:
                 raise ConfigError("CDF_URL: required (or set CDF_CLUSTER)")
             return from_cluster
-        url = _check_url("CDF_URL", self.cdf_url)
+        url = check_url("CDF_URL", self.cdf_url)
         if from_cluster is not None and url != from_cluster:
             raise ConfigError(f"CDF_URL: contradicts CDF_CLUSTER (which gives {from_cluster})")
         return url
@@ -198,52 +195,18 @@ class Settings(BaseSettings):
         """The full path of ``RELAY_TOPIC``; required wherever events are published."""
         if self.relay_topic is None:
             raise ConfigError("RELAY_TOPIC: required (or use --stdout)")
-        return _topic_path("RELAY_TOPIC", self.relay_topic, self.google_cloud_project)
+        return topic_path("RELAY_TOPIC", self.relay_topic, self.google_cloud_project)
 
     def error_topic(self) -> str:
         if self.relay_error_topic is None:
             return self.topic()
-        return _topic_path("RELAY_ERROR_TOPIC", self.relay_error_topic, self.google_cloud_project)
+        return topic_path("RELAY_ERROR_TOPIC", self.relay_error_topic, self.google_cloud_project)
 
     def trigger_topic(self, event_source: str | None = None) -> str | None:
         """``RELAY_TRIGGER_TOPIC``, else the topic the trigger came from (Eventarc's ``source``), else none."""
         if self.relay_trigger_topic is not None:
-            return _topic_path("RELAY_TRIGGER_TOPIC", self.relay_trigger_topic, self.google_cloud_project)
+            return topic_path("RELAY_TRIGGER_TOPIC", self.relay_trigger_topic, self.google_cloud_project)
         return topic_of_source(event_source)
-
-
-def topic_of_source(source: str | None) -> str | None:
-    """``projects/P/topics/T`` from a ``//pubsub.googleapis.com/projects/P/topics/T`` source, if it is one."""
-    if not isinstance(source, str) or len(source) > 512:
-        return None
-    match = re.fullmatch(r"//pubsub\.googleapis\.com/(projects/[^/]+/topics/[^/]+)", source)
-    if match is None:
-        return None
-    try:
-        return _topic_path("source", match.group(1), None)
-    except ConfigError:
-        return None
-
-
-def _check_name(variable: str, value: str) -> None:
-    if not NAME_RE.match(value):
-        raise ConfigError(f"{variable}: {value!r} is not a valid name (letters, digits, '-' and '_')")
-
-
-def _check_url(variable: str, value: str) -> str:
-    if not re.match(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$", value):
-        raise ConfigError(f"{variable}: {value!r} is not an http(s) URL")
-    return value.rstrip("/")
-
-
-def _topic_path(variable: str, value: str, gcp_project: str | None) -> str:
-    match = re.match(r"^projects/([^/]+)/topics/([^/]+)$", value)
-    project, topic = (match.group(1), match.group(2)) if match else (gcp_project, value)
-    if project is None:
-        raise ConfigError(f"{variable}: a short topic name needs GOOGLE_CLOUD_PROJECT (or use projects/P/topics/T)")
-    if not GCP_PROJECT_RE.match(project) or not TOPIC_RE.match(topic):
-        raise ConfigError(f"{variable}: {value!r} is not a valid topic (projects/P/topics/T, T of 3+ characters)")
-    return f"projects/{project}/topics/{topic}"
 
 
 def load_settings(*, publishing: bool = True) -> Settings:
