@@ -1,10 +1,10 @@
-"""JSON Schemas (draft 2020-12) of matchrelay's events, generated from ``handlers.core.models``.
+"""JSON Schemas (draft 2020-12) of matchrelay's events, generated from ``handlers.core.event_data``.
 
 ``python -m schemas`` writes them; ``python -m schemas --check`` says whether the
 committed files are current. For each type ``com.cognite.entitymatching.<type>``:
 
 - ``<ce-type>.json``: the event's data (the Pub/Sub message body), from the
-  ``TypedDict`` in ``handlers.core.models.EVENT_DATA``;
+  ``TypedDict`` in ``handlers.core.event_data.EVENT_DATA``;
 - ``<ce-type>.attributes.json``: its Pub/Sub message attributes (the ``ce-``
   context attributes of CloudEvents binary mode), from the contract's section 5.
 
@@ -58,9 +58,9 @@ _FAILED_ID = (
 
 
 def _models() -> dict[str, type]:
-    """The data model of every ``ce-type``: the relay's (``handlers.core.models``) and the link's ``run.linked``."""
+    """The data model of every ``ce-type``: the relay's (``handlers.core.event_data``) and the link's ``run.linked``."""
+    from handlers.core.event_data import EVENT_DATA
     from handlers.core.linked import LINKED, RunLinkedData
-    from handlers.core.models import EVENT_DATA
 
     return {**EVENT_DATA, LINKED: RunLinkedData}
 
@@ -71,7 +71,7 @@ def event_types() -> list[str]:
 
 
 def data_schema(event_type: str) -> dict[str, Any]:
-    """The schema of ``event_type``'s data, from its model in ``handlers.core.models``."""
+    """The schema of ``event_type``'s data, from its model in ``handlers.core.event_data``."""
     from pydantic import TypeAdapter
     from pydantic.json_schema import GenerateJsonSchema
 
