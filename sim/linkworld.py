@@ -34,6 +34,7 @@ from typing import Any
 from sim.classic import RESOURCE_KINDS, SINGLE, ItemState, kind_of
 from sim.data import CREATED_MS, Lazy, materialize, run_summary, stream_json
 from sim.linkoracle import CONFIRMED, Outcome, after, choose, settle
+from sim.names import Names
 from sim.server import CdfSimulator
 from sim.steps import Step
 from sim.worldcases import Cases, plan
@@ -249,7 +250,7 @@ def _populate(sim: CdfSimulator, world: LinkWorld) -> None:
         world.kind,
         world.source_base,
         n,
-        lambda s: (f"{prefix_name[0]}-{s:07d}", prefix_name[1].format(s)),
+        Names(f"{prefix_name[0]}-{{:07d}}", prefix_name[1]),
         links=world.links,
         metadata=world.metadata,
     )

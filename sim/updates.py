@@ -111,23 +111,54 @@ def parse_byids(body: bytes) -> tuple[list[int], bool]:
     ignore = parsed.get("ignoreUnknownIds", False)
     if not isinstance(ignore, bool):
         raise Refusal("ignoreUnknownIds must be a boolean")
-    ids = [_item_id(item) for item in items]
-    _no_duplicates(ids)
+    ids = _quick_ids(items)
+    if ids is None:
+        ids = [_item_id(item) for item in items]
+        _no_duplicates(ids)
     return ids, ignore
 
 
-def lookup(resource: Resource | Assets, ids: list[int], ignore_unknown: bool) -> list[dict[str, Any]]:
-    """The items of `ids` that exist, in order; unknown ones refused unless ignored."""
-    bodies = [resource.body(n) for n in ids]
-    missing = [n for n, found in zip(ids, bodies, strict=True) if found is None]
+def _quick_ids(items: list[Any]) -> list[int] | None:
+    """The ids when every item has a good one and none is there twice; None to check item by item instead."""
+    try:
+        ids = [item["id"] for item in items]
+    except (TypeError, KeyError):  # an item not an object, or without an id
+        return None
+    if all(type(n) is int for n in ids) and min(ids) >= 1 and max(ids) <= MAX_ID and len(set(ids)) == len(ids):
+        return ids
+    return None
+
+
+def lookup(resource: Resource | Assets, ids: list[int], ignore_unknown: bool) -> bytes:
+    """The answer's body: the items of `ids` that exist, in order; unknown ones refused unless ignored."""
+    if isinstance(resource, Assets):
+        texts = [resource.encode(n) for n in ids]
+    else:
+        find, encode_at = resource.find, resource.encode_at
+        texts = [encode_at(*place) if (place := find(n)) else None for n in ids]
+    missing = [n for n, text in zip(ids, texts, strict=True) if text is None]
     if missing and not ignore_unknown:
         raise Refusal(f"Ids not found: {len(missing)}", missing=missing)
-    return [found for found in bodies if found is not None]
+    return items_body([text for text in texts if text is not None])
+
+
+def items_body(texts: list[str]) -> bytes:
+    """`{"items": [...]}` of items already JSON, as `json.dumps` writes it."""
+    return ('{"items": [' + ", ".join(texts) + "]}").encode()
+
+
+def update_items(body: bytes) -> list[Any]:
+    """The items of an update request, not yet checked one by one."""
+    return _items(body)[1]
 
 
 def parse_update(body: bytes, single: bool) -> list[Change]:
     """The changes of an update request for a kind with one asset (`single`) or a list."""
-    _, items = _items(body)
+    return changes_of(update_items(body), single)
+
+
+def changes_of(items: list[Any], single: bool) -> list[Change]:
+    """The changes of an update request's items, each checked."""
     changes = [_change(item, single) for item in items]
     _no_duplicates([c.item_id for c in changes])
     return changes

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.classic import KINDS, Assets, Resource
+from sim.quick import apply_quick, quick_body, quick_changes
 from sim.steps import Request, Step
-from sim.updates import Refusal, apply_all, lookup, parse_byids, parse_update
+from sim.updates import Refusal, apply_all, changes_of, items_body, lookup, parse_byids, parse_update, update_items
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class Classic:
                 ids, ignore = parse_byids(request.body)
                 with self.lock:
                     store = self.assets if kind == "assets" else self.resources[kind]
-                    step = Step.run({"items": lookup(store, ids, ignore)})
+                    step = Step(body=lookup(store, ids, ignore))
             except Refusal as refusal:
                 step = refusal.step()
         with self.lock:
@@ -197,15 +198,25 @@ class Classic:
             pass
 
     def _apply(self, kind: str, body: bytes) -> tuple[Step, bool, tuple[int, ...]]:
-        resource = self.resources[kind]
+        """Check and apply an update (quickly when shaped as a link's, sim/quick.py): (answer, applied, unchanged)."""
+        resource, changes = self.resources[kind], None
         try:
-            changes = parse_update(body, resource.single)
+            quick = quick_body(body, resource.single)
+            if quick is None:
+                items = update_items(body)
+                quick = quick_changes(items, resource.single)
+                changes = changes_of(items, resource.single) if quick is None else None
             with self.lock:
-                ids, unchanged = apply_all(resource, self.assets, changes, int(time.time() * 1000))
-                items = [resource.body(n) for n in ids]
+                now_ms = int(time.time() * 1000)
+                done = None if quick is None else apply_quick(resource, self.assets, quick, now_ms)
+                if done is None:  # not a link's shape, or something missing, which the full way names
+                    ids, unchanged = apply_all(
+                        resource, self.assets, changes or parse_update(body, resource.single), now_ms
+                    )
+                    done = resource.encode(place for n in ids if (place := resource.find(n))), unchanged
         except Refusal as refusal:
             return refusal.step(), False, ()
-        return Step.run({"items": items}), True, tuple(unchanged)
+        return Step(body=items_body(done[0])), True, tuple(done[1])
 
     def _record(
         self,

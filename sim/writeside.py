@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from sim.classic import Describe, ItemState, kind_of
 from sim.data import MAX_ID
 from sim.lists import Catalog
+from sim.names import Names
 from sim.steps import Request, Step
 from sim.writes import Classic, Scripted, Write
 
@@ -213,7 +214,4 @@ class WriteSide:
 
 
 def _describe(kind: str, first: int) -> Describe:
-    def describe(i: int) -> tuple[str | None, str]:
-        return f"{kind}-{first + i}", f"{kind} {first + i}"
-
-    return describe
+    return Names(f"{kind}-{{}}", f"{kind} {{}}", first)

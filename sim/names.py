@@ -1,0 +1,72 @@
+"""How a block of items is named, and the JSON of an item's fixed part, made once per block.
+
+A `Describe` is any function of the index in a block; `Names` is one made of two
+patterns of a number (`"ts-{:07d}"`, `"Pump {} pressure"`), which the simulator
+also turns into a JSON template: an answer then writes an item's id and names
+with one %-format instead of a call, two formats and two JSON quotings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Describe = Callable[[int], tuple[str | None, str]]  # index in a block -> (externalId or None, name)
+
+quote = json.encoder.encode_basestring_ascii  # a JSON string as json.dumps writes it (ensure_ascii)
+_NUMBER = re.compile(r"0?\d*d?")  # the format specs a name's field may have: digits only come out
+
+
+@dataclass(frozen=True)
+class Names:
+    """Item `i` of a block is `external_id` and `name` formatted with `start + i` (`external_id` None: has none)."""
+
+    external_id: str | None
+    name: str
+    start: int = 0
+
+    def __post_init__(self) -> None:
+        for pattern in (self.external_id or "", self.name):
+            _template(pattern)  # refuses fields other than plain numbers
+
+    def __call__(self, i: int) -> tuple[str | None, str]:
+        n = self.start + i
+        return None if self.external_id is None else self.external_id.format(n), self.name.format(n)
+
+
+def head(describe: Describe, name_key: str) -> tuple[str, int] | None:
+    """For `Names`: `{"id": %d, "externalId": ..., "<name_key>": ..., "metadata": ` as a %-template of the id and,
+    once per field of the names, `start + i`, exactly as json.dumps writes them; and how many such fields.
+    None for other functions."""
+    if not isinstance(describe, Names):
+        return None
+    external, fields = ("", 0) if describe.external_id is None else _template(describe.external_id)
+    name, more = _template(describe.name)
+    external = f'"externalId": {external}, ' if external else ""
+    return f'{{"id": %d, {external}"{name_key}": {name}, "metadata": ', fields + more
+
+
+def named(external_id: str | None, name: str, name_key: str) -> str:
+    """The same part for names already made, with `%d` left for the id."""
+    external = "" if external_id is None else f'"externalId": {_escape(quote(external_id))}, '
+    return f'{{"id": %d, {external}"{name_key}": {_escape(quote(name))}, "metadata": '
+
+
+def _template(pattern: str) -> tuple[str, int]:
+    parts, fields = ['"'], 0
+    for literal, field, spec, conversion in string.Formatter().parse(pattern):
+        parts.append(_escape(quote(literal)[1:-1]))
+        if field is None:
+            continue
+        if field or conversion or not _NUMBER.fullmatch(spec or ""):
+            raise ValueError(f"a name's fields are plain numbers such as {{}} or {{:07d}}, not in {pattern!r}")
+        parts.append(f"%{(spec or '').removesuffix('d')}d")
+        fields += 1
+    return "".join(parts) + '"', fields
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")
