@@ -36,8 +36,8 @@ _EXTRA: dict[str, dict[str, Any]] = {  # constant fields CDF also gives, so item
 
 _EXTRA_JSON = {kind: json.dumps(extra)[1:-1] for kind, extra in _EXTRA.items()}  # as json.dumps writes them in a body
 _MERGED_CACHE = 100_000  # (metadata, added) -> merged metadata; cleared when it grows past this
-# For `Resource.change`, at a `find`'s place: the links to set (one asset) or add (a list), the metadata to add.
-Change = tuple["_Block", int, tuple[int, ...] | None, tuple[tuple[str, str], ...] | None]
+Links = tuple[int, ...]
+Added = tuple[tuple[str, str], ...]  # metadata to add, as pairs
 
 
 def kind_of(name: str) -> str:
@@ -102,7 +102,7 @@ class Resource:
         self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
         self._pooled: dict[tuple[tuple[str, str], ...], int] = {(): 0}
         self._pool_json: list[str] = ["{}"]  # each pooled metadata as JSON, so answers need not encode it again
-        self._merged: dict[tuple[int, tuple[tuple[str, str], ...]], int] = {}  # (meta, added) -> meta
+        self._merged: dict[tuple[int, Added], int] = {}  # (meta, added) -> meta
 
     def add(
         self,
@@ -169,30 +169,50 @@ class Resource:
     def links_at(self, block: _Block, i: int) -> tuple[int, ...]:
         return self._links(block, i)
 
-    def change(self, changes: Iterable[Change], now_ms: int) -> list[int]:
-        """Apply changes at `find`'s places: set the link (one asset) or add links (a list), add metadata; the ids
-        of the items left as they were. A link's updates are most of a benchmark's work, hence one tight loop."""
+    def places(self, ids: Iterable[int]) -> list[tuple[_Block, int] | None]:
+        """`find` for many ids at once (a block is looked up again only when an id falls outside the last one)."""
+        places: list[tuple[_Block, int] | None] = []
+        starts, blocks, block, gone, low, high = self._starts, self._blocks, None, bytearray(), 0, 0
+        for n in ids:
+            if not low <= n < high:
+                at = bisect.bisect_right(starts, n) - 1
+                if at < 0:
+                    places.append(None)
+                    continue
+                block = blocks[at]
+                gone, low, high = block.gone, block.first, block.first + block.count
+                if n >= high:
+                    places.append(None)
+                    continue
+            places.append(None if gone[n - low] else (block, n - low))  # type: ignore[arg-type]
+        return places
+
+    def change(
+        self, places: list[tuple[_Block, int]], links: list[Links | None], added: list[Added | None], now_ms: int
+    ) -> list[int]:
+        """At `find`'s places, set the link (one asset) or add links (a list), and add metadata; the ids of the
+        items left as they were. A link's updates are most of a benchmark's work, hence one tight loop."""
         unchanged, single, merged = [], self.single, self._merged
-        for block, i, links, added in changes:
+        for (block, i), linked, more in zip(places, links, added, strict=True):
             meta = old_meta = block.meta[i]
-            if added is not None:
-                meta = merged.get((meta, added)) or self._merge(meta, added)
+            if more is not None:
+                meta = merged.get((meta, more)) or self._merge(meta, more)
             value = block.link[i]
             if single and value != _MORE:
-                new = value if links is None else links[0]
+                new = value if linked is None else linked[0]
                 if new == value and meta == old_meta:
                     unchanged.append(block.first + i)
                     continue
                 block.link[i], block.meta[i], block.updated[i] = new, meta, now_ms
                 continue
             now = self._links(block, i)
-            if links is not None:
-                now = links if single else now + tuple(a for a in dict.fromkeys(links) if a not in now)
+            if linked is not None:
+                now = linked if single else now + tuple(a for a in dict.fromkeys(linked) if a not in now)
             if not self.put_at(block, i, now, meta, now_ms):
                 unchanged.append(block.first + i)
         return unchanged
 
-    def _merge(self, meta: int, added: tuple[tuple[str, str], ...]) -> int:
+    def _merge(self, meta: int, added: Added) -> int:
         if len(self._merged) >= _MERGED_CACHE:
             self._merged.clear()
         found = self._merged[(meta, added)] = self._intern({**dict(self._pool[meta]), **dict(added)})
@@ -336,6 +356,17 @@ class Assets:
     def exists(self, asset_id: int) -> bool:
         at = bisect.bisect_right(self._starts, asset_id) - 1
         return at >= 0 and asset_id < self._starts[at] + self._counts[at] and asset_id not in self._gone
+
+    def missing(self, ids: Iterable[int]) -> list[int]:
+        """Those of `ids` that do not exist, as `exists` tells, for many at once."""
+        missing, starts, counts, gone, low, high = [], self._starts, self._counts, self._gone, 0, 0
+        for n in ids:
+            if not low <= n < high:
+                at = bisect.bisect_right(starts, n) - 1
+                low, high = (starts[at], starts[at] + counts[at]) if at >= 0 else (0, 0)
+            if not low <= n < high or n in gone:
+                missing.append(n)
+        return missing
 
     def delete(self, asset_id: int) -> bool:
         found = self.exists(asset_id)

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
-from sim.classic import Assets, Resource
+from sim.classic import Added, Assets, Links, Resource
 from sim.data import MAX_ID
 from sim.updates import MAX_ITEMS
 
 # An item's change: its id, the links to set (one asset) or to add (a list), the metadata to add.
-Added = tuple[tuple[str, str], ...]
-Quick = tuple[int, tuple[int, ...] | None, Added | None]
+Quick = tuple[int, Links | None, Added | None]
 
 # The body exactly as a link writes it (httpx's compact JSON, fields in its order): one regex split gives every
 # item's fields and what lies between items, which must be commas only; far cheaper than json.loads making seven
@@ -121,12 +120,9 @@ def apply_quick(
     resource: Resource, assets: Assets, changes: list[Quick], now_ms: int
 ) -> tuple[list[str], list[int]] | None:
     """Apply every change: (the items as JSON, ids left unchanged); None, and nothing applied, if one is missing."""
-    find = resource.find
-    places = [find(change[0]) for change in changes]
-    wanted = {a for _, links, _ in changes if links for a in links}
-    if any(place is None for place in places) or not all(assets.exists(a) for a in wanted):
+    places = resource.places([change[0] for change in changes])
+    if None in places or assets.missing({a for _, links, _ in changes if links for a in links}):
         return None
-    unchanged = resource.change(
-        ((*place, links, added) for (_, links, added), place in zip(changes, places, strict=True) if place), now_ms
-    )
-    return resource.encode(place for place in places if place), unchanged
+    found = cast(list[tuple[Any, int]], places)
+    unchanged = resource.change(found, [change[1] for change in changes], [change[2] for change in changes], now_ms)
+    return resource.encode(found), unchanged

@@ -231,7 +231,7 @@ class CdfSimulator(WriteSide):
 
     def _answer(self, request: Request) -> Step:
         with self._lock:
-            self.requests.append(request)
+            self.requests.append(request.recorded())
         if request.path == TOKEN_PATH:
             return self._answer_token(request)
         return self._answer_cdf(request)

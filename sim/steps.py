@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, Literal
 
 from sim.data import run_summary
 
 Headers = tuple[tuple[str, str], ...]
+PACK_FROM = 4096  # bodies from this size on are kept compressed in records: ~20 x smaller, ~3 ms a MB to compress
 
 
 def _phrase(code: int) -> str:
@@ -92,11 +94,31 @@ class Step:
 
 @dataclass(frozen=True)
 class Request:
-    """A request as received; `headers` keys are lower-cased, `time` is time.monotonic()."""
+    """A request as received; `headers` keys are lower-cased, `time` is time.monotonic().
+
+    Build it with `received`. Records keep `recorded()`: a large body only compressed,
+    as a link of a million matches sends some 150 MB of them; `body` is the same either way.
+    """
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
-    body: bytes
+    raw: bytes = field(repr=False)  # the body, or b"" when only `packed` holds it
     time: float
+    packed: bytes | None = field(default=None, repr=False)  # zlib of a large body
+
+    @classmethod
+    def received(
+        cls, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes, time: float
+    ) -> Request:
+        packed = zlib.compress(body, 1) if len(body) >= PACK_FROM else None
+        return cls(method, path, query, headers, body, time, packed)
+
+    @property
+    def body(self) -> bytes:
+        return zlib.decompress(self.packed) if self.packed is not None and not self.raw else self.raw
+
+    def recorded(self) -> Request:
+        """The request as records keep it: a large body compressed only."""
+        return self if self.packed is None else replace(self, raw=b"")

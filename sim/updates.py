@@ -131,15 +131,21 @@ def _quick_ids(items: list[Any]) -> list[int] | None:
 
 def lookup(resource: Resource | Assets, ids: list[int], ignore_unknown: bool) -> bytes:
     """The answer's body: the items of `ids` that exist, in order; unknown ones refused unless ignored."""
-    if isinstance(resource, Assets):
-        texts = [resource.encode(n) for n in ids]
-    else:
-        find, encode_at = resource.find, resource.encode_at
-        texts = [encode_at(*place) if (place := find(n)) else None for n in ids]
-    missing = [n for n, text in zip(ids, texts, strict=True) if text is None]
+    texts, missing = _found_assets(resource, ids) if isinstance(resource, Assets) else _found(resource, ids)
     if missing and not ignore_unknown:
         raise Refusal(f"Ids not found: {len(missing)}", missing=missing)
-    return items_body([text for text in texts if text is not None])
+    return items_body(texts)
+
+
+def _found(resource: Resource, ids: list[int]) -> tuple[list[str], list[int]]:
+    places = resource.places(ids)
+    missing = [n for n, place in zip(ids, places, strict=True) if place is None]
+    return resource.encode(place for place in places if place is not None), missing
+
+
+def _found_assets(assets: Assets, ids: list[int]) -> tuple[list[str], list[int]]:
+    texts = [assets.encode(n) for n in ids]
+    return [t for t in texts if t is not None], [n for n, t in zip(ids, texts, strict=True) if t is None]
 
 
 def items_body(texts: list[str]) -> bytes:

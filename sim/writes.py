@@ -44,12 +44,17 @@ class Write:
     """One `update` request as received and answered."""
 
     kind: str
-    body: bytes = field(repr=False)
+    request: Request = field(repr=False)  # as recorded: the body compressed, as `CdfSimulator.requests` has it
     status: int  # 0: the connection was dropped unanswered
     received: float  # time.monotonic()
     answered: float
     applied: bool
     unchanged: tuple[int, ...] = ()  # items the write named but left as they were
+
+    @property
+    def body(self) -> bytes:
+        """The body as sent."""
+        return self.request.body
 
     @property
     def items(self) -> list[Any] | None:
@@ -228,7 +233,7 @@ class Classic:
         unchanged: tuple[int, ...] = (),
     ) -> Step:
         status = 0 if step.kind == "drop" else step.code
-        write = Write(kind, request.body, status, received, time.monotonic(), applied, unchanged)
+        write = Write(kind, request.recorded(), status, received, time.monotonic(), applied, unchanged)
         with self.lock:
             self.writes.append(write)
         return step
