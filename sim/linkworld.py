@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sim.classic import RESOURCE_KINDS, SINGLE, ItemState, kind_of
@@ -62,6 +62,7 @@ class LinkWorld:
     cases: Cases
     source_base: int
     asset_base: int
+    _expected: dict[tuple[float, bool], Outcome] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_sources(self) -> int:
@@ -142,12 +143,18 @@ class LinkWorld:
             yield s, outcome, (choice.target, choice.score) if written else None
 
     def expected(self, min_score: float | None = None, *, overwrite: bool = False) -> Outcome:
-        """The counts a link of the run reports at `min_score` (the world's own by default)."""
-        outcome = Outcome()
-        for _, name, written in self.decisions(min_score, overwrite):
-            setattr(outcome, name, getattr(outcome, name) + 1)
-            outcome.written += written is not None
-        return outcome
+        """The counts a link of the run reports at `min_score` (the world's own by default).
+
+        Worked out once per threshold and overwrite (a million sources take half a minute), as they depend on
+        the world as built only."""
+        key = (self.min_score if min_score is None else min_score, overwrite)
+        if key not in self._expected:
+            outcome = Outcome()
+            for _, name, written in self.decisions(*key):
+                setattr(outcome, name, getattr(outcome, name) + 1)
+                outcome.written += written is not None
+            self._expected[key] = outcome
+        return replace(self._expected[key])
 
     def differences(
         self, sim: CdfSimulator, min_score: float | None = None, *, overwrite: bool = False, untouched: bool = False
