@@ -8,6 +8,7 @@ with one %-format instead of a call, two formats and two JSON quotings.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import string
@@ -34,7 +35,7 @@ class Names:
 
     def __call__(self, i: int) -> tuple[str | None, str]:
         n = self.start + i
-        return None if self.external_id is None else self.external_id.format(n), self.name.format(n)
+        return None if self.external_id is None else _format(self.external_id, n), _format(self.name, n)
 
 
 def head(describe: Describe, name_key: str) -> tuple[str, int] | None:
@@ -55,6 +56,11 @@ def named(external_id: str | None, name: str, name_key: str) -> str:
     return f'{{"id": %d, {external}"{name_key}": {_escape(quote(name))}, "metadata": '
 
 
+def _format(pattern: str, n: int) -> str:
+    return pattern.format(*(n,) * _template(pattern)[1])
+
+
+@functools.lru_cache(maxsize=64)
 def _template(pattern: str) -> tuple[str, int]:
     parts, fields = ['"'], 0
     for literal, field, spec, conversion in string.Formatter().parse(pattern):
