@@ -1,9 +1,10 @@
-"""CDF's classic resources in the simulator: time series, files, events, sequences, and the assets they link to.
+"""CDF's classic resources in the simulator: time series, files, events and sequences.
 
 State only; sim/writeside.py serves it over HTTP. Items live in blocks of
-consecutive ids: a block's external ids and names come from a function of the
-index, its links and metadata sit in arrays, so a million items cost a few
-megabytes and a scenario of any size is built in one pass.
+consecutive ids (sim/blocks.py): a block's external ids and names come from a
+function of the index, its links and metadata sit in arrays, so a million items
+cost a few megabytes and a scenario of any size is built in one pass. The
+assets they link to are in sim/assets.py.
 
 Time series and sequences link to one asset (`assetId`); files and events to a
 list (`assetIds`). `ItemState` is how tests see an item: its link(s) and its
@@ -14,27 +15,18 @@ from __future__ import annotations
 
 import bisect
 import json
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.blocks import MORE, Block, encode
+from sim.blocks import SINGLE as SINGLE
 from sim.data import CREATED_MS, MAX_ID
+from sim.names import EXTRA, name_key
 from sim.names import Describe as Describe
-from sim.names import Names, head, named
 
 KINDS = ("timeseries", "files", "events", "sequences")
-SINGLE = frozenset({"timeseries", "sequences"})  # one assetId; files and events hold assetIds
 RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "events", "sequences": "sequences"}
-_MORE = -1  # in a block's link array: the links are in Resource._more (a list of other than one asset)
-_EXTRA: dict[str, dict[str, Any]] = {  # constant fields CDF also gives, so items look like CDF's
-    "timeseries": {"isString": False, "isStep": False, "securityCategories": []},
-    "files": {"mimeType": "application/pdf", "uploaded": True},
-    "events": {"type": "alarm", "startTime": CREATED_MS},
-    "sequences": {"columns": [{"externalId": "value", "valueType": "DOUBLE"}]},
-}
-
-_EXTRA_JSON = {kind: json.dumps(extra)[1:-1] for kind, extra in _EXTRA.items()}  # as json.dumps writes them in a body
 _MERGED_CACHE = 100_000  # (metadata, added) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
 Added = tuple[tuple[str, str], ...]  # metadata to add, as pairs
@@ -61,42 +53,13 @@ class ItemState:
         return self.asset_ids if self.asset_id is None else (self.asset_id,)
 
 
-class _Block:
-    __slots__ = (
-        "count",
-        "created",
-        "describe",
-        "fields",
-        "first",
-        "gone",
-        "head",
-        "link",
-        "meta",
-        "start",
-        "tail",
-        "updated",
-    )
-
-    def __init__(self, first: int, count: int, describe: Describe, created: int, kind: str) -> None:
-        self.first, self.count, self.describe, self.created = first, count, describe, created
-        # The JSON of an item but its metadata, links and update time, made once (sim/names.py).
-        self.head: str | None
-        self.head, self.fields = head(describe, _name_key(kind)) or (None, 0)
-        self.start = describe.start if isinstance(describe, Names) else 0
-        self.tail = f', {_EXTRA_JSON[kind]}, "createdTime": {created}, "lastUpdatedTime": '
-        self.link = array("q", bytes(8 * count))
-        self.meta = array("q", bytes(8 * count))
-        self.updated = array("q", [created]) * count
-        self.gone = bytearray(count)
-
-
 class Resource:
     """The items of one kind, by id: add blocks, read, write and delete items."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.single = kind in SINGLE
-        self._blocks: list[_Block] = []
+        self._blocks: list[Block] = []
         self._starts: list[int] = []
         self._more: dict[int, tuple[int, ...]] = {}
         self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
@@ -123,7 +86,7 @@ class Resource:
             at < len(self._starts) and self._starts[at] < first + count
         ):
             raise ValueError(f"ids {first}..{first + count - 1} overlap items already there")
-        block = _Block(first, count, describe, created_ms, self.kind)
+        block = Block(first, count, describe, created_ms, self.kind)
         self._blocks.insert(at, block)
         self._starts.insert(at, first)
         for i in range(count) if links or metadata else ():
@@ -152,26 +115,20 @@ class Resource:
         found = self._find(item_id)
         if found is None:
             raise KeyError(item_id)
-        return self.put_at(*found, state.links(), self._intern(state.metadata), now_ms)
+        return self._put_at(*found, state.links(), self._intern(state.metadata), now_ms)
 
-    def put_at(self, block: _Block, i: int, links: tuple[int, ...], meta: int, now_ms: int) -> bool:
-        """Store links and pooled metadata `meta` at a `find`'s place; whether anything changed."""
+    def _put_at(self, block: Block, i: int, links: tuple[int, ...], meta: int, now_ms: int) -> bool:
+        """Store links and pooled metadata `meta` at a place; whether anything changed."""
         if links == self._links(block, i) and meta == block.meta[i]:
             return False
         self._store(block, i, links, meta)
         block.updated[i] = now_ms
         return True
 
-    def find(self, item_id: int) -> tuple[_Block, int] | None:
-        """Where an existing item is: its block and index (None if it does not exist)."""
-        return self._find(item_id)
-
-    def links_at(self, block: _Block, i: int) -> tuple[int, ...]:
-        return self._links(block, i)
-
-    def places(self, ids: Iterable[int]) -> list[tuple[_Block, int] | None]:
-        """`find` for many ids at once (a block is looked up again only when an id falls outside the last one)."""
-        places: list[tuple[_Block, int] | None] = []
+    def places(self, ids: Iterable[int]) -> list[tuple[Block, int] | None]:
+        """Where each of `ids` is: its block and index, None if it does not exist (a block is looked up again only
+        when an id falls outside the last one)."""
+        places: list[tuple[Block, int] | None] = []
         starts, blocks, block, gone, low, high = self._starts, self._blocks, None, bytearray(), 0, 0
         for n in ids:
             if not low <= n < high:
@@ -188,9 +145,9 @@ class Resource:
         return places
 
     def change(
-        self, places: list[tuple[_Block, int]], links: list[Links | None], added: list[Added | None], now_ms: int
+        self, places: list[tuple[Block, int]], links: list[Links | None], added: list[Added | None], now_ms: int
     ) -> list[int]:
-        """At `find`'s places, set the link (one asset) or add links (a list), and add metadata; the ids of the
+        """At `places`, set the link (one asset) or add links (a list), and add metadata; the ids of the
         items left as they were. A link's updates are most of a benchmark's work, hence one tight loop."""
         unchanged, single, merged = [], self.single, self._merged
         for (block, i), linked, more in zip(places, links, added, strict=True):
@@ -198,7 +155,7 @@ class Resource:
             if more is not None:
                 meta = merged.get((meta, more)) or self._merge(meta, more)
             value = block.link[i]
-            if single and value != _MORE:
+            if single and value != MORE:
                 new = value if linked is None else linked[0]
                 if new == value and meta == old_meta:
                     unchanged.append(block.first + i)
@@ -208,7 +165,7 @@ class Resource:
             now = self._links(block, i)
             if linked is not None:
                 now = linked if single else now + tuple(a for a in dict.fromkeys(linked) if a not in now)
-            if not self.put_at(block, i, now, meta, now_ms):
+            if not self._put_at(block, i, now, meta, now_ms):
                 unchanged.append(block.first + i)
         return unchanged
 
@@ -243,47 +200,21 @@ class Resource:
         item: dict[str, Any] = {"id": item_id}
         if external_id is not None:
             item["externalId"] = external_id
-        item[_name_key(self.kind)] = name
+        item[name_key(self.kind)] = name
         item["metadata"] = dict(state.metadata)
         if state.asset_id is not None:
             item["assetId"] = state.asset_id
         if state.asset_ids:
             item["assetIds"] = list(state.asset_ids)
-        item.update(_EXTRA[self.kind])
+        item.update(EXTRA[self.kind])
         item["createdTime"], item["lastUpdatedTime"] = block.created, block.updated[i]
         return item
 
-    def encode_at(self, block: _Block, i: int) -> str:
-        """The item at a `find`'s place as JSON, exactly as `json.dumps(body(id))` writes it, but far cheaper."""
-        return self.encode([(block, i)])[0]
+    def encode(self, places: Iterable[tuple[Block, int]]) -> list[str]:
+        """The items at `places` as JSON, exactly as `json.dumps` writes their `body`, but far cheaper."""
+        return encode(places, self.kind, self._more, self._pool_json)
 
-    def encode(self, places: Iterable[tuple[_Block, int]]) -> list[str]:
-        """The items at `find`'s places as JSON, as `encode_at` writes each (a hot loop: a block's fields are
-        looked up once per run of items in it, and the usual two name fields get their tuple directly)."""
-        texts, more, pool_json, single, last = [], self._more, self._pool_json, self.single, None
-        for block, i in places:
-            if block is not last:
-                last, first, head, start, fields = block, block.first, block.head, block.start, block.fields
-                link_at, meta_at, updated_at, tail = block.link, block.meta, block.updated, block.tail
-            item_id, n = first + i, start + i
-            if head is None:
-                text = named(*block.describe(i), _name_key(self.kind)) % item_id
-            else:
-                text = head % ((item_id, n, n) if fields == 2 else (item_id, *(n,) * fields))
-            value = link_at[i]
-            if value == _MORE:
-                link = self._link_json(more.get(item_id, ()))
-            else:
-                link = "" if not value else f', "assetId": {value}' if single else f', "assetIds": [{value}]'
-            texts.append(f"{text}{pool_json[meta_at[i]]}{link}{tail}{updated_at[i]}}}")
-        return texts
-
-    def _link_json(self, links: tuple[int, ...]) -> str:
-        if not links:
-            return ""
-        return f', "assetId": {links[0]}' if self.single else f', "assetIds": [{", ".join(map(str, links))}]'
-
-    def _find(self, item_id: int) -> tuple[_Block, int] | None:
+    def _find(self, item_id: int) -> tuple[Block, int] | None:
         at = bisect.bisect_right(self._starts, item_id) - 1
         if at < 0:
             return None
@@ -291,19 +222,19 @@ class Resource:
         i = item_id - block.first
         return (block, i) if i < block.count and not block.gone[i] else None
 
-    def _links(self, block: _Block, i: int) -> tuple[int, ...]:
+    def _links(self, block: Block, i: int) -> tuple[int, ...]:
         value = block.link[i]
-        if value == _MORE:
+        if value == MORE:
             return self._more.get(block.first + i, ())
         return (value,) if value else ()
 
-    def _store(self, block: _Block, i: int, links: tuple[int, ...], meta: int) -> None:
+    def _store(self, block: Block, i: int, links: tuple[int, ...], meta: int) -> None:
         item_id = block.first + i
         self._more.pop(item_id, None)
         if len(links) == 1:
             block.link[i] = links[0]
         elif links:
-            block.link[i] = _MORE
+            block.link[i] = MORE
             self._more[item_id] = links
         else:
             block.link[i] = 0
@@ -319,71 +250,3 @@ class Resource:
             self._pool.append(key)
             self._pool_json.append(json.dumps(dict(key)))
         return found
-
-
-def _name_key(kind: str) -> str:
-    return "description" if kind == "events" else "name"
-
-
-class Assets:
-    """The assets that exist: ranges of ids, less the deleted ones."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._counts: list[int] = []
-        self._gone: set[int] = set()
-
-    def add(self, first: int, count: int = 1) -> None:
-        """Assets `first`..`first + count - 1`; adding deleted ones again brings them back."""
-        if count < 1 or first < 1 or first + count - 1 > MAX_ID:
-            raise ValueError(f"asset ids {first}..{first + count - 1} are not CDF ids")
-        at = bisect.bisect_right(self._starts, first) - 1
-        if at >= 0 and first + count <= self._starts[at] + self._counts[at]:
-            self._gone.difference_update(range(first, first + count))
-            return
-        after = at + 1
-        if (at >= 0 and self._starts[at] + self._counts[at] > first) or (
-            after < len(self._starts) and self._starts[after] < first + count
-        ):
-            raise ValueError(f"asset ids {first}..{first + count - 1} overlap assets already there")
-        self._starts.insert(after, first)
-        self._counts.insert(after, count)
-
-    def end(self) -> int:
-        """One past the highest asset id ever added (1 when none)."""
-        return self._starts[-1] + self._counts[-1] if self._starts else 1
-
-    def exists(self, asset_id: int) -> bool:
-        at = bisect.bisect_right(self._starts, asset_id) - 1
-        return at >= 0 and asset_id < self._starts[at] + self._counts[at] and asset_id not in self._gone
-
-    def missing(self, ids: Iterable[int]) -> list[int]:
-        """Those of `ids` that do not exist, as `exists` tells, for many at once."""
-        missing, starts, counts, gone, low, high = [], self._starts, self._counts, self._gone, 0, 0
-        for n in ids:
-            if not low <= n < high:
-                at = bisect.bisect_right(starts, n) - 1
-                low, high = (starts[at], starts[at] + counts[at]) if at >= 0 else (0, 0)
-            if not low <= n < high or n in gone:
-                missing.append(n)
-        return missing
-
-    def delete(self, asset_id: int) -> bool:
-        found = self.exists(asset_id)
-        self._gone.add(asset_id)
-        return found
-
-    def encode(self, asset_id: int) -> str | None:
-        """The asset as JSON, exactly as `json.dumps(body(id))` writes it (None if it does not exist)."""
-        if not self.exists(asset_id):
-            return None
-        return (
-            f'{{"id": {asset_id}, "externalId": "asset-{asset_id:07d}", "name": "Asset {asset_id}", "metadata": {{}}, '
-            f'"createdTime": {CREATED_MS}, "lastUpdatedTime": {CREATED_MS}}}'
-        )
-
-    def body(self, asset_id: int) -> dict[str, Any] | None:
-        if not self.exists(asset_id):
-            return None
-        name = {"externalId": f"asset-{asset_id:07d}", "name": f"Asset {asset_id}"}
-        return {"id": asset_id, **name, "metadata": {}, "createdTime": CREATED_MS, "lastUpdatedTime": CREATED_MS}

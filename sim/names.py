@@ -14,8 +14,30 @@ import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from sim.data import CREATED_MS
 
 Describe = Callable[[int], tuple[str | None, str]]  # index in a block -> (externalId or None, name)
+EXTRA: dict[str, dict[str, Any]] = {  # constant fields CDF also gives, so items look like CDF's
+    "timeseries": {"isString": False, "isStep": False, "securityCategories": []},
+    "files": {"mimeType": "application/pdf", "uploaded": True},
+    "events": {"type": "alarm", "startTime": CREATED_MS},
+    "sequences": {"columns": [{"externalId": "value", "valueType": "DOUBLE"}]},
+}
+
+_EXTRA_JSON = {kind: json.dumps(extra)[1:-1] for kind, extra in EXTRA.items()}  # as json.dumps writes them in a body
+
+
+def name_key(kind: str) -> str:
+    """The field holding an item's name: events have a description instead."""
+    return "description" if kind == "events" else "name"
+
+
+def extra_json(kind: str) -> str:
+    """The constant fields of `kind` as json.dumps writes them inside an item, braces left out."""
+    return _EXTRA_JSON[kind]
+
 
 quote = json.encoder.encode_basestring_ascii  # a JSON string as json.dumps writes it (ensure_ascii)
 _NUMBER = re.compile(r"0?\d*d?")  # the format specs a name's field may have: digits only come out

@@ -15,7 +15,9 @@ import json
 import re
 from typing import Any, cast
 
-from sim.classic import Added, Assets, Links, Resource
+from sim.assets import Assets
+from sim.blocks import Block
+from sim.classic import Added, Links, Resource
 from sim.data import MAX_ID
 from sim.updates import MAX_ITEMS
 
@@ -123,6 +125,6 @@ def apply_quick(
     places = resource.places([change[0] for change in changes])
     if None in places or assets.missing({a for _, links, _ in changes if links for a in links}):
         return None
-    found = cast(list[tuple[Any, int]], places)
+    found = cast(list[tuple[Block, int]], places)
     unchanged = resource.change(found, [change[1] for change in changes], [change[2] for change in changes], now_ms)
     return resource.encode(found), unchanged

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.classic import Assets, ItemState, Resource
+from sim.assets import Assets
+from sim.classic import ItemState, Resource
 from sim.data import MAX_ID
 from sim.steps import Step
 

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.classic import KINDS, Assets, Resource
+from sim.assets import Assets
+from sim.classic import KINDS, Resource
 from sim.quick import apply_quick, quick_body, quick_changes
 from sim.steps import Request, Step
 from sim.updates import Refusal, apply_all, changes_of, items_body, lookup, parse_byids, parse_update, update_items
@@ -218,7 +219,7 @@ class Classic:
                     ids, unchanged = apply_all(
                         resource, self.assets, changes or parse_update(body, resource.single), now_ms
                     )
-                    done = resource.encode(place for n in ids if (place := resource.find(n))), unchanged
+                    done = resource.encode(place for place in resource.places(ids) if place), unchanged
         except Refusal as refusal:
             return refusal.step(), False, ()
         return Step(body=items_body(done[0])), True, tuple(done[1])
