@@ -1,0 +1,210 @@
+"""Read a run's results body for the link: the run's fields, then each item of ``matches``, as the body arrives.
+
+The relay's ``RunBody`` (``handlers.cdf.results``) gives every event of the body
+to Python, about 25 per match. The link needs only the matches, whole, so here
+Python walks the body's top level (the run's fields, the arrays' brackets and
+commas) and ``json``'s C scanner reads each field and each item whole. The body
+is read front to back once, a chunk at a time; an item cut by a chunk's end is
+read again with the next chunk (at least twice the text each time, so a large
+item costs linear time).
+
+It answers as ``RunBody`` does: ``header`` reads up to the first item once the
+run's status, jobId and statusTime are known (items met before that are held,
+which only a body with its fields last does); anything that is not a JSON object
+of the documented shape raises ``MalformedResponse``. The grammar is JSON's
+(RFC 8259): ``NaN`` and ``Infinity`` are not numbers, whitespace is space, tab,
+CR and LF. Where the relay's parser is narrower than JSON (integers beyond 64
+bits, numbers beyond a double's range, lone surrogate escapes), the run's own
+fields are read as narrowly; in an item this reader takes the value as JSON
+gives it: the link reads only ids, scores and match types of an item, and such
+an id is no CDF id, such a score no finite score.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from json.scanner import make_scanner
+from typing import Any, NoReturn, cast
+
+from handlers.cdf.results import ARRAYS, NEEDED
+from handlers.core.errors import MalformedResponse
+
+_INK = re.compile(r"[^ \t\n\r]")  # JSON's whitespace is these four
+_NEAR_END = 64  # a scanner error this close to the text's end may be an item cut by the chunk's end
+
+
+def _not_a_number(name: str) -> NoReturn:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if abs(value) > _INT64:
+        raise json.JSONDecodeError("integer overflow", text, 0)
+    return value
+
+
+def _double(text: str) -> float:
+    value = float(text)
+    if value - value != 0.0:
+        raise json.JSONDecodeError("numeric (floating point) overflow", text, 0)
+    return value
+
+
+_INT64 = 2**63 - 1
+_ITEM = json.JSONDecoder(parse_constant=_not_a_number).raw_decode
+_ITEM_SCAN = make_scanner(cast(Any, json.JSONDecoder(parse_constant=_not_a_number)))  # raw_decode without its frame
+# The run's own fields are read with the relay's number ranges, so the link never reports a run the relay refuses.
+_FIELD = json.JSONDecoder(parse_constant=_not_a_number, parse_int=_int64, parse_float=_double).raw_decode
+
+
+class RunMatches:
+    """One results body, read once, front to back: ``header()``, then ``matches()``."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.fields: dict[str, Any] = {}
+        self._chunks = iter(chunks)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._text, self._pos, self._end = "", 0, False
+        self._top = self._entries()
+        self._held: list[tuple[str, Any]] = []
+
+    def header(self) -> dict[str, Any]:
+        """The run's own fields, read up to the first result item (or the end)."""
+        for kind, key, value in self._top:
+            if kind == "field":
+                self.fields[key] = value
+                continue
+            self._held.append((key, value))
+            if all(name in self.fields for name in NEEDED):
+                break
+        return self.fields
+
+    def matches(self) -> Iterator[tuple[int, Any]]:
+        """Every item of ``matches`` as ``(index, item)``, in body order; fields read on the way are kept."""
+        index = 0
+        held, self._held = self._held, []
+        for key, value in held:
+            if key == "matches":
+                yield index, value
+                index += 1
+        for kind, key, value in self._top:
+            if kind == "field":
+                self.fields[key] = value
+            elif key == "matches":
+                yield index, value
+                index += 1
+        for key in ARRAYS:
+            if self.fields.get(key) is not None and not isinstance(self.fields[key], list):
+                raise MalformedResponse(f"CDF answered {key} that is not a list")
+
+    def _entries(self) -> Iterator[tuple[str, str, Any]]:
+        """``("field", key, value)`` for each of the object's fields, ``("item", array, item)`` for each result."""
+        if self._peek() != "{":
+            raise MalformedResponse("CDF answered a body that is not a JSON object")
+        self._pos += 1
+        if self._peek() == "}":
+            self._pos += 1
+        else:
+            while True:
+                if self._peek() != '"':
+                    self._fail("expecting a field name")
+                key = self._value(_FIELD)
+                if self._peek() != ":":
+                    self._fail("expecting ':'")
+                self._pos += 1
+                if key in ARRAYS and self._peek() == "[":
+                    self._pos += 1
+                    yield from self._items(key)
+                else:
+                    yield "field", key, self._value(_FIELD)
+                if not self._next_of("}"):
+                    break
+        if self._peek():
+            raise MalformedResponse("CDF answered more than one JSON value")
+
+    def _items(self, key: str) -> Iterator[tuple[str, str, Any]]:
+        if self._peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            # Most items are whole in the text: scanned at once. One cut by the chunk's end (or not JSON, or a
+            # number that may go on) is read the careful way.
+            self._peek()
+            text, start = self._text, self._pos
+            try:
+                value, end = _ITEM_SCAN(text, start)
+            except (StopIteration, ValueError, RecursionError):
+                end = len(text)
+            if end < len(text):
+                self._pos = end
+            else:
+                value = self._value(_ITEM)
+            yield "item", key, value
+            if not self._next_of("]"):
+                return
+
+    def _next_of(self, close: str) -> bool:
+        """After a member: True at a comma (more follow), False at ``close``."""
+        pos = self._pos
+        found = self._text[pos] if pos < len(self._text) else ""
+        if found != "," and found != close:  # whitespace first, the text's end, or not JSON
+            found, pos = self._peek(), self._pos
+        self._pos = pos + 1
+        if found == ",":
+            return True
+        if found != close:
+            self._fail(f"expecting ',' or '{close}'")
+        return False
+
+    def _peek(self) -> str:
+        """The next character that is not whitespace, reading on as needed; empty at the body's end."""
+        while True:
+            found = _INK.search(self._text, self._pos)
+            if found is not None:
+                self._pos = found.start()
+                return found.group()
+            self._pos = len(self._text)
+            if not self._more():
+                return ""
+
+    def _value(self, decode: Callable[[str, int], tuple[Any, int]]) -> Any:
+        """The JSON value at the position, read whole; the text is read on while it may be cut."""
+        self._peek()
+        while True:
+            try:
+                value, end = decode(self._text, self._pos)
+            except json.JSONDecodeError as exc:
+                cut = exc.pos >= len(self._text) - _NEAR_END or exc.msg.startswith("Unterminated string")
+                if self._end or not cut:
+                    self._fail(exc.msg)
+            except RecursionError:
+                self._fail("nested too deep")
+            else:
+                if end < len(self._text) or self._end:  # a number at the text's end may go on in the next chunk
+                    self._pos = end
+                    return value
+            self._more(len(self._text) - self._pos)  # twice the text: a large item is read again a few times only
+
+    def _more(self, wanted: int = 1) -> bool:
+        """Append at least ``wanted`` more characters (fewer at the body's end), dropping what was read; joined once,
+        so a large item read on chunk after chunk is copied a few times, not once a chunk. False when none came."""
+        parts, got = [], 0
+        while got < wanted and not self._end:
+            chunk = next(self._chunks, None)
+            try:
+                text = self._decoder.decode(chunk or b"", final=chunk is None)
+            except UnicodeDecodeError:
+                self._fail("not UTF-8")
+            self._end = chunk is None
+            parts.append(text)
+            got += len(text)
+        if got:
+            self._text, self._pos = self._text[self._pos :] + "".join(parts), 0
+        return got > 0
+
+    def _fail(self, reason: str) -> NoReturn:
+        raise MalformedResponse(f"CDF answered a body that is not JSON ({reason[:80]})")

@@ -1,0 +1,111 @@
+"""The link's reader of a run's results body: what the relay's reader reads, in less time, or MalformedResponse."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers.cdf.results import RunBody
+from handlers.cdf.run_matches import RunMatches
+from handlers.core.errors import MalformedResponse
+from tests.test_fuzz import results_bodies, split
+from tests.test_results import BODIES, chunked
+
+Read = tuple[dict[str, Any], list[tuple[int, Any]], dict[str, Any]] | str
+
+
+def by_relay(chunks: Any) -> Read:
+    """The run's fields at the header, its matches, and its fields at the end, as ``RunBody`` reads them."""
+    try:
+        body = RunBody(chunks)
+        header = dict(body.header())
+        matches = [(index, item) for array, index, item in body.items() if array == "matches"]
+        return header, matches, body.fields
+    except MalformedResponse as exc:
+        return "overflow" if "overflow" in str(exc) else "malformed"
+
+
+def by_link(chunks: Any) -> Read:
+    """The same, as ``RunMatches`` reads them."""
+    try:
+        body = RunMatches(chunks)
+        header = dict(body.header())
+        return header, list(body.matches()), body.fields
+    except MalformedResponse:
+        return "malformed"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 65536])
+@pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
+def test_link_matches_read_as_the_relay_reads(body: dict[str, Any], chunk: int) -> None:
+    """Whatever the chunking, the header, the matches and the fields are those the relay's reader gives."""
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    assert by_link(chunked(raw, chunk)) == by_relay(chunked(raw, chunk))
+
+
+MALFORMED = {
+    "empty": b"",
+    "array": b"[]",
+    "open": b"{",
+    "truncated": b'{"status": "Completed", "matches": [{"score": 1}',
+    "truncated number": b'{"status": "Completed", "matches": [1',
+    "trailing": b'{"status": "Completed"} trailing',
+    "two objects": b'{"status": "Completed"}{}',
+    "matches an object": b'{"status": "Completed", "matches": {"a": 1}}',
+    "rules a string": b'{"status": "Completed", "matches": [], "generatedRules": "x"}',
+    "not utf-8": b"\xff\xfe",
+    "cut utf-8": b'{"status": "Completed", "errorMessage": "\xc3',
+    "NaN": b'{"status": "Completed", "matches": [{"score": NaN}]}',
+    "-Infinity": b'{"status": "Completed", "matches": [-Infinity]}',
+    "trailing comma": b'{"status": "Completed", "matches": [1,]}',
+    "trailing comma in the object": b'{"status": "Completed",}',
+    "missing colon": b'{"status" "Completed"}',
+    "missing comma": b'{"status": "Completed", "matches": [1 2]}',
+    "key not a string": b'{"status": "Completed", 1: 2}',
+    "control character": b'{"status": "Comp\x01leted"}',
+    "form feed between tokens": b'{"status": "Completed",\x0c"matches": []}',
+    "jobId beyond 64 bits": b'{"status": "Completed", "jobId": 9223372036854775808}',
+    "statusTime beyond a double": b'{"status": "Completed", "statusTime": 1e400}',
+    "nested too deep": b'{"status": "Completed", "matches": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 65536])
+@pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
+def test_link_matches_malformed_body(raw: bytes, chunk: int) -> None:
+    """A body that is not a JSON object of the documented shape raises MalformedResponse, never anything else."""
+    if chunk < 10 and len(raw) > 1000:
+        chunk = 4096  # the same body, in chunks that do not take minutes
+    assert by_link(chunked(raw, chunk)) == "malformed"
+
+
+def test_link_matches_a_large_item_cut_by_many_chunks() -> None:
+    """An item far larger than a chunk is read whole, and the items around it too."""
+    large = {"source": {"id": 2, "name": "x" * 2_000_000}, "target": {"id": 3}, "score": 0.5}
+    body = {"status": "Completed", "matches": [{"source": {"id": 1}}, large, 12345678901234]}
+    matches = list(enumerate(body["matches"]))
+    assert by_link(chunked(json.dumps(body).encode(), 100)) == (
+        {"status": "Completed"},
+        matches,
+        {"status": "Completed"},
+    )
+
+
+SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")  # the relay's parser reads a lone one as "?" or refuses it
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(raw=results_bodies(), cuts=st.lists(st.integers(0, 10**6), max_size=6))
+def test_link_matches_fuzz_as_the_relay_reads(raw: bytes, cuts: list[int]) -> None:
+    """Any body: the link reads what the relay reads, or both refuse it; the relay alone refuses a number beyond 64
+    bits or a double inside an item (the link reads it: no id, no finite score)."""
+    relay, link = by_relay(split(raw, cuts)), by_link(split(raw, cuts))
+    if relay == "overflow" or SURROGATE.search(raw):
+        assert link == "malformed" or isinstance(link, tuple)
+    else:
+        assert link == relay
