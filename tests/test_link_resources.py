@@ -13,8 +13,9 @@ from handlers.cdf.resources import Resources, Update
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
 from handlers.core.errors import AccessDenied, InvalidRequest, RunNotFound
-from handlers.core.linking import RESOURCES, Link, OutOfTime, update_item
+from handlers.core.linking import RESOURCES, Link, OutOfTime
 from handlers.core.poll import Clock
+from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
 from sim import CdfSimulator, Step
 from tests.conftest import SECRET
@@ -46,8 +47,8 @@ def never() -> Deadline:
 
 
 def updates(kind: str, pairs: list[tuple[int, int]]) -> list[Update]:
-    resource = RESOURCES[kind]
-    return [Update(s, t, update_item(Link(s, t, 0.95, False), resource, RUN)) for s, t in pairs]
+    items = UpdateItems(RESOURCES[kind], RUN)
+    return [Update(s, t, items.item(Link(s, t, 0.95, False))) for s, t in pairs]
 
 
 def test_link_resources_pipeline_and_missing_pipeline(edge: Resources, sim: CdfSimulator) -> None:

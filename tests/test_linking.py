@@ -1,11 +1,16 @@
-"""The link's decision (contract, section 8): one case per row of the table, and per resource kind."""
+"""The link's decision (contract, section 8): one case per row of the table, per resource kind, and at scale."""
 
 from __future__ import annotations
 
+import json
+import math
+import random
 from typing import Any
 
 import pytest
 
+from handlers.core import candidates
+from handlers.core.candidates import Candidates
 from handlers.core.errors import MalformedResponse
 from handlers.core.linking import (
     AMBIGUOUS,
@@ -16,15 +21,14 @@ from handlers.core.linking import (
     SOURCE_MISSING,
     UNLINKABLE,
     WRITE,
-    Candidates,
     Counts,
     Link,
     against,
+    decide,
     links_of,
-    provenance,
     resource_of,
-    update_item,
 )
+from handlers.core.updates import UpdateItems, provenance, update_item
 
 MIN = 0.9
 
@@ -47,9 +51,9 @@ def outcome(*matches: dict[str, Any]) -> str | tuple[int, float | None]:
     for i, m in enumerate(matches):
         candidates.add(m, i)
     plan = candidates.plan(MIN)
-    if plan.links:
-        assert len(plan.links) == 1
-        return plan.links[0].target, plan.links[0].score
+    if len(plan):
+        [link] = list(plan)
+        return link.target, link.score
     decided = {k: v for k, v in plan.counts.data().items() if v}
     assert list(decided.values()) == [1], decided
     return {"unlinkable": UNLINKABLE, "belowThreshold": BELOW_THRESHOLD, "ambiguous": AMBIGUOUS}[next(iter(decided))]
@@ -203,9 +207,9 @@ def test_linking_plan_orders_by_source_and_counts_each_source_once() -> None:
     for i, m in enumerate(stream):
         candidates.add(m, i)
     plan = candidates.plan(MIN)
-    assert [(link.source, link.target) for link in plan.links] == [(10, 100), (30, 300)]
+    assert [(link.source, link.target) for link in plan] == [(10, 100), (30, 300)]
     assert plan.counts == Counts(below_threshold=1, ambiguous=1, unlinkable=2)
-    assert len(candidates.best) == 4
+    assert len(candidates) == 4
 
 
 def test_linking_plan_chunks_of_a_thousand() -> None:
@@ -240,3 +244,76 @@ def test_linking_counts_data_names() -> None:
         "targetMissing": 0,
         "written": 0,
     }
+
+
+def one_at_a_time(matches: list[dict[str, Any]], min_score: float) -> tuple[list[Link], Counts]:
+    """Section 8's rules applied as each match arrives, one dict entry per source: what the compact store replays."""
+    best: dict[int, list[Any]] = {}  # source: [rank, target, score, confirmed, ambiguous]
+    counts = Counts()
+    for m in matches:
+        source, target = m["source"].get("id"), m["target"].get("id")
+        if not isinstance(source, int) or isinstance(source, bool) or source < 1:
+            counts.unlinkable += 1
+            continue
+        target = target if isinstance(target, int) and not isinstance(target, bool) and target >= 1 else None
+        confirmed, score = m.get("matchType") == "previously-confirmed", m.get("score")
+        score = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
+        rank = (1, 0.0) if confirmed else (0, -math.inf if score is None else score)
+        current = best.get(source)
+        if current is None or rank > current[0]:
+            best[source] = [rank, target, score, confirmed, False]
+        elif rank == current[0] and target != current[1]:
+            current[4] = True
+    links = []
+    for source in sorted(best):
+        _, target, score, confirmed, ambiguous = best[source]
+        outcome = decide(target, score, confirmed, ambiguous, min_score)
+        if outcome == "link":
+            links.append(Link(source, target, score, confirmed))
+        else:
+            counts.add(outcome)
+    return links, counts
+
+
+def random_matches(rng: random.Random, n: int, sources: int) -> list[dict[str, Any]]:
+    """``n`` matches over few sources, targets and scores: many repeats, ties and confirmed ones, in any order."""
+    ids: list[Any] = [*range(1, sources + 1), None, "7", True]
+    return [
+        match(
+            rng.choice(ids),
+            rng.choice([*range(100, 104), None]),
+            rng.choice([0.5, 0.9, 0.95, 1, None, "0.99", -0.0]),
+            rng.choice(["model", "previously-confirmed", None]),
+        )
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("pending", [1, 2, 7, 64, 1 << 20])
+@pytest.mark.parametrize("seed", range(8))
+def test_linking_compact_store_decides_as_one_match_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, pending: int, seed: int
+) -> None:
+    """However often the store reduces its pending matches, its plan is that of deciding one match at a time."""
+    monkeypatch.setattr(candidates, "MIN_PENDING", pending)
+    rng = random.Random(seed)
+    matches = random_matches(rng, rng.randint(0, 400), rng.choice([1, 5, 40, 300]))
+    store = Candidates()
+    for i, m in enumerate(matches):
+        store.add(m, i)
+    plan = store.plan(MIN)
+    links, counts = one_at_a_time(matches, MIN)
+    assert [(x.source, x.target, x.score, x.confirmed) for x in plan] == [
+        (x.source, x.target, x.score, x.confirmed) for x in links
+    ]
+    assert plan.counts == counts
+
+
+@pytest.mark.parametrize("score", [0.93, 1.0, None, 1e-05, 1e16, -0.0, 0.1 + 0.2, 5e-324])
+@pytest.mark.parametrize("name", sorted(RESOURCES))
+def test_linking_update_bytes_are_the_update_item(name: str, score: float | None) -> None:
+    """The bytes sent are the JSON of update_item, the score written as json.dumps writes it."""
+    link, run = Link(12, 34, score, score is None), 'de%mo"/7/456'
+    sent = json.loads(UpdateItems(RESOURCES[name], run).item(link))
+    assert sent == update_item(link, RESOURCES[name], run)
+    assert sent["update"]["metadata"]["add"]["matchrelay:score"] == json.dumps(score)

@@ -2,23 +2,20 @@
 
 Two steps, each a small table:
 
-1. ``Candidates`` takes a run's matches as they stream in and keeps only the best
-   candidate per source (memory grows with the sources, not the matches);
-   ``Candidates.plan`` then decides each source: ``unlinkable``,
-   ``below_threshold``, ``ambiguous``, or a ``Link`` to make.
+1. ``decide`` takes a source's best match (``handlers.core.candidates`` keeps
+   one per source as the run's matches stream in) and says ``unlinkable``,
+   ``below_threshold``, ``ambiguous``, or ``link``.
 2. ``against`` sets a ``Link`` against what CDF holds for its source: found in
    place, a ``conflict``, ``source_missing``, or to write.
 
-``update_item`` builds the ``update`` item of a link to write, with its provenance.
+What a link writes (its ``update`` item and provenance) is ``handlers.core.updates``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from handlers.core.errors import HandBack, MalformedResponse
@@ -77,24 +74,6 @@ def resource_of(source: Any, target: Any) -> Resource | None:
     return RESOURCES.get(source)
 
 
-@dataclass(slots=True)
-class _Best:
-    target: int | None  # None: the target has no integer id
-    score: float | None
-    confirmed: bool
-    ambiguous: bool = False  # another match of the same rank names another target
-
-    def rank(self) -> tuple[int, float]:
-        return _rank(self.confirmed, self.score)
-
-
-def _rank(confirmed: bool, score: float | None) -> tuple[int, float]:
-    # A confirmed match beats any score, and two confirmed ones tie whatever their scores.
-    if confirmed:
-        return (1, 0.0)
-    return (0, -math.inf if score is None else score)
-
-
 @dataclass(frozen=True)
 class Link:
     """A source to link to a target asset, with the score that decided it (written into its provenance)."""
@@ -137,69 +116,16 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-@dataclass
-class Plan:
-    """The sources to link, ascending by source id, and the counts of those that will not be."""
-
-    links: list[Link]
-    counts: Counts
-
-    def chunks(self, size: int = MAX_ITEMS) -> Iterator[list[Link]]:
-        """The links in requests of at most ``size``, in order."""
-        for start in range(0, len(self.links), size):
-            yield self.links[start : start + size]
-
-
-@dataclass
-class Candidates:
-    """The best match of each source of a run, fed one match at a time."""
-
-    best: dict[int, _Best] = field(default_factory=dict)
-    without_source: int = 0  # matches whose source has no integer id: unlinkable, one count each
-
-    def add(self, match: Any, index: int = 0) -> None:
-        """One item of the run's ``matches``; a match that is not an object is not of the documented shape."""
-        if type(match) is not dict:
-            raise MalformedResponse(f"CDF answered a match {index} that is not of the documented shape")
-        source, target = _id_of(match.get("source")), _id_of(match.get("target"))
-        if source is None:
-            self.without_source += 1
-            return
-        confirmed, score = match.get("matchType") == CONFIRMED, _score(match.get("score"))
-        current = self.best.get(source)
-        if current is None:
-            self.best[source] = _Best(target, score, confirmed)
-            return
-        rank, best_rank = _rank(confirmed, score), current.rank()
-        if rank > best_rank:
-            self.best[source] = _Best(target, score, confirmed)
-        elif rank == best_rank and target != current.target:
-            current.ambiguous = True
-
-    def plan(self, min_score: float) -> Plan:
-        """Decide every source (``decide``); the links to make, ascending by source id."""
-        counts = Counts(unlinkable=self.without_source)
-        links = []
-        for source in sorted(self.best):
-            best = self.best[source]
-            outcome = decide(best, min_score)
-            if outcome == LINK:
-                assert best.target is not None  # decide() says unlinkable otherwise
-                links.append(Link(source, best.target, best.score, best.confirmed))
-            else:
-                counts.add(outcome)
-        return Plan(links, counts)
-
-
-def decide(best: _Best, min_score: float) -> str:
-    """Section 8's table for a source's best match, in this order: a sole best without an integer target id is
-    ``unlinkable``; one neither confirmed nor scored at least ``min_score`` is ``below_threshold``; a best tied with
-    another target is ``ambiguous`` (a tie that would not link anyway counts as below the threshold); else link."""
-    if best.target is None and not best.ambiguous:
+def decide(target: int | None, score: float | None, confirmed: bool, ambiguous: bool, min_score: float) -> str:
+    """Section 8's table for a source's best match (``target`` None: no integer id; ``ambiguous``: another match of
+    the same rank names another target), in this order: a sole best without an integer target id is ``unlinkable``;
+    one neither confirmed nor scored at least ``min_score`` is ``below_threshold``; a best tied with another target is
+    ``ambiguous`` (a tie that would not link anyway counts as below the threshold); else link."""
+    if target is None and not ambiguous:
         return UNLINKABLE
-    if not best.confirmed and (best.score is None or best.score < min_score):
+    if not confirmed and (score is None or score < min_score):
         return BELOW_THRESHOLD
-    if best.ambiguous:
+    if ambiguous:
         return AMBIGUOUS
     return LINK
 
@@ -224,30 +150,3 @@ def against(link: Link, current: tuple[int, ...] | None, resource: Resource, ove
     if resource.single and current and not overwrite:
         return CONFLICT
     return WRITE
-
-
-def run_key(project: str, pipeline_id: int, run_id: int) -> str:
-    return f"{project}/{pipeline_id}/{run_id}"
-
-
-def provenance(run: str, score: float | None) -> dict[str, str]:
-    """The metadata every written item gets, so links can be found and undone: the run and the score, the score in
-    JSON's notation (``0.93``, ``1.0``; ``null`` for a confirmed match CDF gave no score)."""
-    return {"matchrelay:run": run, "matchrelay:score": json.dumps(score)}
-
-
-def update_item(link: Link, resource: Resource, run: str) -> dict[str, Any]:
-    """The ``update`` item of one link: ``assetId`` set (one asset) or ``assetIds`` add (a list), with provenance."""
-    change: dict[str, Any] = {"set": link.target} if resource.single else {"add": [link.target]}
-    return {"id": link.source, "update": {resource.field: change, "metadata": {"add": provenance(run, link.score)}}}
-
-
-def _id_of(side: Any) -> int | None:
-    value = side.get("id") if isinstance(side, dict) else None
-    return value if is_integer(value) else None
-
-
-def _score(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handlers.cdf.resources import Resources, Update
 from handlers.core.deadline import Deadline
@@ -33,10 +33,10 @@ from handlers.core.linking import (
     Resource,
     against,
     links_of,
-    update_item,
 )
 from handlers.core.poll import Deadlines, Poller
 from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.core.updates import UpdateItems
 
 READS = 8  # chunks reading their links at once per invocation (byids is a read: no write limit applies)
 
@@ -56,6 +56,10 @@ class ChunkWriter:
     stop: threading.Event
     writes: threading.Semaphore  # LINK_CONCURRENCY: writes in flight; reads are not CDF's write limit's
     progress: Progress = NO_PROGRESS  # sources checked, links written, decisions: the command's display
+    items: UpdateItems = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.items = UpdateItems(self.resource, self.run)
 
     def __call__(self, links: list[Link]) -> tuple[Counts, RelayError | None]:
         """This chunk's counts, and why it did not finish (None when it did)."""
@@ -102,7 +106,7 @@ class ChunkWriter:
         if self.dry_run:
             self._plan_writes(writes, counts)
             return
-        updates = [Update(w.source, w.target, update_item(w, self.resource, self.run)) for w in writes]
+        updates = [Update(w.source, w.target, self.items.item(w)) for w in writes]
         if not self.writes.acquire(timeout=self._until_cutoff()):
             raise OutOfTime("the deadline came while other writes were in flight")
         try:

@@ -25,8 +25,7 @@ from handlers.core.errors import HandBack
 from handlers.core.linked import COMPLETED
 from handlers.core.poll import Clock
 from handlers.core.trigger import BadTrigger, Sweep, message_id_of, parse_event
-from handlers.flow.link import Linker, LinkOutcome
-from handlers.flow.link import _message_trace as message_trace
+from handlers.flow.link import Linker, LinkOutcome, message_trace
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of

@@ -1,0 +1,225 @@
+"""The link of one run, in one invocation (contract, section 8): pipeline → matches → decide → writes → run.linked.
+
+CDF is the progress record: every chunk of at most 1000 sources reads its
+sources' links with ``byids`` and writes only what is not in place, so a
+redelivery, a replay or a second command goes on from what CDF holds. Chunks are
+ascending by source id and started in that order, ``READS`` at once, of which
+``LINK_CONCURRENCY`` write at once (``handlers.flow.link_writes``); their ``Link``
+objects are made as they are started, so a run's links are held as compact
+columns (``handlers.core.candidates``), never as a million objects.
+
+Every ending is a ``LinkOutcome``: ``linked`` or ``refused`` (``run.linked``
+published, with or without a reason), ``ignored`` (not this deployment's to
+link), or ``handed_back`` (answer non-2xx: the deadline came, the instance is
+stopping, or ``run.linked`` was not confirmed).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from handlers.cdf.api import CdfClient
+from handlers.cdf.resources import Resources
+from handlers.cdf.run_matches import RunMatches
+from handlers.core.candidates import Candidates, Plan
+from handlers.core.deadline import Deadline
+from handlers.core.errors import HandBack, PermanentError, RelayError
+from handlers.core.events import RunRef
+from handlers.core.linked import LinkFacts, LinkRequest, linked_event
+from handlers.core.linking import Counts, OutOfTime, Resource, resource_of
+from handlers.core.models import RunSummary
+from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.core.progress import Progress
+from handlers.core.updates import run_key
+from handlers.flow.link_writes import READS, ChunkWriter, outcomes
+from handlers.process.settings import Settings
+from handlers.pubsub.publish import Sink
+
+log = logging.getLogger("matchrelay")
+DEADLINE_CHECK_EVERY = 1000  # matches read between looks at the clock
+AHEAD = 2  # chunks made and queued per worker: enough to keep every worker busy, few enough to hold little
+
+
+@dataclass
+class LinkOutcome:
+    """How one link ended; ``ack`` is what the function answers (200 or not)."""
+
+    kind: Literal["linked", "refused", "ignored", "handed_back"]
+    reason: str | None = None
+    dry_run: bool = False
+    counts: Counts = field(default_factory=Counts)
+    detail: str = ""
+
+    @property
+    def ack(self) -> bool:
+        return self.kind != "handed_back"
+
+    def fields(self) -> dict[str, Any]:
+        """The summary line's fields; the deployment's log-based metrics read these names."""
+        return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
+
+
+class RunFailed(PermanentError):
+    """CDF says the run failed: there is nothing to link."""
+
+    reason = "run_failed"
+
+
+class LinkParts(Protocol):
+    """What a link is given (``handlers.flow.link.Linker`` has it all)."""
+
+    settings: Settings
+    cdf: CdfClient
+    resources: Resources
+    sink: Sink
+    clock: Clock
+    topic: str
+    progress: Progress
+
+    def wall(self) -> float: ...
+
+    def now_ms(self) -> int: ...
+
+
+@dataclass
+class LinkJob:
+    """The link of one run, in one invocation."""
+
+    linker: LinkParts
+    request: LinkRequest
+    deadline: Deadline
+    dry_run: bool
+    counts: Counts = field(default_factory=Counts)
+    facts: LinkFacts = field(init=False)
+    summary: RunSummary | None = None
+
+    def __post_init__(self) -> None:
+        self.facts = LinkFacts(self.dry_run, self.linker.settings.link_min_score)
+
+    def run(self) -> LinkOutcome:
+        """The whole link; a ``HandBack`` is the ``handed_back`` outcome, with the counts reached."""
+        try:
+            return self._run()
+        except HandBack as exc:
+            return LinkOutcome("handed_back", exc.code, self.dry_run, self.counts, str(exc))
+
+    def _run(self) -> LinkOutcome:
+        try:
+            resource = self._pipeline()
+            if resource is None:
+                what = f"{self.facts.source_resource} to {self.facts.target_resource}"
+                return self._report("unsupported_resource", f"the pipeline links {what}: nothing to link")
+            plan = self._plan()
+            self.counts.merge(plan.counts)
+            self.linker.progress.decided(outcomes(plan.counts))
+            self._apply(plan, resource)
+        except PermanentError as exc:
+            return self._report(exc.reason, str(exc))
+        return self._report(None, "")
+
+    def _pipeline(self) -> Resource | None:
+        """The source resource, from the pipeline CDF holds; None when links are not made for it."""
+        r = self.request
+        pipeline = self.linker.resources.pipeline(r.project, r.pipeline_id, self.deadline)
+        sources, targets = pipeline.get("sources"), pipeline.get("targets")
+        source = sources.get("resource") if isinstance(sources, dict) else None
+        target = targets.get("resource") if isinstance(targets, dict) else None
+        text = (source if isinstance(source, str) else None, target if isinstance(target, str) else None)
+        self.facts = dataclasses.replace(self.facts, source_resource=text[0], target_resource=text[1])
+        return resource_of(source, target)
+
+    def _plan(self) -> Plan:
+        """The run's matches read again from CDF (polled as section 4 says) and decided, source by source."""
+        settings, clock, poller = self.linker.settings, self.linker.clock, self._poller()
+        poller.progress = self.linker.progress  # a run still going shows its status, as `run` shows it
+        now, wall = clock.monotonic(), self.linker.wall()
+        born = self.request.publish_time.timestamp() if self.request.publish_time else wall
+        budget = None
+        if self.deadline.bounded:  # the command polls without a budget, as `run` does
+            budget = min(now + settings.budget_s, self.deadline.end - self.deadline.margin)
+        deadlines = Deadlines(budget, now + born + settings.run_max_wait_s - wall)
+        return poller.until_done(lambda: self._read_run(poller), deadlines)
+
+    def _read_run(self, poller: Poller) -> Plan | None:
+        r = self.request
+        with self.linker.cdf.open_run(r.project, r.pipeline_id, r.run_id, self.deadline) as chunks:
+            body = RunMatches(chunks)
+            self.summary = poller.stats.last = summary_of(body.header())  # the status a wait reports
+            self.facts = dataclasses.replace(self.facts, job_id=self.summary.jobId)
+            if not self.summary.finished:
+                log.info("run is %s; polling again later", self.summary.status)
+                return None
+            if self.summary.status == "Failed":
+                raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
+            candidates, progress, read, reported = Candidates(), self.linker.progress, 0, 0
+            add = candidates.add
+            for index, match in body.matches():
+                add(match, index)
+                read = index + 1
+                if index % DEADLINE_CHECK_EVERY == 0:
+                    progress.linking(matches=read - reported)
+                    reported = read
+                    if not self.deadline.producing():
+                        raise OutOfTime(f"the deadline came while reading the run's matches ({index} read)")
+            progress.linking(matches=read - reported)
+        return candidates.plan(self.linker.settings.link_min_score)
+
+    def _apply(self, plan: Plan, resource: Resource) -> None:
+        """Every chunk of links, started in source order (``READS`` reading at once, ``LINK_CONCURRENCY`` writing);
+        a refusal stops those not started."""
+        settings, r = self.linker.settings, self.request
+        write = ChunkWriter(
+            self.linker.resources,
+            self._poller,
+            r.project,
+            run_key(r.project, r.pipeline_id, r.run_id),
+            resource,
+            self.deadline,
+            settings.link_overwrite,
+            self.dry_run,
+            threading.Event(),
+            threading.Semaphore(settings.link_concurrency),
+            self.linker.progress,
+        )
+        workers = max(READS, settings.link_concurrency)
+        results: list[tuple[Counts, RelayError | None]] = []
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="link") as pool:
+            queued: deque[Future[tuple[Counts, RelayError | None]]] = deque()
+            for links in plan.chunks():
+                if len(queued) >= AHEAD * workers:
+                    results.append(queued.popleft().result())
+                queued.append(pool.submit(contextvars.copy_context().run, write, links))
+            results += [future.result() for future in queued]
+        for counts, _ in results:
+            self.counts.merge(counts)
+        errors = [error for _, error in results if error is not None]
+        # A refusal is final (a redelivery would meet it again): report it. Else the time ran out: hand back.
+        first = next((e for e in errors if isinstance(e, PermanentError)), None) or next(iter(errors), None)
+        if first is not None:
+            raise first
+
+    def _poller(self) -> Poller:
+        settings = self.linker.settings
+        return Poller(Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s), self.linker.clock)
+
+    def _report(self, reason: str | None, detail: str) -> LinkOutcome:
+        """Publish ``run.linked`` with the counts reached; raises ``PublishFailed`` when it is not confirmed."""
+        r, linker = self.request, self.linker
+        ref = RunRef(linker.settings.base_url, r.project, r.pipeline_id, r.run_id, traceparent=r.traceparent)
+        facts = dataclasses.replace(self.facts, reason=reason)
+        event = linked_event(ref, facts, self.counts, self._time_ms())
+        linker.sink.publish(linker.topic, [event], self.deadline)
+        return LinkOutcome("linked" if reason is None else "refused", reason, self.dry_run, self.counts, detail)
+
+    def _time_ms(self) -> int:
+        """``ce-time``: the run's statusTime as CDF gave it, else as run.completed carried it, else now."""
+        if self.summary is not None and self.summary.statusTime is not None:
+            return self.summary.statusTime
+        return self.request.status_time if self.request.status_time is not None else self.linker.now_ms()
