@@ -12,7 +12,7 @@ from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
-from handlers.core.errors import AccessDenied, InvalidRequest, RunNotFound
+from handlers.core.errors import AccessDenied, InvalidRequest, InvalidResponse, RunNotFound
 from handlers.core.linking import RESOURCES, Link, OutOfTime
 from handlers.core.poll import Clock
 from handlers.core.updates import UpdateItems
@@ -140,6 +140,26 @@ def test_link_resources_permanent_answers(
     with pytest.raises(error):
         edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never())
     assert len(sim.writes("timeseries")) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "written"),
+    [(b'{"items": []}', True), (b' {"items": [{"id": 1}]}\n', True), (b"<html>ok</html>", False), (b"", False)],
+    ids=["object", "object-spaced", "html", "empty"],
+)
+def test_link_resources_update_answer_is_glanced_at(
+    edge: Resources, sim: CdfSimulator, answer: bytes, written: bool
+) -> None:
+    """An update's 200 counts as written when its body is a JSON object at a glance; else it is not JSON, retried
+    up to invalid_response."""
+    sim.add_item("timeseries", 1)
+    sim.script_writes("timeseries", [Step.raw(200, answer)] * 4)
+    if written:
+        assert edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never()).written == [1]
+    else:
+        with pytest.raises(InvalidResponse):
+            edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never())
+    assert len(sim.writes("timeseries")) == (1 if written else 4)
 
 
 def test_link_resources_refused_cached_token_is_fetched_again(edge: Resources, sim: CdfSimulator) -> None:

@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -53,13 +53,12 @@ from handlers.process.settings import Settings
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Update:
+class Update(NamedTuple):
     """One link to write: the source item, the asset it links to, and the ``update`` item CDF is sent."""
 
     source: int
     target: int
-    item: bytes  # the JSON of the update item (``handlers.core.updates.UpdateItems``)
+    item: str  # the JSON of the update item (``handlers.core.updates.UpdateItems``)
 
 
 @dataclass
@@ -109,7 +108,7 @@ class Resources:
         body = ('{"items":[' + ",".join(f'{{"id":{n}}}' for n in ids) + '],"ignoreUnknownIds":true}').encode()
         answer = self._retried(lambda: self._call("POST", url, body, deadline), deadline)
         items = answer.get("items")
-        if not isinstance(items, list) or not all(isinstance(i, dict) and is_integer(i.get("id")) for i in items):
+        if not isinstance(items, list) or not all(type(i) is dict and is_integer(i.get("id")) for i in items):
             raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
         return items
 

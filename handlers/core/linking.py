@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from handlers.core.errors import HandBack, MalformedResponse
 from handlers.core.models import is_integer
@@ -50,10 +50,10 @@ class Resource:
     name: str  # as a pipeline names it: time_series
     path: str  # as CDF's URLs name it: timeseries
     field: str  # assetId (one asset) or assetIds (a list)
+    single: bool = dataclasses.field(init=False)  # one asset; asked for every source of a chunk, so not a property
 
-    @property
-    def single(self) -> bool:
-        return self.field == "assetId"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "single", self.field == "assetId")
 
 
 RESOURCES: Mapping[str, Resource] = {
@@ -74,8 +74,7 @@ def resource_of(source: Any, target: Any) -> Resource | None:
     return RESOURCES.get(source)
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """A source to link to a target asset, with the score that decided it (written into its provenance)."""
 
     source: int
@@ -135,10 +134,12 @@ def links_of(item: Mapping[str, Any], resource: Resource) -> tuple[int, ...]:
     value = item.get(resource.field)
     if value is None:
         return ()
-    values = [value] if resource.single else value
-    if not isinstance(values, list) or not all(is_integer(v) for v in values):
-        raise MalformedResponse(f"CDF answered a {resource.name} item whose {resource.field} is not of asset ids")
-    return tuple(values)
+    if resource.single:
+        if is_integer(value):
+            return (value,)
+    elif isinstance(value, list) and all(is_integer(v) for v in value):
+        return tuple(value)
+    raise MalformedResponse(f"CDF answered a {resource.name} item whose {resource.field} is not of asset ids")
 
 
 def against(link: Link, current: tuple[int, ...] | None, resource: Resource, overwrite: bool) -> str:

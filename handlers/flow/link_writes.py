@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,22 +92,23 @@ class ChunkWriter:
             return
         self._in_time()
         found = self.resources.by_ids(self.project, self.resource.path, [link.source for link in links], self.deadline)
-        items = {item["id"]: item for item in found}
-        writes = []
+        items, resource, overwrite = {item["id"]: item for item in found}, self.resource, self.overwrite
+        writes, others = [], Counter[str]()
         for link in links:
             item = items.get(link.source)
-            current = None if item is None else links_of(item, self.resource)
-            outcome = against(link, current, self.resource, self.overwrite)
+            outcome = against(link, None if item is None else links_of(item, resource), resource, overwrite)
             if outcome == WRITE:
                 writes.append(link)
             else:
-                counts.add(outcome)
+                others[outcome] += 1
+        for outcome, n in others.items():
+            counts.add(outcome, n)
         if not writes or self.stop.is_set():
             return
         if self.dry_run:
             self._plan_writes(writes, counts)
             return
-        updates = [Update(w.source, w.target, self.items.item(w)) for w in writes]
+        updates = [Update(w.source, w.target, item) for w, item in zip(writes, self.items.items(writes), strict=True)]
         if not self.writes.acquire(timeout=self._until_cutoff()):
             raise OutOfTime("the deadline came while other writes were in flight")
         try:
