@@ -6,13 +6,17 @@ threshold, 5 % linked already, the rest to write. The simulator answers each
 write after 50 ms and lets 4 be in flight (CDF's write limit, ``LINK_CONCURRENCY``'s
 default); the run's body is rendered once and served from memory, so the link
 reads it at wire speed. The link runs as ``python main.py link --stdout`` in a
-process of its own, which reports its peak RSS (VmHWM) as it exits.
+process of its own, which reports its peak RSS (VmHWM) as it exits, and the CPU
+each chunk of 1000 sources took in its thread (reading their links, deciding,
+encoding and sending the update; waits for CDF or for the GIL are not CPU).
 
 From the simulator's record of requests: the requests the link made, and its wall
 time from its first CDF request to its last write's answer, split where the first
 ``byids`` starts (reading and deciding the run before it, reading links and
 writing after). The floor is the time the same number of write requests takes
-at 4 in flight, 50 ms each: the least any link can take under that limit.
+at 4 in flight, 50 ms each: the least the writes can take under that limit.
+``wall/floor`` sets the whole link against it, reading included (which no write
+limit bounds); ``linking/floor`` the part after the first ``byids`` only.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def _one(n: int) -> dict[str, Any]:
         del body
         sim.set_run(1, n, [Step.stream(lambda: iter(chunks))])
         started, sim_cpu = time.monotonic(), time.process_time()  # this process does nothing but serve meanwhile
-        code, rss_mb, link_cpu, out = _link(sim.url, n)
+        code, rss_mb, link_cpu, chunk_cpu, out = _link(sim.url, n)
         seconds, sim_cpu = time.monotonic() - started, time.process_time() - sim_cpu
         if code != 0:
             raise SystemExit(f"bench: the link of {n:,} matches exited {code}:\n{out[-3000:]}")
@@ -72,6 +76,7 @@ def _one(n: int) -> dict[str, Any]:
         "process_s": seconds,
         "rss_mb": rss_mb,
         "link_cpu_s": link_cpu,
+        "chunk_cpu_ms": sorted(1000 * c for c in chunk_cpu),
         "sim_cpu_s": sim_cpu,
         "correct": correct,
         "written": sum(len(w.items or []) for w in writes if w.applied),
@@ -81,19 +86,32 @@ def _one(n: int) -> dict[str, Any]:
 
 # Runs the command as ``python main.py link ...`` does, and says its own peak RSS on the way out: VmHWM, because
 # the rusage of a child also counts what its parent (this harness, with the scenario in memory) held when it forked.
+# Each chunk's thread CPU is taken around ChunkWriter.__call__, the whole of one chunk's work.
 _PEAK = """
-import atexit, runpy, sys
+import atexit, runpy, sys, time
+from handlers.flow import link_writes
+chunk_cpu = []
+whole = link_writes.ChunkWriter.__call__
+def timed(self, links):
+    started = time.thread_time()
+    try:
+        return whole(self, links)
+    finally:
+        chunk_cpu.append(time.thread_time() - started)
+link_writes.ChunkWriter.__call__ = timed
 def peak():
     with open("/proc/self/status") as status:
         print("peak-rss-kib", status.read().split("VmHWM:")[1].split()[0], file=sys.stderr)
+    print("chunk-cpu-s", *chunk_cpu, file=sys.stderr)
 atexit.register(peak)
 sys.argv = ["main.py", *sys.argv[1:]]
 runpy.run_path("main.py", run_name="__main__")
 """
 
 
-def _link(url: str, n: int) -> tuple[int, float, float, str]:
-    """``python main.py link --stdout`` for run ``n``; its exit code, peak RSS (MB), CPU seconds and output."""
+def _link(url: str, n: int) -> tuple[int, float, float, list[float], str]:
+    """``python main.py link --stdout`` for run ``n``; its exit code, peak RSS (MB), CPU seconds, each chunk's CPU
+    seconds and its output."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env |= {"CDF_PROJECT": "demo", "CDF_URL": url, "CDF_TOKEN": "bench-token", "LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-c", _PEAK, "link", "--pipeline-id", "1", "--run-id", str(n), "--stdout"]
@@ -101,8 +119,10 @@ def _link(url: str, n: int) -> tuple[int, float, float, str]:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    peaks = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("peak-rss-kib ")]
-    return done.returncode, int(peaks[-1]) / 1024 if peaks else math.nan, cpu, done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    peaks = [line.split()[1] for line in lines if line.startswith("peak-rss-kib ")]
+    chunks = [float(x) for line in lines if line.startswith("chunk-cpu-s") for x in line.split()[1:]]
+    return done.returncode, int(peaks[-1]) / 1024 if peaks else math.nan, cpu, chunks, done.stderr + done.stdout
 
 
 def _kind(path: str) -> str:
@@ -117,13 +137,17 @@ def report(results: list[dict[str, Any]]) -> None:
         f"\nthe link: time series, {BELOW:.0%} below the threshold, {LINKED:.0%} linked already; writes take "
         f"{WRITE_LATENCY_S * 1000:.0f} ms, {WRITE_LIMIT} in flight at most"
     )
-    print("| matches | CDF requests | per 1,000 | wall | reading | linking | floor | wall/floor | peak RSS |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| matches | CDF requests | per 1,000 | wall | reading | linking | floor | wall/floor | linking/floor "
+        "| peak RSS | CPU per chunk |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["requests"].items()))
         print(
             f"| {r['n']:,} | {kinds} | {r['per_1000']:.2f} | {r['wall_s']:.2f} s | {r['read_s']:.2f} s "
-            f"| {r['write_s']:.2f} s | {r['floor_s']:.2f} s | {r['wall_s'] / r['floor_s']:.2f} | {r['rss_mb']:.0f} MB |"
+            f"| {r['write_s']:.2f} s | {r['floor_s']:.2f} s | {r['wall_s'] / r['floor_s']:.2f} "
+            f"| {r['write_s'] / r['floor_s']:.2f} | {r['rss_mb']:.0f} MB | {_spread(r['chunk_cpu_ms'])} |"
         )
     for r in results:
         state = {True: "as the scenario says", False: "NOT as the scenario says", None: "not compared"}[r["correct"]]
@@ -137,6 +161,13 @@ def report(results: list[dict[str, Any]]) -> None:
         f"goals: <= {goals['requests_per_1000']} requests per 1,000 matches, <= {goals['floor_ratio']} x the floor, "
         f"1M within {goals['rss_mb_at_1m']:.0f} MB (this machine: {_load()})"
     )
+
+
+def _spread(ms: list[float]) -> str:
+    """Median and 90th percentile of sorted per-chunk figures."""
+    if not ms:
+        return "-"
+    return f"{ms[len(ms) // 2]:.1f} ms (p90 {ms[min(len(ms) - 1, len(ms) * 9 // 10)]:.1f})"
 
 
 def _load() -> str:
