@@ -72,11 +72,7 @@ class Runtime:
 
     def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
         """One message of the events topic for the link, start to end; never raises for what it or CDF did."""
-        delivery = delivery or Delivery(time.monotonic())
-        if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
-            data = _loads(data)
-        message = data.get("message") if isinstance(data, dict) else None
-        deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.linker.clock.monotonic)
+        delivery, data, message, deadline = self._arrived(data, delivery)
         trace = delivery.trace or message_trace(message)  # the order the link itself follows
         attributes = message.get("attributes") if isinstance(message, dict) else None
         completed = isinstance(attributes, dict) and attributes.get("ce-type") == COMPLETED  # not every event of a run
@@ -85,13 +81,23 @@ class Runtime:
             annotate({"outcome": outcome.kind, "reason": outcome.reason})
             return outcome
 
-    def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
-        """One trigger message, start to end; never raises for anything the message or CDF did."""
+    def _arrived(self, data: Any, delivery: Delivery | None) -> tuple[Delivery, Any, Any, Deadline]:
+        """A CloudEvent's data as JSON, its Pub/Sub message, and the invocation's deadline from its receipt."""
         delivery = delivery or Delivery(time.monotonic())
         if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
             data = _loads(data)
         message = data.get("message") if isinstance(data, dict) else None
-        deadline = Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic)
+        # Both flows run on the one clock the runtime built (the relay's and the link's are the same object).
+        return (
+            delivery,
+            data,
+            message,
+            Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic),
+        )
+
+    def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
+        """One trigger message, start to end; never raises for anything the message or CDF did."""
+        delivery, data, message, deadline = self._arrived(data, delivery)
         with invocation(
             "on_run_message", delivery.trace or _attribute_trace(message), deadline, delivery.received
         ) as trace:
