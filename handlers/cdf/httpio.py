@@ -20,7 +20,8 @@ from handlers import __version__
 from handlers.core.deadline import Deadline
 from handlers.core.errors import MalformedResponse, TransientError
 from handlers.process.settings import Settings
-from handlers.process.tracing import ClientSpan, attempt, client_span, enabled
+from handlers.process.tracing import attempt, client_span, enabled
+from handlers.process.tracing_spans import ClientSpan
 
 USER_AGENT = f"matchrelay/{__version__} httpx/{httpx.__version__}"
 RETRYABLE = frozenset({429, 500, 502, 503, 504})  # the contract's list; any other 5xx is retried too

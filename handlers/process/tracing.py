@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,10 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from handlers.core.deadline import Deadline
 from handlers.core.progress import NO_PROGRESS, NoProgress, Progress
 from handlers.process.logs import Trace
+from handlers.process.tracing_spans import Attempts, ClientSpan
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("matchrelay")
 EXPORTERS = ("gcp_trace", "otlp", "none")  # OTEL_TRACES_EXPORTER's values; unset is none
@@ -39,49 +39,7 @@ FLUSH_S = 2.0  # the longest an invocation waits for its spans to be exported be
 T = TypeVar("T")
 
 
-class ClientSpan:
-    """A request's span that its edge ends itself: the answer's status or the error, then the end (once)."""
-
-    __slots__ = ("_ended", "_span")
-
-    def __init__(self, span: Span) -> None:
-        self._span, self._ended = span, False
-
-    def respond(self, status: int) -> None:
-        self._span.set_attribute("http.response.status_code", status)
-        if status >= 400:
-            self._failed(str(status))
-
-    def fail(self, exc: BaseException) -> None:
-        """The request broke off: the error's type only (a message could quote a URL)."""
-        self._failed(type(exc).__name__)
-
-    def end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._span.end()
-
-    def _failed(self, kind: str) -> None:
-        from opentelemetry.trace import StatusCode
-
-        self._span.set_attribute("error.type", kind)
-        self._span.set_status(StatusCode.ERROR, kind)
-
-
-class _Attempts:
-    """How many times this invocation has sent each request (method and URL): a poll's count, a 401's retry."""
-
-    def __init__(self) -> None:
-        self._sent: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def next(self, key: str) -> int:
-        with self._lock:
-            self._sent[key] = n = self._sent.get(key, 0) + 1
-            return n
-
-
-_attempts: contextvars.ContextVar[_Attempts | None] = contextvars.ContextVar("matchrelay_attempts", default=None)
+_attempts: contextvars.ContextVar[Attempts | None] = contextvars.ContextVar("matchrelay_attempts", default=None)
 _trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("matchrelay_trace_id", default=None)
 _active: _Tracing | None = None
 _NOTHING = contextlib.nullcontext()
@@ -147,7 +105,7 @@ def invocation(
     from opentelemetry import context
     from opentelemetry import trace as otel
 
-    token, attempts = context.attach(otel.set_span_in_context(span)), _attempts.set(_Attempts())
+    token, attempts = context.attach(otel.set_span_in_context(span)), _attempts.set(Attempts())
     try:
         own = span.get_span_context()
         yield Trace(trace.trace_id, f"{own.span_id:016x}", True) if trace and span.is_recording() else trace
