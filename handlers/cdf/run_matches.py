@@ -13,7 +13,8 @@ run's status, jobId and statusTime are known (items met before that are held,
 which only a body with its fields last does); anything that is not a JSON object
 of the documented shape raises ``MalformedResponse``. The grammar is JSON's
 (RFC 8259): ``NaN`` and ``Infinity`` are not numbers, whitespace is space, tab,
-CR and LF. Where the relay's parser is narrower than JSON (integers beyond 64
+CR and LF (the relay's parser also takes a form feed or vertical tab between
+tokens). Where the relay's parser is narrower than JSON (integers beyond 64
 bits, numbers beyond a double's range, lone surrogate escapes), the run's own
 fields are read as narrowly; in an item this reader takes the value as JSON
 gives it: the link reads only ids, scores and match types of an item, and such
