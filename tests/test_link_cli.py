@@ -19,7 +19,7 @@ import pytest
 from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
 from tests.conftest import GCP_PROJECT, ROOT, SECRET, PubSub
-from tests.test_progress import run_on_pty
+from tests.test_progress import _base_env, run_on_pty
 
 PIPELINE, RUN = 5, 500
 ARGS = ["link", "--pipeline-id", str(PIPELINE), "--run-id", str(RUN)]
@@ -171,11 +171,8 @@ def test_link_cli_usage_and_config_errors_exit_2(
 
 
 def _terminal_env(sim: CdfSimulator) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
     return {
-        **keep,
-        "LANG": "C.UTF-8",
-        "TERM": "xterm-256color",
+        **_base_env(),
         "CDF_PROJECT": "demo",
         "CDF_URL": sim.url,
         "IDP_TOKEN_URL": sim.token_url,

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -19,9 +18,7 @@ from sim import CdfSimulator, Step
 from sim.data import run_summary
 from tests.conftest import PubSub, Topics, deliver
 from tests.test_link import EXTRA, PIPELINE, ROWS, RUN, build_world, completed, link_app, linked
-
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-SPAN = "00f067aa0ba902b7"
+from tests.test_tracing import SPAN, TRACE_ID, hex_span, parent_of
 
 
 @pytest.fixture
@@ -32,15 +29,6 @@ def traced(env: dict[str, str]) -> Iterator[tuple[Any, InMemorySpanExporter]]:
     tracing.use(lambda: exporter)
     yield client, exporter
     tracing.disable()
-
-
-def span_id(span: ReadableSpan) -> str:
-    assert span.context is not None
-    return f"{span.context.span_id:016x}"
-
-
-def parent_of(span: ReadableSpan) -> str | None:
-    return None if span.parent is None else f"{span.parent.span_id:016x}"
 
 
 def test_the_link_is_a_child_of_the_run_completed_it_serves(
@@ -61,10 +49,10 @@ def test_the_link_is_a_child_of_the_run_completed_it_serves(
     requests = [s for s in spans if dict(s.attributes or {}).get("http.request.method")]
     assert len(requests) >= 3  # the run, the sources, the assets, the writes
     assert any(s.name.startswith("POST") and "update" in s.name for s in requests)
-    assert {parent_of(s) for s in spans if s is not root} == {span_id(root)}
+    assert {parent_of(s) for s in spans if s is not root} == {hex_span(root)}
     assert {f"{s.context.trace_id:032x}" for s in spans if s.context} == {TRACE_ID}
     (event,) = linked(pubsub, topics)
-    assert event.attributes["ce-traceparent"] == f"00-{TRACE_ID}-{span_id(root)}-01"
+    assert event.attributes["ce-traceparent"] == f"00-{TRACE_ID}-{hex_span(root)}-01"
 
 
 def test_events_that_are_not_run_completed_make_no_span(
