@@ -22,7 +22,7 @@ from sim.data import run_summary
 from sim.steps import Step
 
 MAX_LIMIT = 100
-DEFAULT_LIMIT = 100  # CDF-NOTES give 1..100 and no default; CDF's lists commonly default to their maximum
+DEFAULT_LIMIT = 100  # CDF documents 1..100 and no default; its lists commonly default to their maximum
 
 
 @dataclass
