@@ -37,6 +37,8 @@ from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, function_p
 DOWNSTREAM = Path(__file__).resolve().parent.parent / "examples" / "downstream"
 MIN_SCORE = 0.8
 PREFIX = "com.cognite.entitymatching."
+# A Firestore timeout for tests where it stays up: 2 s was once not enough for a busy emulator.
+RELAXED_S = 60
 ACKED = {"stored", "below-threshold", "duplicate", "summary", "ignored", "malformed"}
 
 
@@ -94,12 +96,13 @@ def downstream_process(env: dict[str, str], log: Path, port: int | None = None) 
         yield url
 
 
-def downstream_env(firestore_host: str, project: str) -> dict[str, str]:
+def downstream_env(firestore_host: str, project: str, timeout_s: float = 2) -> dict[str, str]:
+    """The function's environment; the short default timeout hands back quickly where Firestore is meant to be down."""
     return os.environ | {
         "FIRESTORE_EMULATOR_HOST": firestore_host,
         "GOOGLE_CLOUD_PROJECT": project,
         "MIN_SCORE": str(MIN_SCORE),
-        "FIRESTORE_TIMEOUT_S": "2",
+        "FIRESTORE_TIMEOUT_S": str(timeout_s),
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": "",
     }
@@ -407,6 +410,19 @@ def test_parse_ignores_rules_and_failures_and_refuses_a_match_without_its_positi
             downstream.parse(downstream.unwrap(broken), MIN_SCORE)
 
 
+def test_store_create_tells_its_own_retried_write_from_an_earlier_delivery(
+    firestore_emulator: FirestoreEmulator, fs_project: str
+) -> None:
+    """A create that meets the document its own attempt wrote is new; one written by another attempt is not."""
+    client = firestore_client(firestore_emulator.host, fs_project)
+    store = downstream.Store(client, downstream.Settings())
+    ref = store.runs.document("r").collection("seen").document("0")
+    assert store.create(ref, {"ceId": "a/1/2/match/0", "kept": True}, "first")
+    assert store.create(ref, {"ceId": "a/1/2/match/0", "kept": True}, "first")  # the client's retry
+    assert not store.create(ref, {"ceId": "a/1/2/match/0", "kept": True}, "second")  # a redelivery
+    assert ref.get().to_dict() == {"ceId": "a/1/2/match/0", "kept": True, "attempt": "first"}
+
+
 # --- the function alone, Firestore unreachable ------------------------------------------------------------
 
 
@@ -446,7 +462,8 @@ def test_downstream_records_each_kept_match_once_across_replays_and_duplicates(
     log = tmp_path / "downstream.log"
     per_relay = 40 + 3 + 1
     with (
-        downstream_process(downstream_env(firestore_emulator.host, fs_project), log) as url,
+        # Firestore is up throughout: a timeout no loaded emulator reaches, so every outcome is counted exactly.
+        downstream_process(downstream_env(firestore_emulator.host, fs_project, RELAXED_S), log) as url,
         function_process(relay_env(env), tmp_path / "matchrelay.log") as (_, relay_url),
     ):
         push_to(pubsub, topics.events, url)

@@ -18,6 +18,8 @@ the message data is the body) and:
 Every write is a create-if-absent keyed by the event's identity, so redeliveries
 and replays change nothing and the completion is created once. ``{id}`` and
 ``{run}`` are ``doc_id`` of the ``ce-id`` and of ``{project}/{pipelineId}/{runId}``.
+Each document also holds the ``attempt`` (one per delivery) that wrote it, so a
+create the client retried after it went through is not taken for a duplicate.
 A Firestore error answers 503, so Pub/Sub delivers the message again; a message
 that is not a readable matchrelay event is acknowledged (a redelivery would not
 fix it) and logged.
@@ -39,6 +41,7 @@ import os
 import sys
 import threading
 import urllib.parse
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -156,12 +159,16 @@ class Store:
         self.runs = client.collection(f"{settings.prefix}_runs")
         self.completions = client.collection(f"{settings.prefix}_completions")
 
-    def create(self, ref: Any, document: dict[str, Any]) -> bool:
-        """Create ``ref``; False if it exists already (written by an earlier delivery, maybe this one's retry)."""
+    def create(self, ref: Any, document: dict[str, Any], attempt: str) -> bool:
+        """Create ``ref`` as written by ``attempt``; False if an earlier delivery wrote it.
+
+        The client retries a create whose answer was lost, and the retry meets the document its first try
+        wrote: the ``attempt`` stored with it tells this delivery's own write from another's.
+        """
         try:
-            ref.create(document, retry=self._retry, timeout=self._timeout)
+            ref.create(document | {"attempt": attempt}, retry=self._retry, timeout=self._timeout)
         except api_exceptions.AlreadyExists:
-            return False
+            return bool((self.get(ref).to_dict() or {}).get("attempt") == attempt)
         return True
 
     def count(self, query: Any) -> int:
@@ -171,7 +178,7 @@ class Store:
     def get(self, ref: Any) -> Any:
         return ref.get(retry=self._retry, timeout=self._timeout)
 
-    def complete_if_all_seen(self, run: str) -> bool:
+    def complete_if_all_seen(self, run: str, attempt: str) -> bool:
         """Create the run's completion once its summary is in and ``matchCount`` matches are seen.
 
         True only for the call that created it. A match and the summary processed at the same time
@@ -189,7 +196,7 @@ class Store:
             "keptCount": self.count(seen.where(filter=FieldFilter("kept", "==", True))),
             "completedAt": firestore.SERVER_TIMESTAMP,
         }
-        return self.create(self.completions.document(doc_id(run)), document)
+        return self.create(self.completions.document(doc_id(run)), document, attempt)
 
 
 @dataclass(frozen=True)
@@ -220,19 +227,21 @@ def parse(event: CloudEvent, min_score: float) -> Item | None:
     return Item(ce_id, run, data)
 
 
-def record(store: Store, item: Item) -> tuple[str, bool]:
-    """Write what ``item`` asks, each write once: (outcome, whether this call completed the run)."""
+def record(store: Store, item: Item, attempt: str) -> tuple[str, bool]:
+    """Write what ``item`` asks, each write once, as ``attempt``: (outcome, whether this call completed the run)."""
     runs = store.runs.document(doc_id(item.run))
     if item.index is not None:
         if item.keep:  # before it is marked seen, so that every match seen means every kept one recorded
-            store.create(store.matches.document(doc_id(item.ce_id)), {**item.data, "ceId": item.ce_id, "run": item.run})
-        new = store.create(runs.collection("seen").document(str(item.index)), {"ceId": item.ce_id, "kept": item.keep})
+            match = {**item.data, "ceId": item.ce_id, "run": item.run}
+            store.create(store.matches.document(doc_id(item.ce_id)), match, attempt)
+        seen = {"ceId": item.ce_id, "kept": item.keep}
+        new = store.create(runs.collection("seen").document(str(item.index)), seen, attempt)
         outcome = ("stored" if item.keep else "below-threshold") if new else "duplicate"
     else:
         names = ("matchCount", "suggestedRuleCount", "generatedRuleCount", "status", "errors")
         summary = {name: item.data.get(name) for name in names} | {"ceId": item.ce_id, "run": item.run}
-        outcome = "summary" if store.create(runs, summary) else "duplicate"
-    return outcome, store.complete_if_all_seen(item.run)
+        outcome = "summary" if store.create(runs, summary, attempt) else "duplicate"
+    return outcome, store.complete_if_all_seen(item.run, attempt)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -291,7 +300,7 @@ def on_event(envelope: CloudEvent) -> None:
         _log.info("ignored %s", event["id"], extra={"fields": fields | {"outcome": "ignored"}})
         return
     try:
-        outcome, completed = record(store(), item)
+        outcome, completed = record(store(), item, uuid.uuid4().hex)
     except UNAVAILABLE as exc:
         _log.error("Firestore failed, handed back: %r", exc, extra={"fields": fields | {"outcome": "unavailable"}})
         raise ServiceUnavailable("Firestore failed; deliver again") from None
