@@ -31,6 +31,7 @@ from tests.conftest import PubSub, binary_event, function_process, pubsub_messag
 MATCHES = 30_000
 RULES = 5  # suggested and generated each
 SEED = 4
+HOLD_S = 300  # at most this long a body's end waits for the test: a failing test never hangs
 
 
 def expected_ids(run_id: int) -> set[str]:
@@ -41,18 +42,20 @@ def expected_ids(run_id: int) -> set[str]:
     return ids | {prefix + "run"}
 
 
-def serve_large_run(sim: CdfSimulator, run_id: int) -> None:
-    """Run ``run_id`` of pipeline 1 answers Completed with a large body, streamed over about 4 s.
+def serve_large_run(sim: CdfSimulator, run_id: int, held: threading.Event) -> None:
+    """Run ``run_id`` of pipeline 1 answers Completed with a large body, streamed over about 4 s, its end held.
 
-    Publishing is faster than any fixed point a subscriber could wait for, so the body is paced: the instance is
-    still publishing when the test kills it or stops the emulator, on any machine.
+    The body's last chunk waits for ``held`` to be set: until the test has killed the instance or stopped the
+    emulator, the run can never be finished, however far the relay is ahead of the subscriber that watches it.
     """
     chunks = list(stream_run_body(MATCHES, RULES, RULES, job_id=run_id, chunk_size=16 * 1024))
 
     def paced() -> Iterator[bytes]:
-        for chunk in chunks:
+        for chunk in chunks[:-1]:
             time.sleep(0.01)
             yield chunk
+        held.wait(HOLD_S)
+        yield chunks[-1]
 
     sim.set_run(1, run_id, [Step.stream(paced)])
 
@@ -197,7 +200,8 @@ def test_crash_sigkill_while_publishing_then_redelivery_completes_the_set(
     rng = random.Random(SEED * 100 + trial)
     run_id = 456 + trial
     kill_at = rng.randint(1_000, MATCHES * 2 // 3)
-    serve_large_run(sim, run_id)
+    held = threading.Event()
+    serve_large_run(sim, run_id, held)
     events, events_sub = pubsub.topic("crash")
     process_env = os.environ | env | {"RELAY_TOPIC": events, "LOG_LEVEL": "WARNING"}
     message = pubsub_message({"pipelineId": 1, "runId": run_id})
@@ -208,6 +212,7 @@ def test_crash_sigkill_while_publishing_then_redelivery_completes_the_set(
             thread = post_in_background(url, message, answers)
             wait_for(lambda: collector.received >= kill_at, 120)
             kill_instance(process)
+            held.set()  # the second instance gets the whole body
             thread.join(30)
         before = collector.ids()
         print(f"\ntrial {trial}: killed after {kill_at} received; {len(before)} distinct before the redelivery")
@@ -219,6 +224,7 @@ def test_crash_sigkill_while_publishing_then_redelivery_completes_the_set(
         check_complete(collector, run_id)
         assert collector.received > len(expected_ids(run_id))  # the redelivery published the same ids again
     finally:
+        held.set()
         collector.stop()
 
 
@@ -229,7 +235,8 @@ def test_crash_emulator_restart_while_publishing_hands_back_then_completes(
     rng = random.Random(SEED)
     stop_at = rng.randint(1_000, MATCHES // 3)
     run_id = 789
-    serve_large_run(sim, run_id)
+    held = threading.Event()
+    serve_large_run(sim, run_id, held)
     own = Emulator()  # not the session's: stopping that one would break the other tests
     own.start(tmp_path / "emulator.log")
     try:
@@ -257,6 +264,7 @@ def test_crash_emulator_restart_while_publishing_hands_back_then_completes(
             finally:
                 first.stop()
             own.stop()
+            held.set()  # now the relay reads the rest and finds Pub/Sub gone
             stopped = time.monotonic()
             before = first.ids()
             time.sleep(1.0)
@@ -278,4 +286,5 @@ def test_crash_emulator_restart_while_publishing_hands_back_then_completes(
             assert before <= second.ids()
             assert pubsub.drain(errors_sub) == []
     finally:
+        held.set()
         own.stop()
