@@ -3,10 +3,15 @@
 The relay's ``RunBody`` (``handlers.cdf.results``) gives every event of the body
 to Python, about 25 per match. The link needs only the matches, whole, so here
 Python walks the body's top level (the run's fields, the arrays' brackets and
-commas) and ``json``'s C scanner reads each field and each item whole. The body
-is read front to back once, a chunk at a time; an item cut by a chunk's end is
-read again with the next chunk (at least twice the text each time, so a large
-item costs linear time).
+commas) and the items are read in slabs: the text from an item's start to the
+last ``}`` ``,`` ``{`` in reach is handed to ``orjson`` as one array, so a chunk
+of the body costs one call rather than Python's work per item. That text parses
+as an array only if the cut falls between two items (a cut inside a string or
+a nested value leaves it unbalanced), so a slab that parses is the items
+themselves. A slab ``orjson`` refuses is read again item by item by ``json``'s
+C scanner, which also reads the run's own fields and every item the slabs leave. The body is read front to back once, a
+chunk at a time; an item cut by a chunk's end is read again with the next chunk
+(at least twice the text each time, so a large item costs linear time).
 
 It answers as ``RunBody`` does: ``header`` reads up to the first item once the
 run's status, jobId and statusTime are known (items met before that are held,
@@ -17,8 +22,9 @@ CR and LF (the relay's parser also takes a form feed or vertical tab between
 tokens). Where the relay's parser is narrower than JSON (integers beyond 64
 bits, numbers beyond a double's range, lone surrogate escapes), the run's own
 fields are read as narrowly; in an item this reader takes the value as JSON
-gives it: the link reads only ids, scores and match types of an item, and such
-an id is no CDF id, such a score no finite score.
+gives it (``orjson`` gives an integer beyond 64 bits as a float): the link reads
+only ids, scores and match types of an item, and such an id is no CDF id, such
+a score no finite score.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ from collections.abc import Callable, Iterable, Iterator
 from json.scanner import make_scanner
 from typing import Any, NoReturn, cast
 
+import orjson
+
 from handlers.cdf.results import ARRAYS, NEEDED
 from handlers.core.errors import MalformedResponse
 
 _INK = re.compile(r"[^ \t\n\r]")  # JSON's whitespace is these four
 _NEAR_END = 64  # a scanner error this close to the text's end may be an item cut by the chunk's end
+_BOUNDARY = re.compile(r"\}[ \t\n\r]*,[ \t\n\r]*\{")  # between two items that are objects, as matches are
+_REACH = 4096  # the last boundary is looked for this far back from the text's end: a few items at least
 
 
 def _not_a_number(name: str) -> NoReturn:
@@ -70,11 +80,12 @@ class RunMatches:
         self._chunks = iter(chunks)
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._text, self._pos, self._end = "", 0, False
+        self._careful = 0  # the text before this is read item by item: a slab of it was refused
         self._top = self._entries()
         self._held: list[tuple[str, Any]] = []
 
     def header(self) -> dict[str, Any]:
-        """The run's own fields, read up to the first result item (or the end)."""
+        """The run's own fields, read up to the first result items (or the end)."""
         for kind, key, value in self._top:
             if kind == "field":
                 self.fields[key] = value
@@ -87,23 +98,28 @@ class RunMatches:
     def matches(self) -> Iterator[tuple[int, Any]]:
         """Every item of ``matches`` as ``(index, item)``, in body order; fields read on the way are kept."""
         index = 0
-        held, self._held = self._held, []
-        for key, value in held:
-            if key == "matches":
-                yield index, value
+        for batch in self.batches():
+            for item in batch:
+                yield index, item
                 index += 1
+
+    def batches(self) -> Iterator[list[Any]]:
+        """The items of ``matches`` in body order, as many at a time as the text read holds; fields are kept."""
+        held, self._held = self._held, []
+        for key, items in held:
+            if key == "matches":
+                yield items
         for kind, key, value in self._top:
             if kind == "field":
                 self.fields[key] = value
             elif key == "matches":
-                yield index, value
-                index += 1
+                yield value
         for key in ARRAYS:
             if self.fields.get(key) is not None and not isinstance(self.fields[key], list):
                 raise MalformedResponse(f"CDF answered {key} that is not a list")
 
     def _entries(self) -> Iterator[tuple[str, str, Any]]:
-        """``("field", key, value)`` for each of the object's fields, ``("item", array, item)`` for each result."""
+        """``("field", key, value)`` for each of the object's fields, ``("items", array, [item, ...])`` for results."""
         if self._peek() != "{":
             raise MalformedResponse("CDF answered a body that is not a JSON object")
         self._pos += 1
@@ -132,9 +148,13 @@ class RunMatches:
             self._pos += 1
             return
         while True:
-            # Most items are whole in the text: scanned at once. One cut by the chunk's end (or not JSON, or a
-            # number that may go on) is read the careful way.
             self._peek()
+            slab = self._slab()
+            if slab is not None:
+                yield "items", key, slab  # the position is at the next item, after the comma
+                continue
+            # One item whole in the text is scanned at once. One cut by the chunk's end (or not JSON, or a number
+            # that may go on) is read the careful way.
             text, start = self._text, self._pos
             try:
                 value, end = _ITEM_SCAN(text, start)
@@ -144,9 +164,29 @@ class RunMatches:
                 self._pos = end
             else:
                 value = self._value(_ITEM)
-            yield "item", key, value
+            yield "items", key, [value]
             if not self._next_of("]"):
                 return
+
+    def _slab(self) -> list[Any] | None:
+        """The items from the position to the last boundary in reach, read by ``orjson`` in one call; None when
+        there is no boundary, or the slab is to be read item by item. The position moves to the next item."""
+        text, pos = self._text, self._pos
+        if pos < self._careful:
+            return None
+        last = None
+        for last in _BOUNDARY.finditer(text, max(pos, len(text) - _REACH)):  # noqa: B007 (the last one is wanted)
+            pass
+        if last is None:
+            return None
+        cut = last.start() + 1
+        try:
+            items: list[Any] = orjson.loads("[" + text[pos:cut] + "]")
+        except orjson.JSONDecodeError:
+            self._careful = cut
+            return None
+        self._pos = last.end() - 1
+        return items
 
     def _next_of(self, close: str) -> bool:
         """After a member: True at a comma (more follow), False at ``close``."""
@@ -204,6 +244,7 @@ class RunMatches:
             parts.append(text)
             got += len(text)
         if got:
+            self._careful -= self._pos
             self._text, self._pos = self._text[self._pos :] + "".join(parts), 0
         return got > 0
 
