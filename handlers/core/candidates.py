@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from handlers.core.errors import MalformedResponse
-from handlers.core.linking import CONFIRMED, LINK, MAX_ITEMS, Counts, Link, decide
+from handlers.core.linking import BELOW_THRESHOLD, CONFIRMED, LINK, MAX_ITEMS, Counts, Link, decide
 from handlers.core.models import MAX_ID
 
 MIN_PENDING = 1 << 20  # matches appended between reductions, at the least: one reduction for most runs
@@ -42,6 +42,7 @@ class Candidates:
         self._sources, self._targets, self._scores = array("q"), array("q"), array("d")  # a NaN score: none
         self._flags = bytearray()
         self._limit = MIN_PENDING  # reduce once this many entries are held
+        self._last = -1  # the last source appended while each was above the one before (-1: none yet); 0 after not
 
     def __len__(self) -> int:
         """The sources seen so far (each counted once)."""
@@ -49,39 +50,58 @@ class Candidates:
         return self._reduced
 
     def add(self, match: Any, index: int = 0) -> None:
-        """One item of the run's ``matches``; a match that is not an object is not of the documented shape."""
-        if type(match) is not dict:
-            raise MalformedResponse(f"CDF answered a match {index} that is not of the documented shape")
-        source = match.get("source")
-        source = source.get("id") if type(source) is dict else None
-        if not (type(source) is int and 0 < source <= MAX_ID):
-            self.without_source += 1
-            return
-        target = match.get("target")
-        target = target.get("id") if type(target) is dict else None
-        score = match.get("score")
-        if type(score) is int:
-            score = float(score) if -1e308 < score < 1e308 else math.nan
-        elif type(score) is not float or score - score != 0.0:  # not a number, or not a finite one: no score
-            score = math.nan
-        self._sources.append(source)
-        self._targets.append(target if type(target) is int and 0 < target <= MAX_ID else _NONE)
-        self._scores.append(score)
-        self._flags.append(_CONFIRMED if match.get("matchType") == CONFIRMED else 0)
-        if len(self._sources) >= self._limit:
+        """One item of the run's ``matches``, its ``index``-th."""
+        self.extend((match,), index)
+
+    def extend(self, matches: Iterable[Any], first: int = 0) -> None:
+        """Items of the run's ``matches``, the first of them its ``first``-th; a match that is not an object is not of
+        the documented shape. One loop over a batch, with its appends looked up once: this runs for every match."""
+        sources, targets, scores, flags = self._sources, self._targets, self._scores, self._flags
+        add_source, add_target, add_score, add_flag = sources.append, targets.append, scores.append, flags.append
+        nan, last = math.nan, self._last
+        for index, match in enumerate(matches, first):
+            if type(match) is not dict:
+                raise MalformedResponse(f"CDF answered a match {index} that is not of the documented shape")
+            source = match.get("source")
+            source = source.get("id") if type(source) is dict else None
+            if not (type(source) is int and 0 < source <= MAX_ID):
+                self.without_source += 1
+                continue
+            target = match.get("target")
+            target = target.get("id") if type(target) is dict else None
+            score = match.get("score")
+            if type(score) is int:
+                score = float(score) if -1e308 < score < 1e308 else nan
+            elif type(score) is not float or score - score != 0.0:  # not a number, or not a finite one: no score
+                score = nan
+            add_source(source)
+            add_target(target if type(target) is int and 0 < target <= MAX_ID else _NONE)
+            add_score(score)
+            add_flag(_CONFIRMED if match.get("matchType") == CONFIRMED else 0)
+            last = source if last and source > last else 0  # -1 is true and below every source
+        self._last = last
+        if len(sources) >= self._limit:
             self._reduce()
 
     def plan(self, min_score: float) -> Plan:
         """Decide every source (``decide``); the links to make, ascending by source id."""
         self._reduce()
-        plan, others = Plan(Counts(unlinkable=self.without_source)), Counter[str]()
+        plan, others, below = Plan(Counts(unlinkable=self.without_source)), Counter[str](), 0
+        add = plan.appender()
         for source, target, score, flag in zip(self._sources, self._targets, self._scores, self._flags, strict=True):
+            if not flag and target:  # most sources: neither confirmed nor tied, with a target, so the score decides
+                if score >= min_score:  # a NaN score (none) is not
+                    add(source, target, score, False)
+                else:
+                    below += 1
+                continue
             confirmed, ambiguous = bool(flag & _CONFIRMED), bool(flag & _AMBIGUOUS)
             outcome = decide(target or None, None if score != score else score, confirmed, ambiguous, min_score)
             if outcome == LINK:
-                plan.add(source, target, score, confirmed)
+                add(source, target, score, confirmed)
             else:
                 others[outcome] += 1
+        others[BELOW_THRESHOLD] += below
         for outcome, n in others.items():
             plan.counts.add(outcome, n)
         return plan
@@ -92,32 +112,44 @@ class Candidates:
         n = len(sources)
         if n == self._reduced:
             return
-        shift = n.bit_length()
-        mask = (1 << shift) - 1
-        # A stable order by source: each key packs a source id above the entry's position (the reduced entries
-        # come first, so a source's earlier best meets its later matches in stream order).
-        order = [(source << shift) | i for i, source in enumerate(sources)]
-        order.sort()
-        out_s, out_t, out_c, out_f = array("q"), array("q"), array("d"), bytearray()
-        previous = -1
-        for key in order:
-            i = key & mask
-            source, target, score, flag = sources[i], targets[i], scores[i], flags[i]
-            rank = _INF if flag & _CONFIRMED else (score if score == score else -_INF)
-            if source != previous:
-                out_s.append(source)
-                out_t.append(target)
-                out_c.append(score)
-                out_f.append(flag)
-                previous, best_rank = source, rank
-            elif rank > best_rank:
-                out_t[-1], out_c[-1], out_f[-1], best_rank = target, score, flag & _CONFIRMED, rank
-            elif rank == best_rank and target != out_t[-1]:
-                out_f[-1] |= _AMBIGUOUS
+        if self._last:  # every source above the one before it: one entry per source, ascending, as they came
+            self._reduced = n
+            self._limit = n + max(MIN_PENDING, n)
+            return
+        # A stable sort by source id (the reduced entries come first, so a source's earlier best meets its later
+        # matches in stream order), and the columns taken in that order by C loops, not Python's.
+        order = sorted(range(n), key=sources.__getitem__)
+        sources = array("q", map(sources.__getitem__, order))
+        targets = array("q", map(targets.__getitem__, order))
+        scores = array("d", map(scores.__getitem__, order))
+        flags = bytearray(map(flags.__getitem__, order))
         del order
-        self._sources, self._targets, self._scores, self._flags = out_s, out_t, out_c, out_f
-        self._reduced = len(out_s)
+        if len(set(sources)) != n:  # a source with more than one match: its best is kept
+            sources, targets, scores, flags = _best_of_each(sources, targets, scores, flags)
+        self._sources, self._targets, self._scores, self._flags = sources, targets, scores, flags
+        self._reduced, self._last = len(sources), sources[-1] if sources else -1
         self._limit = self._reduced + max(MIN_PENDING, self._reduced)
+
+
+def _best_of_each(
+    sources: array[int], targets: array[int], scores: array[float], flags: bytearray
+) -> tuple[array[int], array[int], array[float], bytearray]:
+    """Entries sorted by source (stably), reduced to one per source, as reading its matches one by one decides."""
+    out_s, out_t, out_c, out_f = array("q"), array("q"), array("d"), bytearray()
+    previous, best_rank = -1, -_INF
+    for source, target, score, flag in zip(sources, targets, scores, flags, strict=True):
+        rank = _INF if flag & _CONFIRMED else (score if score == score else -_INF)
+        if source != previous:
+            out_s.append(source)
+            out_t.append(target)
+            out_c.append(score)
+            out_f.append(flag)
+            previous, best_rank = source, rank
+        elif rank > best_rank:
+            out_t[-1], out_c[-1], out_f[-1], best_rank = target, score, flag & _CONFIRMED, rank
+        elif rank == best_rank and target != out_t[-1]:
+            out_f[-1] |= _AMBIGUOUS
+    return out_s, out_t, out_c, out_f
 
 
 @dataclass
@@ -132,10 +164,24 @@ class Plan:
 
     def add(self, source: int, target: int, score: float, confirmed: bool) -> None:
         """A link to make (``score`` NaN: none); sources are added ascending."""
-        self._sources.append(source)
-        self._targets.append(target)
-        self._scores.append(score)
-        self._confirmed.append(confirmed)
+        self.appender()(source, target, score, confirmed)
+
+    def appender(self) -> Callable[[int, int, float, bool], None]:
+        """``add`` with the columns' appends looked up once, for a loop over every source of a run."""
+        sources, targets, scores, confirmed = (
+            self._sources.append,
+            self._targets.append,
+            self._scores.append,
+            self._confirmed.append,
+        )
+
+        def add(source: int, target: int, score: float, is_confirmed: bool) -> None:
+            sources(source)
+            targets(target)
+            scores(score)
+            confirmed(is_confirmed)
+
+        return add
 
     def __len__(self) -> int:
         return len(self._sources)

@@ -43,7 +43,6 @@ from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
 
 log = logging.getLogger("matchrelay")
-DEADLINE_CHECK_EVERY = 1000  # matches read between looks at the clock
 AHEAD = 2  # chunks made and queued per worker: enough to keep every worker busy, few enough to hold little
 
 
@@ -158,17 +157,13 @@ class LinkJob:
                 return None
             if self.summary.status == "Failed":
                 raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
-            candidates, progress, read, reported = Candidates(), self.linker.progress, 0, 0
-            add = candidates.add
-            for index, match in body.matches():
-                add(match, index)
-                read = index + 1
-                if index % DEADLINE_CHECK_EVERY == 0:
-                    progress.linking(matches=read - reported)
-                    reported = read
-                    if not self.deadline.producing():
-                        raise OutOfTime(f"the deadline came while reading the run's matches ({index} read)")
-            progress.linking(matches=read - reported)
+            candidates, progress, read = Candidates(), self.linker.progress, 0
+            for batch in body.batches():  # as many matches as the text read so far holds: hundreds
+                candidates.extend(batch, read)
+                read += len(batch)
+                progress.linking(matches=len(batch))
+                if not self.deadline.producing():
+                    raise OutOfTime(f"the deadline came while reading the run's matches ({read} read)")
         return candidates.plan(self.linker.settings.link_min_score)
 
     def _apply(self, plan: Plan, resource: Resource) -> None:
