@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 
@@ -11,13 +12,15 @@ import pytest
 from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.tokens import TokenSource
+from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.errors import AccessDenied, InvalidRequest, InvalidResponse, RunNotFound
+from handlers.core.errors import AccessDenied, InvalidRequest, InvalidResponse, MalformedResponse, RunNotFound
 from handlers.core.linking import RESOURCES, Link, OutOfTime
 from handlers.core.poll import Clock
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
 from sim import CdfSimulator, Step
+from sim.writes import Applied
 from tests.conftest import SECRET
 
 RUN = "demo/7/456"
@@ -65,7 +68,7 @@ def test_link_resources_byids_ignores_unknown(edge: Resources, sim: CdfSimulator
     sim.add_item("timeseries", 1, asset_id=5)
     sim.add_item("timeseries", 3)
     items = edge.by_ids("demo", "timeseries", [1, 2, 3], never())
-    assert [(i["id"], i.get("assetId")) for i in items] == [(1, 5), (3, None)]
+    assert [(key, i["id"], i.get("assetId")) for key, i in items.items()] == [(1, 1, 5), (3, 3, None)]
 
 
 @pytest.mark.parametrize("kind", ["time_series", "sequences", "files", "events"])
@@ -167,7 +170,7 @@ def test_link_resources_refused_cached_token_is_fetched_again(edge: Resources, s
     sim.add_item("timeseries", 1)
     edge.by_ids("demo", "timeseries", [1], never())
     sim.expire_tokens()
-    assert [i["id"] for i in edge.by_ids("demo", "timeseries", [1], never())] == [1]
+    assert list(edge.by_ids("demo", "timeseries", [1], never())) == [1]
     assert len(sim.token_requests()) == 2
 
 
@@ -202,3 +205,59 @@ def test_link_resources_throttled_past_the_deadline_hands_back(edge: Resources, 
         edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), deadline)
     assert time.monotonic() < deadline.end
     assert 1 <= len(sim.writes("timeseries")) <= 4
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"items": {"id": 1}}',
+        b'{"items": "x"}',
+        b'{"items": [1]}',
+        b'{"items": [null]}',
+        b'{"items": [["id"]]}',
+        b'{"items": [{"name": "no id"}]}',
+        b'{"items": [{"id": "1"}]}',
+        b'{"items": [{"id": true}]}',
+        b'{"items": [{"id": 0}]}',
+        b'{"items": [{"id": 9007199254740992}]}',
+        b'{"items": [{"id": [1]}]}',
+        b"{}",
+    ],
+)
+def test_link_resources_byids_answer_not_items_with_ids_is_malformed(
+    edge: Resources, sim: CdfSimulator, answer: bytes
+) -> None:
+    """A byids answer that is not a list of objects with CDF ids is MalformedResponse, whatever is wrong in it."""
+    sim.script_byids(None, [Step(body=answer)])
+    with pytest.raises(MalformedResponse, match="byids"):
+        edge.by_ids("demo", "timeseries", [1], never())
+
+
+def test_link_resources_update_gives_its_turn_back_when_cdf_answers(edge: Resources, sim: CdfSimulator) -> None:
+    """A write's turn under the limit is given back at CDF's answer, before the items CDF echoes are read."""
+    sim.add_assets(100, 1)
+    sim.add_item("timeseries", 1)
+    slots, taken = threading.Semaphore(1), threading.Event()
+    turn = Turn(slots, None)
+    assert turn.take()
+    threading.Thread(target=lambda: slots.acquire(timeout=10) and taken.set(), daemon=True).start()
+
+    def echo() -> Iterator[bytes]:
+        yield b'{"items": ['
+        taken.wait(10)  # the rest of the body only once another writer got the turn (or after 10 s: the test fails)
+        yield b'{"id": 1}]}'
+
+    sim.script_writes("timeseries", [Applied(Step.stream(echo))])
+    result = edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never(), turn=turn)
+    assert (result.written, taken.is_set(), turn.held) == ([1], True, False)
+
+
+def test_link_resources_update_refused_keeps_its_turn(edge: Resources, sim: CdfSimulator) -> None:
+    """A write CDF refuses keeps its turn: the caller gives it back once every writer knows of the refusal."""
+    sim.add_item("timeseries", 1)
+    turn = Turn(threading.Semaphore(1), None)
+    assert turn.take()
+    sim.script_writes("timeseries", [Step.error(403)])
+    with pytest.raises(AccessDenied):
+        edge.update("demo", "timeseries", updates("time_series", [(1, 100)]), never(), retry=False, turn=turn)
+    assert turn.held

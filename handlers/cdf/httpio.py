@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 
 from handlers import __version__
 from handlers.core.deadline import Deadline
@@ -173,14 +174,25 @@ def retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now) if when.tzinfo else None
 
 
-def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(response.content)
-    except (ValueError, RecursionError):
-        raise MalformedResponse(f"{what} answered a body that is not JSON") from None
+def json_object(response: httpx.Response, what: str, *, fast: bool = False) -> dict[str, Any]:
+    """The body as a JSON object, else ``MalformedResponse``. ``fast``: read by ``orjson`` (about three times as
+    fast on a large answer; an integer beyond 64 bits comes as a float), and by ``json`` only if it refuses."""
+    body = _by_orjson(response.content) if fast else None
+    if body is None:  # not read yet, refused by orjson, or null (which json reads the same)
+        try:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
+            raise MalformedResponse(f"{what} answered a body that is not JSON") from None
     if not isinstance(body, dict):
         raise MalformedResponse(f"{what} answered JSON that is not an object")
     return body
+
+
+def _by_orjson(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def describe(response: httpx.Response, prefix: str) -> str:

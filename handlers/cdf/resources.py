@@ -35,6 +35,7 @@ import httpx
 
 from handlers.cdf.httpio import describe, httpx_errors, json_object, raise_if_transient, request_timeout
 from handlers.cdf.tokens import TokenSource
+from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.errors import (
     AccessDenied,
@@ -45,7 +46,7 @@ from handlers.core.errors import (
     TransientError,
 )
 from handlers.core.linking import MAX_ITEMS, OutOfTime
-from handlers.core.models import is_integer
+from handlers.core.models import MAX_ID, is_integer
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
@@ -100,25 +101,31 @@ class Resources:
         url = f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}"
         return self._retried(lambda: self._call("GET", url, None, deadline, "CDF has no such pipeline"), deadline)
 
-    def by_ids(self, project: str, path: str, ids: Sequence[int], deadline: Deadline) -> list[dict[str, Any]]:
-        """The items of ``path`` (``timeseries``, ``assets``, ...) among ``ids`` that exist (at most 1000 ids)."""
+    def by_ids(self, project: str, path: str, ids: Sequence[int], deadline: Deadline) -> dict[int, dict[str, Any]]:
+        """The items of ``path`` (``timeseries``, ``assets``, ...) among ``ids`` that exist, by id (at most 1000)."""
         if len(ids) > MAX_ITEMS:
             raise ValueError(f"at most {MAX_ITEMS} ids a request")
         url = f"{self._base}/{project}/{path}/byids"
-        body = ('{"items":[' + ",".join(f'{{"id":{n}}}' for n in ids) + '],"ignoreUnknownIds":true}').encode()
+        listed = '{"id":' + '},{"id":'.join(map(str, ids)) + "}" if ids else ""  # C loops: this runs for every source
+        body = f'{{"items":[{listed}],"ignoreUnknownIds":true}}'.encode()
         answer = self._retried(lambda: self._call("POST", url, body, deadline), deadline)
-        items = answer.get("items")
-        if not isinstance(items, list) or not all(type(i) is dict and is_integer(i.get("id")) for i in items):
-            raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
-        return items
+        return _by_id(answer.get("items"), path)
 
     def update(
-        self, project: str, path: str, updates: Sequence[Update], deadline: Deadline, *, retry: bool = True
+        self,
+        project: str,
+        path: str,
+        updates: Sequence[Update],
+        deadline: Deadline,
+        *,
+        retry: bool = True,
+        turn: Turn | None = None,
     ) -> Written:
         """Write ``updates`` (at most 1000), all or nothing; sent again without the items CDF names as missing.
 
         ``retry`` False raises a transient answer instead of sending the same items again: the caller reads what
-        CDF holds first, so that a write whose answer was lost is not sent twice.
+        CDF holds first, so that a write whose answer was lost is not sent twice. ``turn``: each request is sent in
+        it, taken first and given back as CDF answers, before its body is read.
         """
         if len(updates) > MAX_ITEMS:
             raise ValueError(f"at most {MAX_ITEMS} items a request")
@@ -127,7 +134,7 @@ class Resources:
             body = UpdateItems.body(u.item for u in pending)
             result.requests += 1
             try:
-                call = functools.partial(self._call, "POST", url, body, deadline, whole=False)
+                call = functools.partial(self._call, "POST", url, body, deadline, whole=False, turn=turn)
                 self._retried(call, deadline) if retry else call()
             except _Missing as missing:
                 pending = self._without(project, path, pending, missing.ids, result, deadline)
@@ -144,7 +151,7 @@ class Resources:
         both = ids & sources & targets
         # An id that is both an item and an asset of the request: CDF is asked whether the item exists. If it does
         # not, the item is dropped and its asset stays in doubt until CDF answers again without the item.
-        present = {i["id"] for i in self.by_ids(project, path, sorted(both), deadline)} if both else set()
+        present = set(self.by_ids(project, path, sorted(both), deadline)) if both else set()
         gone_sources = (ids & sources) - present
         gone_targets = (ids & targets) - (both - present)
         kept = []
@@ -177,18 +184,30 @@ class Resources:
         not_found: str = "CDF answered 404",
         *,
         whole: bool = True,
+        turn: Turn | None = None,
     ) -> dict[str, Any]:
         """One request; a 401 goes to the token source, as on the read edge (``TokenSource.refused``): it raises,
-        or has a cached token's replacement tried here at once. ``whole`` False: a 200's body is not read."""
+        or has a cached token's replacement tried here at once. ``whole`` False: a 200's body is not parsed.
+        ``turn``: every request is sent in it, given back once CDF's status line is in."""
         while True:
             token, fresh = self._tokens.get(deadline=deadline)
-            response = self._send(method, url, body, token, deadline)
+            if turn is not None and not turn.take():
+                raise OutOfTime("the deadline came while other writes were in flight")
+            response = self._send(method, url, body, token, deadline, turn)
             if response.status_code != 401:
                 self._tokens.accepted(deadline)
                 return self._ok(response, not_found, whole)
             self._tokens.refused(token, fresh, deadline, describe(response, "CDF refused the token"))
 
-    def _send(self, method: str, url: str, body: bytes | None, token: str, deadline: Deadline) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        token: str,
+        deadline: Deadline,
+        turn: Turn | None = None,
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -197,7 +216,15 @@ class Resources:
         timeout, started = request_timeout(deadline, self._http_timeout), time.monotonic()
         with httpx_errors("CDF"):
             try:
-                return self._http.request(method, url, content=body, headers=headers, timeout=timeout)
+                request = self._http.build_request(method, url, content=body, headers=headers, timeout=timeout)
+                response = self._http.send(request, stream=True)
+                try:
+                    if turn is not None and response.is_success:  # else kept until the refusal is known to all
+                        turn.give()
+                    response.read()
+                finally:
+                    response.close()
+                return response
             except (httpx.ReadTimeout, httpx.WriteTimeout):
                 if not url.endswith("/update"):
                     raise
@@ -209,7 +236,7 @@ class Resources:
     def _ok(self, response: httpx.Response, not_found: str, whole: bool = True) -> dict[str, Any]:
         code = response.status_code
         if code == 200:
-            return json_object(response, "CDF") if whole else _glance(response)
+            return json_object(response, "CDF", fast=True) if whole else _glance(response)
         raise_if_transient(response, "CDF", self._wall)
         if code == 403:
             raise AccessDenied(describe(response, "CDF denied access"))
@@ -219,6 +246,18 @@ class Resources:
         if missing:
             raise _Missing(missing)
         raise InvalidRequest(describe(response, "CDF rejected the request"))
+
+
+def _by_id(items: Any, path: str) -> dict[int, dict[str, Any]]:
+    """``byids``' items by id; ``MalformedResponse`` unless a list of objects, each with a CDF id."""
+    try:  # only an object takes ["id"]: a string, a number, a list or null as an item raises TypeError
+        found: dict[int, dict[str, Any]] = {item["id"]: item for item in items} if isinstance(items, list) else {}
+    except (TypeError, KeyError):
+        found, items = {}, None
+    ids_ok = set(map(type, found)) <= {int} and (not found or (min(found) > 0 and max(found) <= MAX_ID))
+    if not isinstance(items, list) or not ids_ok:
+        raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
+    return found
 
 
 def _glance(response: httpx.Response) -> dict[str, Any]:

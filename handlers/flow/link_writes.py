@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from handlers.cdf.resources import Resources, Update
+from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.errors import BudgetExhausted, HandBack, PermanentError, RelayError
 from handlers.core.linking import (
@@ -55,7 +56,7 @@ class ChunkWriter:
     overwrite: bool
     dry_run: bool
     stop: threading.Event
-    writes: threading.Semaphore  # LINK_CONCURRENCY: writes in flight; reads are not CDF's write limit's
+    writes: threading.Semaphore  # LINK_CONCURRENCY: writes in flight (``Turn``); reads are not CDF's write limit's
     progress: Progress = NO_PROGRESS  # sources checked, links written, decisions: the command's display
     items: UpdateItems = field(init=False)
 
@@ -91,11 +92,14 @@ class ChunkWriter:
         if self.stop.is_set():
             return
         self._in_time()
-        found = self.resources.by_ids(self.project, self.resource.path, [link.source for link in links], self.deadline)
-        items, resource, overwrite = {item["id"]: item for item in found}, self.resource, self.overwrite
+        items = self.resources.by_ids(self.project, self.resource.path, [link.source for link in links], self.deadline)
+        resource, overwrite, field = self.resource, self.overwrite, self.resource.field
         writes, others = [], Counter[str]()
         for link in links:
             item = items.get(link.source)
+            if item is not None and item.get(field) is None:  # most sources: there, linked to nothing yet
+                writes.append(link)
+                continue
             outcome = against(link, None if item is None else links_of(item, resource), resource, overwrite)
             if outcome == WRITE:
                 writes.append(link)
@@ -109,15 +113,20 @@ class ChunkWriter:
             self._plan_writes(writes, counts)
             return
         updates = [Update(w.source, w.target, item) for w, item in zip(writes, self.items.items(writes), strict=True)]
-        if not self.writes.acquire(timeout=self._until_cutoff()):
+        turn = Turn(self.writes, self._until_cutoff())
+        if not turn.take():
             raise OutOfTime("the deadline came while other writes were in flight")
         try:
             if self.stop.is_set():  # refused while this chunk waited for its turn: it writes nothing more
                 return
             self._in_time()
-            written = self.resources.update(self.project, self.resource.path, updates, self.deadline, retry=False)
+            path = self.resource.path
+            written = self.resources.update(self.project, path, updates, self.deadline, retry=False, turn=turn)
+        except PermanentError:
+            self.stop.set()  # before the turn is given back: the write waiting for it must not start
+            raise
         finally:
-            self.writes.release()
+            turn.give()
         self.progress.linking(written=len(written.written))
         counts.add(WRITE, len(written.written))
         counts.written += len(written.written)
@@ -127,7 +136,7 @@ class ChunkWriter:
     def _plan_writes(self, writes: list[Link], counts: Counts) -> None:
         """Under a dry run: each write would link, unless CDF has no such asset."""
         targets = sorted({w.target for w in writes})
-        existing = {a["id"] for a in self.resources.by_ids(self.project, TARGET_RESOURCE, targets, self.deadline)}
+        existing = self.resources.by_ids(self.project, TARGET_RESOURCE, targets, self.deadline)
         for w in writes:
             counts.add(WRITE if w.target in existing else TARGET_MISSING)
 
