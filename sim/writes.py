@@ -2,7 +2,8 @@
 
 - Writes (`update`) are limited project-wide: with `write_limit` set, a write that
   arrives while that many are in flight answers 429 at once. `write_latency_s` is
-  held by every write while it counts as in flight; `byids_latency_s` by every read.
+  how long every write counts as in flight, from its arrival to its answer, its
+  own work included (as CDF's latency is); `byids_latency_s` is held by every read.
 - `hold_writes()` keeps admitted writes in flight until `release_writes()`, and
   `wait_in_flight(n)` waits until n are, so tests synchronise on the simulator's
   own state rather than on sleeps.
@@ -188,8 +189,12 @@ class Classic:
             step = Step.error(429, f"Too many concurrent requests: at most {self.write_limit} writes in flight")
             return self._record(kind, request, received, step, applied=False)
         try:
-            self._wait()
-            step, applied, unchanged = self._apply(kind, request.body)
+            if self._open.is_set():  # applied as it arrives, answered once its latency has passed
+                step, applied, unchanged = self._apply(kind, request.body)
+                self._stopping.wait(max(0.0, received + self.write_latency_s - time.monotonic()))
+            else:  # held: it lands when released, late, as a write whose answer never came in time may
+                self._wait()
+                step, applied, unchanged = self._apply(kind, request.body)
         finally:
             with self.lock:
                 self.in_flight -= 1
