@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -109,3 +109,29 @@ def test_link_matches_fuzz_as_the_relay_reads(raw: bytes, cuts: list[int]) -> No
         assert link == "malformed" or isinstance(link, tuple)
     else:
         assert link == relay
+
+
+def _body(items: str, n: int = 400) -> bytes:
+    """A completed run whose ``matches`` are ``items`` (JSON text of one or more items) ``n`` times over."""
+    return ('{"status": "Completed", "jobId": 1, "statusTime": 2, "matches": [' + ",".join([items] * n) + "]}").encode()
+
+
+SLABS = {
+    "compact": '{"source":{"id":1},"target":{"id":2},"score":0.9}',
+    "spaced": '{ "source" : { "id" : 1 } } ,\n\t{ "score" : 0.5 }',
+    "a boundary inside a string": '{"source": {"id": 1, "name": "a}, {b"}, "score": 0.9}',
+    "a boundary inside a nested list": '{"source": {"id": 1}, "alternatives": [{"id": 2}, {"id": 3}]}',
+    "a lone surrogate (orjson refuses it)": '{"source": {"id": 1, "name": "\\ud800"}}',
+    "a number beyond a double (orjson refuses it)": '{"source": {"id": 1}, "score": 1e400}',
+    "items that are not objects": '[1, 2], "x", {"source": {"id": 1}}, null',
+}
+
+
+@pytest.mark.parametrize("chunk", [5, 4096, 65536])
+@pytest.mark.parametrize("items", SLABS.values(), ids=SLABS.keys())
+def test_link_matches_slabs_read_what_json_reads(items: str, chunk: int) -> None:
+    """Wherever a chunk cuts and whatever a slab holds, the items are those json reads, in order."""
+    raw = _body(items)
+    header, matches, fields = cast(tuple[Any, Any, Any], by_link(chunked(raw, chunk)))
+    assert matches == list(enumerate(json.loads(raw)["matches"]))
+    assert header == fields == {"status": "Completed", "jobId": 1, "statusTime": 2}

@@ -289,18 +289,37 @@ def random_matches(rng: random.Random, n: int, sources: int) -> list[dict[str, A
     ]
 
 
+def ascending_matches(rng: random.Random, n: int, then_below: bool) -> list[dict[str, Any]]:
+    """``n`` matches whose sources each come above the one before (with unlinkable ones between), and with
+    ``then_below`` a few more whose sources were seen already: the store's shortcut, and the way out of it."""
+    matches = random_matches(rng, n, 1)
+    for source, m in enumerate(matches, 1):
+        if m["source"] == {"id": 1}:
+            m["source"] = {"id": source}
+    if then_below and n:
+        matches += [match(rng.randint(1, n), 101, 0.99, "model") for _ in range(3)]
+    return matches
+
+
+@pytest.mark.parametrize("order", ["any", "ascending", "ascending, then below"])
 @pytest.mark.parametrize("pending", [1, 2, 7, 64, 1 << 20])
 @pytest.mark.parametrize("seed", range(8))
 def test_linking_compact_store_decides_as_one_match_at_a_time(
-    monkeypatch: pytest.MonkeyPatch, pending: int, seed: int
+    monkeypatch: pytest.MonkeyPatch, pending: int, seed: int, order: str
 ) -> None:
-    """However often the store reduces its pending matches, its plan is that of deciding one match at a time."""
+    """However often the store reduces its pending matches, in whatever batches and order they come, its plan is
+    that of deciding one match at a time."""
     monkeypatch.setattr(candidates, "MIN_PENDING", pending)
     rng = random.Random(seed)
-    matches = random_matches(rng, rng.randint(0, 400), rng.choice([1, 5, 40, 300]))
-    store = Candidates()
-    for i, m in enumerate(matches):
-        store.add(m, i)
+    if order == "any":
+        matches = random_matches(rng, rng.randint(0, 400), rng.choice([1, 5, 40, 300]))
+    else:
+        matches = ascending_matches(rng, rng.randint(0, 400), order != "ascending")
+    store, read = Candidates(), 0
+    while read < len(matches):
+        batch = matches[read : read + rng.randint(1, 50)]
+        store.extend(batch, read)
+        read += len(batch)
     plan = store.plan(MIN)
     links, counts = one_at_a_time(matches, MIN)
     assert [(x.source, x.target, x.score, x.confirmed) for x in plan] == [
