@@ -7,7 +7,7 @@ flight). The emulator is warmed first; the sides alternate and the best of
 ``--rounds`` counts. Each measurement runs in a fresh process so its peak RSS is
 its own. Then: CPU per stage, cold start, polling, and the contract v2 figures
 (waiting runs in one process, a run split by continuations), what traces cost, and
-the link (requests, time against the write limit's floor, memory: bench/link.py).
+the link (requests, time against the write limit's floor, memory, best of several: bench/link.py).
 """
 
 from __future__ import annotations

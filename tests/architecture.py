@@ -17,12 +17,12 @@ from pathlib import Path
 RANK = {"core": 0, "process": 1, "cdf": 2, "pubsub": 2, "flow": 3, "cli": 4}
 
 # Third-party libraries a layer must never import (the edges own their libraries; only the CLI draws).
-NETWORK = ("httpx", "google", "grpc", "ijson", "flask", "functions_framework", "werkzeug", "opentelemetry")
+NETWORK = ("httpx", "google", "grpc", "ijson", "orjson", "flask", "functions_framework", "werkzeug", "opentelemetry")
 NEVER = {
     "core": (*NETWORK, "rich"),
-    "process": ("httpx", "grpc", "ijson", "flask", "functions_framework", "rich"),
+    "process": ("httpx", "grpc", "ijson", "orjson", "flask", "functions_framework", "rich"),
     "cdf": ("google", "grpc", "flask", "functions_framework", "rich", "opentelemetry"),
-    "pubsub": ("httpx", "ijson", "flask", "functions_framework", "rich", "opentelemetry"),
+    "pubsub": ("httpx", "ijson", "orjson", "flask", "functions_framework", "rich", "opentelemetry"),
     "flow": ("rich", "flask", "functions_framework", "opentelemetry"),
     "cli": ("flask", "functions_framework"),
 }
