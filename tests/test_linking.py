@@ -336,3 +336,15 @@ def test_linking_update_bytes_are_the_update_item(name: str, score: float | None
     sent = json.loads(UpdateItems(RESOURCES[name], run).item(link))
     assert sent == update_item(link, RESOURCES[name], run)
     assert sent["update"]["metadata"]["add"]["matchrelay:score"] == json.dumps(score)
+
+
+def test_linking_update_items_keep_each_score_text_across_chunks() -> None:
+    """One run's items, chunk after chunk, write every score as json.dumps does, 0.0 and -0.0 each their own."""
+    scores = [0.0, -0.0, 0.93, None, 0.93, -0.0, 0.0, 1e16, 5e-324] * 3
+    items = UpdateItems(RESOURCES["time_series"], "demo/7/456")
+    for chunk in (scores[:9], scores[9:18], scores[18:]):
+        sent = [
+            json.loads(text)["update"]["metadata"]["add"]["matchrelay:score"]
+            for text in items.items([Link(1, 2, score, score is None) for score in chunk])
+        ]
+        assert sent == [json.dumps(score) for score in chunk]

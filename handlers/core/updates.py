@@ -16,6 +16,7 @@ from typing import Any
 from handlers.core.linking import Link, Resource
 
 RUN_KEY, SCORE_KEY = "matchrelay:run", "matchrelay:score"
+_TEXTS = 10_000  # scores whose text is kept: a run's distinct scores, or a bound on what they cost
 
 
 def run_key(project: str, pipeline_id: int, run_id: int) -> str:
@@ -49,18 +50,26 @@ class UpdateItems:
         close = "}" if resource.single else "]}"
         self._score = f'{close},"metadata":{{"add":{{{json.dumps(RUN_KEY)}:{json.dumps(run)},{json.dumps(SCORE_KEY)}:"'
         self._end = '"}}}}'
+        # Each score's text, once: float.__repr__ takes about 1 µs, and a run's scores repeat (CDF gives a few digits).
+        self._texts: dict[float | None, str] = {}
 
     def item(self, link: Link) -> str:
         """One link's item."""
         return self.items([link])[0]
 
     def items(self, links: Iterable[Link]) -> list[str]:
-        """The items of ``links``, in order (one expression for a chunk: this runs for every link written)."""
-        field, score, end = self._field, self._score, self._end
-        return [
-            f'{{"id":{source}{field}{target}{score}{"null" if s is None else float.__repr__(s)}{end}'
-            for source, target, s, _ in links
-        ]
+        """The items of ``links``, in order (one loop for a chunk: this runs for every link written)."""
+        field, score, end, texts = self._field, self._score, self._end, self._texts
+        out: list[str] = []
+        append = out.append
+        for source, target, s, _ in links:
+            text = texts.get(s)
+            if text is None:
+                text = score_text(s)
+                if s and len(texts) < _TEXTS:  # never 0.0, which would answer for -0.0 too
+                    texts[s] = text
+            append(f'{{"id":{source}{field}{target}{score}{text}{end}')
+        return out
 
     @staticmethod
     def body(items: Iterable[str]) -> bytes:
