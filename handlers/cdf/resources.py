@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
+from handlers.cdf.answers import by_id, glance, missing_ids
 from handlers.cdf.httpio import describe, httpx_errors, json_object, raise_if_transient, request_timeout
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
@@ -41,12 +42,10 @@ from handlers.core.errors import (
     AccessDenied,
     BudgetExhausted,
     InvalidRequest,
-    MalformedResponse,
     RunNotFound,
     TransientError,
 )
 from handlers.core.linking import MAX_ITEMS, OutOfTime
-from handlers.core.models import MAX_ID, is_integer
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
@@ -109,7 +108,7 @@ class Resources:
         listed = '{"id":' + '},{"id":'.join(map(str, ids)) + "}" if ids else ""  # C loops: this runs for every source
         body = f'{{"items":[{listed}],"ignoreUnknownIds":true}}'.encode()
         answer = self._retried(lambda: self._call("POST", url, body, deadline), deadline)
-        return _by_id(answer.get("items"), path)
+        return by_id(answer.get("items"), path)
 
     def update(
         self,
@@ -236,45 +235,13 @@ class Resources:
     def _ok(self, response: httpx.Response, not_found: str, whole: bool = True) -> dict[str, Any]:
         code = response.status_code
         if code == 200:
-            return json_object(response, "CDF", fast=True) if whole else _glance(response)
+            return json_object(response, "CDF", fast=True) if whole else glance(response)
         raise_if_transient(response, "CDF", self._wall)
         if code == 403:
             raise AccessDenied(describe(response, "CDF denied access"))
         if code == 404:
             raise RunNotFound(describe(response, not_found))
-        missing = _missing(response) if code == 400 else None
+        missing = missing_ids(response) if code == 400 else None
         if missing:
             raise _Missing(missing)
         raise InvalidRequest(describe(response, "CDF rejected the request"))
-
-
-def _by_id(items: Any, path: str) -> dict[int, dict[str, Any]]:
-    """``byids``' items by id; ``MalformedResponse`` unless a list of objects, each with a CDF id."""
-    try:  # only an object takes ["id"]: a string, a number, a list or null as an item raises TypeError
-        found: dict[int, dict[str, Any]] = {item["id"]: item for item in items} if isinstance(items, list) else {}
-    except (TypeError, KeyError):
-        found, items = {}, None
-    ids_ok = set(map(type, found)) <= {int} and (not found or (min(found) > 0 and max(found) <= MAX_ID))
-    if not isinstance(items, list) or not ids_ok:
-        raise MalformedResponse(f"CDF answered {path}/byids without a list of items with ids")
-    return found
-
-
-def _glance(response: httpx.Response) -> dict[str, Any]:
-    """A 200 whose items are not needed: a JSON object by its first and last bytes, else ``MalformedResponse``."""
-    if not response.content.strip().startswith(b"{") or not response.content.rstrip().endswith(b"}"):
-        raise MalformedResponse("CDF answered a body that is not a JSON object")
-    return {}
-
-
-def _missing(response: httpx.Response) -> set[int] | None:
-    """The ids of a 400's ``error.missing`` (``[{"id": N}, ...]``), or None when it names none."""
-    try:
-        error = json_object(response, "CDF").get("error")
-    except MalformedResponse:
-        return None
-    entries = error.get("missing") if isinstance(error, dict) else None
-    if not isinstance(entries, list):
-        return None
-    ids = {e["id"] for e in entries if isinstance(e, dict) and is_integer(e.get("id"))}
-    return ids or None
