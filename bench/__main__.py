@@ -13,20 +13,16 @@ the link (requests, time against the write limit's floor, memory, best of severa
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, continued, link, tracing, waiting
+from bench import coldstart, continued, link, run_child, tracing, waiting
 from bench.polling import measure
 from sim import CdfSimulator, Step, stream_run_body
 from sim.emulator import Emulator
 
-ROOT = Path(__file__).resolve().parent.parent
 SIDES = ("relay", "client", "requests")
 BASELINES_UP_TO = 100_000  # the baselines hold every message in memory: 1M of them is gigabytes and minutes
 
@@ -39,18 +35,7 @@ def serve(sim: CdfSimulator, n: int) -> None:
 
 
 def child(mode: str, n: int, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.one", mode, str(n)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"bench: {mode} {n} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_child("bench.one", mode, n, env)
 
 
 def topic(name: str) -> str:

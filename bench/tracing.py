@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from bench import run_child
 from bench.coldstart import ENV, ROOT
 
 MODES = ("off", "on")
@@ -101,18 +102,8 @@ def report(result: dict[str, Any], cold: dict[str, Any]) -> None:
 
 
 def _fresh(mode: str, n: int, env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.tracing", mode, str(n)],
-        cwd=ROOT,
-        env={k: v for k, v in env.items() if not k.startswith("OTEL_")},  # traces on or off by the mode alone
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"bench: tracing {mode} {n} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    # Traces on or off by the mode alone, never by an OTEL_ variable of the caller's.
+    return run_child("bench.tracing", mode, n, {k: v for k, v in env.items() if not k.startswith("OTEL_")})
 
 
 if __name__ == "__main__":
