@@ -18,8 +18,9 @@ import pytest
 
 from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
-from tests.conftest import GCP_PROJECT, ROOT, SECRET, PubSub
-from tests.test_progress import _base_env, run_on_pty
+from tests.conftest import GCP_PROJECT, ROOT, PubSub
+from tests.test_progress import _env as terminal_env
+from tests.test_progress import run_on_pty
 
 PIPELINE, RUN = 5, 500
 ARGS = ["link", "--pipeline-id", str(PIPELINE), "--run-id", str(RUN)]
@@ -170,24 +171,11 @@ def test_link_cli_usage_and_config_errors_exit_2(
 # -- on a terminal
 
 
-def _terminal_env(sim: CdfSimulator) -> dict[str, str]:
-    return {
-        **_base_env(),
-        "CDF_PROJECT": "demo",
-        "CDF_URL": sim.url,
-        "IDP_TOKEN_URL": sim.token_url,
-        "IDP_CLIENT_ID": "matchrelay",
-        "IDP_CLIENT_SECRET": SECRET,
-        "POLL_INITIAL_DELAY_S": "0.01",
-        "POLL_MAX_DELAY_S": "0.05",
-    }
-
-
 def test_link_cli_on_a_terminal_shows_reads_writes_and_decisions(sim: CdfSimulator) -> None:
     """On a terminal: the live line, then one summary with matches read, sources checked, links written and every
     decision; stdout unchanged, no JSON on the screen."""
     scenario = world(sim)
-    code, stdout, screen = run_on_pty([*ARGS, "--stdout"], _terminal_env(sim))
+    code, stdout, screen = run_on_pty([*ARGS, "--stdout"], terminal_env(sim))
     assert code == 0, screen.raw
     data = json.loads(stdout)["data"]
     expected = scenario.expected()
@@ -214,7 +202,7 @@ def test_link_cli_on_a_terminal_shows_reads_writes_and_decisions(sim: CdfSimulat
 def test_link_cli_on_a_terminal_a_dry_run_says_so(sim: CdfSimulator) -> None:
     """``--dry-run`` on a terminal: the title and the summary say it, and no link was written."""
     world(sim)
-    code, _, screen = run_on_pty([*ARGS, "--stdout", "--dry-run"], _terminal_env(sim))
+    code, _, screen = run_on_pty([*ARGS, "--stdout", "--dry-run"], terminal_env(sim))
     assert code == 0, screen.raw
     [line] = screen.lines
     assert line.startswith(f"✓ linked {TITLE} (dry run): 200 matches read, ")
@@ -226,7 +214,7 @@ def test_link_cli_on_a_terminal_a_dry_run_says_so(sim: CdfSimulator) -> None:
 def test_link_cli_on_a_terminal_a_refusal_ends_with_its_reason(sim: CdfSimulator) -> None:
     """A pipeline that links nothing links to assets: a red summary with the reason, then a readable warning."""
     sim.add_pipeline(PIPELINE, source_resource="assets")
-    code, _, screen = run_on_pty([*ARGS, "--stdout"], _terminal_env(sim))
+    code, _, screen = run_on_pty([*ARGS, "--stdout"], terminal_env(sim))
     assert code == 1, screen.raw
     assert screen.lines[0].startswith(f"✗ refused {TITLE} (unsupported_resource: ")
     assert re.fullmatch(r"\d\d:\d\d:\d\d WARNING +refused \(unsupported_resource\): .*", screen.lines[1])

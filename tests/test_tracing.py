@@ -25,6 +25,7 @@ from handlers.process import tracing
 from handlers.process.settings import load_settings
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, binary_event, load_app, pubsub_message
+from tests.test_continuation import SLOW_POLLS
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -111,9 +112,6 @@ def test_spans_never_carry_the_secret_or_the_token(
     assert "on_run_message" in text
     assert SECRET not in text
     assert token not in text
-
-
-SLOW_POLLS = {"INVOCATION_TIMEOUT_S": "5", "POLL_BUDGET_S": "4.5", "POLL_INITIAL_DELAY_S": "1.1"}
 
 
 def test_a_continuation_joins_the_same_trace(

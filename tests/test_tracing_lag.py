@@ -15,15 +15,11 @@ import pytest
 
 from sim import CdfSimulator, Step, make_run
 from sim.data import CREATED_MS
+from tests import test_continuation as continuation
 from tests.conftest import PubSub, Topics, binary_event, load_app, pubsub_message
 
 STATUS_S = (CREATED_MS + 60_000) / 1000  # the statusTime the simulator gives a finished run
-SLOW_POLLS = {
-    "INVOCATION_TIMEOUT_S": "5",
-    "POLL_BUDGET_S": "4.5",
-    "POLL_INITIAL_DELAY_S": "1.1",
-    "POLL_MAX_DELAY_S": "1.1",
-}
+SLOW_POLLS = continuation.SLOW_POLLS | {"POLL_MAX_DELAY_S": "1.1"}  # a run found completed inside the margin
 
 
 def summaries(client: Any, capfd: pytest.CaptureFixture[str], body: Any, **headers: str) -> list[dict[str, Any]]:
