@@ -19,7 +19,16 @@ from demo.bus import Received
 LINK_ENV = {"LINK_PIPELINES": "1"}
 RUN = "demo/1/456"
 SOURCES = range(1_000_000, 1_000_005)  # run 456's time series
-COUNTS = ("linked", "belowThreshold", "conflict", "ambiguous", "unlinkable", "sourceMissing", "targetMissing")
+COUNTS = (
+    "linked",
+    "belowThreshold",
+    "conflict",
+    "ambiguous",
+    "rejected",
+    "unlinkable",
+    "sourceMissing",
+    "targetMissing",
+)
 
 
 def linked_events(received: Iterable[Received]) -> list[Received]:

@@ -19,6 +19,7 @@ locals {
     below_threshold = "belowThreshold"
     conflict        = "conflict"
     ambiguous       = "ambiguous"
+    rejected        = "rejected"
     unlinkable      = "unlinkable"
     source_missing  = "sourceMissing"
     target_missing  = "targetMissing"

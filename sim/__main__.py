@@ -59,7 +59,8 @@ def _demo(sim: CdfSimulator) -> None:
 
 def _link(sim: CdfSimulator) -> None:
     cases = {"ambiguous": 5, "runners_up": 5, "unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
-    link_world(sim, 5, 500, "time_series", 1000, linked=0.1, conflicts=0.05, confirmed=10, **cases)
+    cases |= {"confirmed": 10, "rules": 4, "listed": 4, "rejected": 4, "rejected_best": 4}
+    link_world(sim, 5, 500, "time_series", 1000, linked=0.1, conflicts=0.05, noise=(20, 5), **cases)  # type: ignore[arg-type]
 
 
 SCENARIOS: dict[str, Callable[[CdfSimulator], None]] = {

@@ -5,9 +5,15 @@ agrees with a second reading of the contract, not with itself. Where the
 contract is silent it takes these choices:
 
 - A match whose source has no integer `id` is `unlinkable` on its own.
-- A source's best match: a `previously-confirmed` one beats any score (two
-  confirmed ones tie whatever their scores), else the highest score (no score
-  is lowest). Matches whose target has no integer `id` take part.
+- A match that is a pair of the pipeline's `rejectedMatches` is dropped first; a
+  source whose every match is dropped is `rejected`. A pair names each side by id
+  or external id, and every name it gives must equal the match's.
+- A source's best match: a confirmed one (`previously_mapped`,
+  `previously-confirmed`, or a pair of `confirmedMatches`) beats any other (two
+  confirmed ones tie whatever their scores), then a rule match (`matchType`
+  starting with `rule`, unless rules are not trusted; two tie whatever their
+  scores), else the highest score (no score is lowest). Matches whose target has
+  no integer `id` take part.
 - Then, in order: a sole best whose target has no integer `id` is `unlinkable`;
   a best neither confirmed nor at the minimum score is `below_threshold` (so a
   tie that would not link anyway is below the threshold, not ambiguous); best
@@ -27,17 +33,20 @@ from typing import Any
 from sim.classic import ItemState
 from sim.data import MAX_ID
 
-CONFIRMED = "previously-confirmed"
+CONFIRMED_TYPES = ("previously_mapped", "previously-confirmed")
 COUNT_NAMES = {  # Outcome field -> run.linked's count name
     "linked": "linked",
     "below_threshold": "belowThreshold",
     "conflict": "conflict",
     "ambiguous": "ambiguous",
+    "rejected": "rejected",
     "unlinkable": "unlinkable",
     "source_missing": "sourceMissing",
     "target_missing": "targetMissing",
+    "reviews": "reviews",
     "written": "written",
 }
+_SIDES = (("source", "sourceId", "sourceExternalId"), ("target", "targetId", "targetExternalId"))
 
 
 @dataclass
@@ -48,9 +57,11 @@ class Outcome:
     below_threshold: int = 0
     conflict: int = 0
     ambiguous: int = 0
+    rejected: int = 0
     unlinkable: int = 0
     source_missing: int = 0
     target_missing: int = 0
+    reviews: int = 0
     written: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -62,7 +73,7 @@ class Outcome:
 class Choice:
     """What a source's matches decide before CDF's state is read: an outcome, or a link to `target`."""
 
-    outcome: str  # "link", "unlinkable", "below_threshold", "ambiguous"
+    outcome: str  # "link", "rejected", "unlinkable", "below_threshold", "ambiguous"
     target: int | None = None
     score: float | None = None
 
@@ -76,24 +87,50 @@ def _score(match: Mapping[str, Any]) -> float | None:
     return float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
 
 
-def _rank(match: Mapping[str, Any]) -> tuple[int, float]:
-    if match.get("matchType") == CONFIRMED:
-        return (1, 0.0)  # confirmed beats any score; two confirmed ones tie whatever their scores
+@dataclass(frozen=True)
+class Lists:
+    """The pipeline's pairs as the oracle reads them, and whether rule matches are trusted."""
+
+    confirmed: Sequence[Mapping[str, Any]] = ()
+    rejected: Sequence[Mapping[str, Any]] = ()
+    trust_rules: bool = True
+
+
+def is_pair(match: Mapping[str, Any], pair: Mapping[str, Any]) -> bool:
+    """Whether `match` is `pair`: every name the pair gives a side equals that side's id or externalId."""
+    for side, by_id, by_external in _SIDES:
+        named = match.get(side)
+        named = named if isinstance(named, Mapping) else {}
+        names = [(key, pair[name]) for key, name in (("id", by_id), ("externalId", by_external)) if name in pair]
+        if not names or any(named.get(key) != value or value is None for key, value in names):
+            return False
+    return True
+
+
+def _rank(match: Mapping[str, Any], lists: Lists) -> tuple[int, float]:
+    kind = match.get("matchType")
+    if kind in CONFIRMED_TYPES or any(is_pair(match, pair) for pair in lists.confirmed):
+        return (3, 0.0)  # confirmed beats anything; two confirmed ones tie whatever their scores
+    if lists.trust_rules and isinstance(kind, str) and kind.startswith("rule"):
+        return (2, 0.0)
     score = _score(match)
-    return (0, float("-inf") if score is None else score)
+    return (1, float("-inf") if score is None else score)
 
 
-def choose(matches: Sequence[Mapping[str, Any]], min_score: float) -> Choice:
+def choose(matches: Sequence[Mapping[str, Any]], min_score: float, lists: Lists = Lists()) -> Choice:
     """The decision for one source's matches (all naming the same source)."""
     if not matches or not is_id(matches[0].get("source", {}).get("id")):
         return Choice("unlinkable")
-    top = max(_rank(m) for m in matches)
-    best = [m for m in matches if _rank(m) == top]
+    kept = [m for m in matches if not any(is_pair(m, pair) for pair in lists.rejected)]
+    if not kept:
+        return Choice("rejected")
+    top = max(_rank(m, lists) for m in kept)
+    best = [m for m in kept if _rank(m, lists) == top]
     targets = {m.get("target", {}).get("id") for m in best}
     targets = {t if is_id(t) else None for t in targets}
     if targets == {None}:
         return Choice("unlinkable")
-    if top[0] == 0 and top[1] < min_score:
+    if top[0] == 1 and top[1] < min_score:
         return Choice("below_threshold")
     if len(targets) > 1:
         return Choice("ambiguous")

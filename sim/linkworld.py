@@ -11,10 +11,18 @@ Counted cases take sources first: `ambiguous` (two entries, best two tie on
 different targets; half of them both confirmed), `runners_up` (a second, lower
 entry for another target), `unlinkable` (a source or target id missing, a string,
 null or a fraction), `missing_sources` (not in CDF), `missing_targets` (the asset
-is not there), `confirmed` (`previously-confirmed`, half without a score, half
-with any score). Of the other sources, `below` scores under `min_score`, `linked`
-are linked to their target already, `conflicts` linked to another asset (for files
-and events: holding another one), the rest link fresh. Second entries come after
+is not there), `confirmed` (`previously_mapped` and `previously-confirmed` in
+turn, half without a score, half scored below the threshold), `rules` (a rule's
+match, `rule_...`, scored as confirmed ones), `listed` (a model match scored as
+confirmed ones, whose pair is in the pipeline's `confirmedMatches`), `rejected`
+(one match scored above the threshold, its pair in `rejectedMatches`),
+`rejected_best` (that, and a second match for another target that links).
+Listed pairs name their sides by ids and external ids in turn. `noise` adds
+(confirmed, rejected) pairs naming items of no run, as a pipeline's history
+holds them: the lists are served as they stream, never held whole. Of the other
+sources, `below` scores under `min_score`, `linked` are linked to their target
+already, `conflicts` linked to another asset (for files and events: holding
+another one), the rest link fresh. Second entries come after
 every first one, so a link must group a source's matches across the whole body.
 
 Sources get ids from 1_000_000_000 (or past the kind's highest), assets from 1
@@ -33,7 +41,7 @@ from typing import Any
 
 from sim.classic import RESOURCE_KINDS, SINGLE, ItemState, kind_of
 from sim.data import CREATED_MS, Lazy, materialize, run_summary, stream_json
-from sim.linkoracle import CONFIRMED, Outcome, after, choose, settle
+from sim.linkoracle import Lists, Outcome, after, choose, settle
 from sim.names import Names
 from sim.server import CdfSimulator
 from sim.steps import Step
@@ -41,6 +49,8 @@ from sim.worldcases import Cases, plan
 
 SOURCE_BASE = 1_000_000_000
 RUN_KEY, SCORE_KEY = "matchrelay:run", "matchrelay:score"
+ASSET_KEY, PREVIOUS_KEY = "matchrelay:asset", "matchrelay:previous"
+NOISE_BASE = 8_000_000_000_000  # ids of the sources and targets that noise pairs name: no world's
 _NAMES = {
     "timeseries": ("ts", "Pump {} pressure"),
     "files": ("doc", "P&ID sheet {}.pdf"),
@@ -62,6 +72,8 @@ class LinkWorld:
     cases: Cases
     source_base: int
     asset_base: int
+    noise: tuple[int, int] = (0, 0)
+    trust_rules: bool = True
     _expected: dict[tuple[float, bool], Outcome] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -110,9 +122,30 @@ class LinkWorld:
         score = self.cases.score(s, second)
         if score is not None:
             entry["score"] = score
-        entry["matchType"] = CONFIRMED if self.cases.confirmed(s) else "model"
+        entry["matchType"] = "model" if second else self.cases.match_type(s, prefix)
         self.cases.spoil(s, entry)
         return entry
+
+    # -- the pipeline's lists ------------------------------------------------------
+
+    def pairs(self, which: str) -> Lazy:
+        """The pipeline's `confirmedMatches` or `rejectedMatches`: the listed sources' pairs, then the noise."""
+        sources = [s for s in range(self.n_sources) if self.cases.listed(s) == which]
+        noise = self.noise[0 if which == "confirmed" else 1]
+        return Lazy(len(sources) + noise, lambda i: self.pair(sources[i]) if i < len(sources) else _noise(i, which))
+
+    def pair(self, s: int) -> dict[str, Any]:
+        """Source `s`'s first match as a pair, its sides named as the case's form says."""
+        entry, form = self._entry(s, second=False), self.cases.form(s)
+        source, target = entry["source"], entry["target"]
+        source = {"sourceExternalId": source["externalId"]} if form & 2 else {"sourceId": source["id"]}
+        return source | ({"targetExternalId": target["externalId"]} if form & 1 else {"targetId": target["id"]})
+
+    def lists(self, s: int) -> Lists:
+        """What the pipeline's lists say of source `s`, as the oracle reads them."""
+        listed = self.cases.listed(s)
+        pairs = [self.pair(s)] if listed else []
+        return Lists(pairs if listed == "confirmed" else [], pairs if listed == "rejected" else [], self.trust_rules)
 
     # -- CDF as built ------------------------------------------------------------
 
@@ -137,7 +170,7 @@ class LinkWorld:
         """Per source: (s, outcome, the score of the link written, or None when nothing is written)."""
         threshold = self.min_score if min_score is None else min_score
         for s in range(self.n_sources):
-            choice = choose(self.entries(s), threshold)
+            choice = choose(self.entries(s), threshold, self.lists(s))
             target_exists = choice.target is not None and self.cases.asset_exists(choice.target - self.asset_base)
             outcome, written = settle(choice, self.initial(s), target_exists, overwrite)
             yield s, outcome, (choice.target, choice.score) if written else None
@@ -175,7 +208,10 @@ class LinkWorld:
             if written is not None and not untouched:
                 target, score = written
                 expected = after(state, target, self.kind in SINGLE)
-                problem = _compare(expected, actual, {**state.metadata, RUN_KEY: self.provenance}, score)
+                metadata = {**state.metadata, RUN_KEY: self.provenance, ASSET_KEY: str(target)}
+                if self.kind in SINGLE and state.asset_id is not None:  # replaced (overwrite): the undo's way back
+                    metadata[PREVIOUS_KEY] = str(state.asset_id)
+                problem = _compare(expected, actual, metadata, score)
             else:
                 problem = _compare(state, actual, dict(state.metadata), None, provenance=False)
             if problem:
@@ -204,6 +240,13 @@ def _same(text: str, score: float) -> bool:
         return False
 
 
+def _noise(i: int, which: str) -> dict[str, Any]:
+    """A pair of the pipeline's history that names no world's items, its sides named each way in turn."""
+    k = NOISE_BASE + 2 * i + (which == "rejected")
+    source = {"sourceExternalId": f"old-{k}"} if i % 4 >= 2 else {"sourceId": k}
+    return source | ({"targetExternalId": f"old-asset-{k}"} if i % 2 else {"targetId": k})
+
+
 def _asset(asset_id: int) -> dict[str, Any]:
     return {"id": asset_id, "externalId": f"asset-{asset_id:07d}", "name": f"Asset {asset_id}"}
 
@@ -224,6 +267,12 @@ def link_world(
     missing_targets: int = 0,
     unlinkable: int = 0,
     confirmed: int = 0,
+    rules: int = 0,
+    listed: int = 0,
+    rejected: int = 0,
+    rejected_best: int = 0,
+    noise: tuple[int, int] = (0, 0),
+    trust_rules: bool = True,
     seed: int = 7,
     min_score: float = 0.9,
     created_ms: int = CREATED_MS,
@@ -232,6 +281,7 @@ def link_world(
     resource = next((name for name, url in RESOURCE_KINDS.items() if kind in (name, url)), kind)
     counts = {"ambiguous": ambiguous, "runners_up": runners_up, "unlinkable": unlinkable}
     counts |= {"missing_sources": missing_sources, "missing_targets": missing_targets, "confirmed": confirmed}
+    counts |= {"rules": rules, "listed": listed, "rejected": rejected, "rejected_best": rejected_best}
     cases = plan(
         random.Random(seed), matches, min_score, {"below": below, "linked": linked, "conflicts": conflicts}, counts
     )
@@ -239,8 +289,11 @@ def link_world(
     source_base = max(SOURCE_BASE, sim.classic.resources[url_kind].end())
     asset_base = sim.classic.assets.end()
     world = LinkWorld(sim.project, pipeline_id, run_id, resource, url_kind, min_score, cases, source_base, asset_base)
+    world.noise, world.trust_rules = noise, trust_rules
     _populate(sim, world)
-    sim.add_pipeline(pipeline_id, source_resource=resource)
+    sim.add_pipeline(
+        pipeline_id, source_resource=resource, confirmed=world.pairs("confirmed"), rejected=world.pairs("rejected")
+    )
     sim.add_run(pipeline_id, run_id, created_ms, "Completed", steps=[Step.stream(world.stream)])
     return world
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sim.data import run_summary
+from sim.data import CREATED_MS, Lazy, materialize, run_summary
 from sim.steps import Step
 
 MAX_LIMIT = 100
@@ -42,9 +43,13 @@ class Catalog:
         schedule_interval: int | None = None,
         source_resource: str = "time_series",
         target_resource: str = "assets",
+        confirmed: Iterable[dict[str, Any]] = (),
+        rejected: Iterable[dict[str, Any]] = (),
     ) -> None:
         pipeline: dict[str, Any] = {
             "id": pipeline_id,
+            "createdTime": CREATED_MS - 86_400_000,  # required by CDF's schema: a day before the runs
+            "lastUpdatedTime": CREATED_MS - 3_600_000,
             "externalId": external_id or f"pipeline-{pipeline_id}",
             "name": name or f"Pipeline {pipeline_id}",
             "description": f"entity matching of {source_resource} to {target_resource}",
@@ -52,6 +57,11 @@ class Catalog:
             "targets": {"dataSetIds": [{"id": 2}], "resource": target_resource},
             "matchFields": [{"source": "name", "target": "name"}],
             "modelParameters": {"featureType": "bigram", "classifier": "randomforest"},
+            "confirmedMatches": confirmed if isinstance(confirmed, Lazy) else list(confirmed),
+            "rejectedMatches": rejected if isinstance(rejected, Lazy) else list(rejected),
+            "trueMatches": [],
+            "rules": [],
+            "scoreThreshold": 0.5,
         }
         if schedule_interval is not None:
             pipeline["scheduleInterval"] = schedule_interval
@@ -90,7 +100,7 @@ class Catalog:
         if offset is None:
             return Step.error(400, "Invalid cursor")
         random.Random(f"{self.seed}/{key}").shuffle(items)
-        body: dict[str, Any] = {"items": items[offset : offset + limit]}
+        body: dict[str, Any] = {"items": materialize(items[offset : offset + limit])}
         if offset + limit < len(items):
             body["nextCursor"] = _cursor(key, offset + limit)
         return Step.run(body)

@@ -13,8 +13,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 from urllib.parse import parse_qsl
 
 from sim.handler import HttpServer
@@ -147,8 +148,11 @@ class CdfSimulator(WriteSide):
         schedule_interval: int | None = None,
         source_resource: str = "time_series",
         target_resource: str = "assets",
+        confirmed: Iterable[dict[str, Any]] = (),
+        rejected: Iterable[dict[str, Any]] = (),
     ) -> None:
-        """List a pipeline under GET .../pipelines (and GET .../pipelines/{id}); `schedule_interval` in seconds."""
+        """List a pipeline under GET .../pipelines (and GET .../pipelines/{id}); `schedule_interval` in seconds;
+        `confirmed` and `rejected` its lists of pairs (a `Lazy` for a long one)."""
         with self._lock:
             self.catalog.add_pipeline(
                 pipeline_id,
@@ -157,6 +161,8 @@ class CdfSimulator(WriteSide):
                 schedule_interval=schedule_interval,
                 source_resource=source_resource,
                 target_resource=target_resource,
+                confirmed=confirmed,
+                rejected=rejected,
             )
 
     def add_run(

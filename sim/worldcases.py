@@ -17,6 +17,9 @@ from typing import Any
 FRESH, BELOW, IN_PLACE, CONFLICT, CONFIRMED, AMBIGUOUS, RUNNER_UP, UNLINKABLE, SOURCE_MISSING, TARGET_MISSING = range(
     10
 )
+RULE, LISTED, REJECTED, REJECTED_BEST = range(10, 14)
+CONFIRMED_SPELLINGS = ("previously_mapped", "previously-confirmed")  # CDF's OpenAPI's, and one seen elsewhere
+RULE_TYPE = r"rule_{}-(\d+)->asset-\1"  # as CDF names a rule match: rule_{inputPattern}->{predictPattern}
 _COUNTED = {  # link_world's counted cases, in the order they take sources
     "ambiguous": AMBIGUOUS,
     "runners_up": RUNNER_UP,
@@ -24,9 +27,14 @@ _COUNTED = {  # link_world's counted cases, in the order they take sources
     "missing_sources": SOURCE_MISSING,
     "missing_targets": TARGET_MISSING,
     "confirmed": CONFIRMED,
+    "rules": RULE,  # a rule's match: half without a score, half scored low
+    "listed": LISTED,  # a model match, scored low or not, whose pair is in confirmedMatches
+    "rejected": REJECTED,  # one match scored high whose pair is in rejectedMatches
+    "rejected_best": REJECTED_BEST,  # the best of two is rejected; the second, another target, scores high
 }
+_NAMED = (UNLINKABLE, AMBIGUOUS, CONFIRMED, LISTED, REJECTED, REJECTED_BEST)  # cases that vary by ordinal
 _FRACTIONS = {"below": BELOW, "linked": IN_PLACE, "conflicts": CONFLICT}
-_TWICE = (AMBIGUOUS, RUNNER_UP)
+_TWICE = (AMBIGUOUS, RUNNER_UP, REJECTED_BEST)
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,28 @@ class Cases:
             return None
         if second and self.codes[s] == RUNNER_UP:
             k = max(0, k - 1 - s % 50)
+        elif second and self.codes[s] == REJECTED_BEST:
+            k -= 1  # drawn a thousandth above the threshold at the least: this one links
         return k / 1000
+
+    def match_type(self, s: int, prefix: str) -> str:
+        """A source's matchType: both of CDF's confirmed spellings in turn, a rule's, else a model's."""
+        code = self.codes[s]
+        if code == CONFIRMED or (code == AMBIGUOUS and self.ordinals[s] % 2 == 1):
+            return CONFIRMED_SPELLINGS[self.ordinals[s] // 2 % 2]
+        return RULE_TYPE.format(prefix) if code == RULE else "model"
+
+    def listed(self, s: int) -> str | None:
+        """Which of the pipeline's lists names source `s`'s first match as a pair: confirmed, rejected, or none."""
+        code = self.codes[s]
+        if code == LISTED:
+            return "confirmed"
+        return "rejected" if code in (REJECTED, REJECTED_BEST) else None
+
+    def form(self, s: int) -> int:
+        """How a listed pair names its sides, in turn: 0 ids, 1 source id and target externalId, 2 the other way
+        round, 3 external ids."""
+        return self.ordinals[s] % 4
 
     def confirmed(self, s: int) -> bool:
         return self.codes[s] == CONFIRMED or (self.codes[s] == AMBIGUOUS and self.ordinals[s] % 2 == 1)
@@ -122,9 +151,9 @@ def plan(
     rng.shuffle(codes)
     scores = array("q", [0]) * n_sources
     ordinals: dict[int, int] = {}
-    seen = [0] * 10
+    seen = [0] * 14
     for s, code in enumerate(codes):
-        if code in (UNLINKABLE, AMBIGUOUS):
+        if code in _NAMED:
             ordinals[s] = seen[code]
         scores[s] = _draw(rng, code, lo, seen[code])
         seen[code] += 1
@@ -135,6 +164,8 @@ def plan(
 def _draw(rng: random.Random, code: int, lo: int, ordinal: int) -> int:
     if code == BELOW:
         return rng.randint(max(0, lo - 300), lo - 1)
-    if code == CONFIRMED:
-        return -1 if ordinal % 2 == 0 else rng.randint(0, 1000)
+    if code in (CONFIRMED, RULE, LISTED):
+        return -1 if ordinal % 2 == 0 else rng.randint(0, max(0, lo - 1))
+    if code == REJECTED_BEST:
+        return rng.randint(min(lo + 1, 1000), 1000)
     return rng.randint(max(lo, 1) if code == RUNNER_UP else lo, 1000)

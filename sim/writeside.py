@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from sim.classic import Describe, ItemState, kind_of
-from sim.data import MAX_ID
+from sim.data import MAX_ID, stream_json
 from sim.lists import Catalog
 from sim.names import Names
 from sim.steps import Request, Step
@@ -210,7 +210,7 @@ class WriteSide:
             return step
         if item is None:
             return Step.error(404, f"Pipeline not found: pipelines/{pipeline_id}")
-        return Step.run(item)
+        return Step.stream(lambda: stream_json(item))  # its lists may hold a million pairs, made as they go
 
 
 def _describe(kind: str, first: int) -> Describe:

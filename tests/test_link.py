@@ -20,6 +20,7 @@ PIPELINE, RUN = 7, 456
 SINGLE = ("time_series", "sequences")
 KINDS = ("time_series", "sequences", "files", "events")
 LINKED = "com.cognite.entitymatching.run.linked"
+RULE = r"rule_src-(\d+)->asset-\1"  # as CDF's OpenAPI names a rule's match
 
 
 def m(source: Any, target: Any, score: float | None = 0.95, kind: str = "model") -> dict[str, Any]:
@@ -42,15 +43,29 @@ ROWS: list[tuple[str, int, list[dict[str, Any]], tuple[int, ...] | None, str]] =
     ("elsewhere", 10, [m(10, 110)], (999,), "conflict"),
     ("source-gone", 11, [m(11, 111)], None, "sourceMissing"),
     ("asset-gone", 12, [m(12, 404)], (), "targetMissing"),
+    ("confirmed-as-cdf-names-it", 13, [m(13, 113, None, "previously_mapped")], (), "linked"),
+    ("confirmed-by-the-pipeline", 14, [m(14, 114, 0.3)], (), "linked"),
+    ("rule-without-score", 15, [m(15, 115, None, RULE)], (), "linked"),
+    ("rejected-high-score", 16, [m(16, 116, 0.99)], (), "rejected"),
+    ("rejected-best-then-the-next", 17, [m(17, 117, 0.99), m(17, 118, 0.95)], (), "linked"),
+    ("confirmed-beats-rule", 18, [m(18, 119, None, RULE), m(18, 120, 0.1, "previously_mapped")], (), "linked"),
 ]
 EXTRA = [m(None, 101)]  # a source without an id: unlinkable
-WRITTEN_SINGLE = {1: 101, 2: 102, 6: 108}  # what a link of a single-valued kind writes
+# What a link of a single-valued kind writes.
+WRITTEN_SINGLE = {1: 101, 2: 102, 6: 108, 13: 113, 14: 114, 15: 115, 17: 118, 18: 120}
+# The pipeline's lists, each side named by id or external id, with pairs of its history that name no source here.
+CONFIRMED = [{"sourceExternalId": "src-14", "targetId": 114}, {"sourceId": 88, "targetId": 7}]
+REJECTED = [
+    {"sourceId": 16, "targetExternalId": "asset-116"},
+    {"sourceExternalId": "src-17", "targetExternalId": "asset-117"},
+    {"sourceId": 1, "targetId": 999},
+]
 
 
 def expected(kind: str, overwrite: bool = False) -> dict[str, int]:
     """The counts of run.linked for ROWS and EXTRA."""
-    counts = dict.fromkeys(("belowThreshold", "conflict", "ambiguous", "unlinkable"), 0)
-    counts |= {"linked": 0, "sourceMissing": 0, "targetMissing": 0}
+    counts = dict.fromkeys(("belowThreshold", "conflict", "ambiguous", "rejected", "unlinkable"), 0)
+    counts |= {"linked": 0, "sourceMissing": 0, "targetMissing": 0, "reviews": 0}
     for _, _, _, _, outcome in ROWS:
         if outcome == "conflict" and (overwrite or kind not in SINGLE):
             outcome = "linked"
@@ -59,17 +74,21 @@ def expected(kind: str, overwrite: bool = False) -> dict[str, int]:
     return counts
 
 
-def build_world(sim: CdfSimulator, kind: str, pipeline: int = PIPELINE) -> None:
-    """The pipeline, its run with ROWS' matches, the sources and assets as ROWS says (asset 404 does not exist)."""
-    sim.add_pipeline(pipeline, source_resource=kind)
+def build_world(
+    sim: CdfSimulator, kind: str, pipeline: int = PIPELINE, metadata: dict[int, dict[str, str]] | None = None
+) -> None:
+    """The pipeline, its run with ROWS' matches, the sources and assets as ROWS says (asset 404 does not exist);
+    ``metadata`` for some sources."""
+    sim.add_pipeline(pipeline, source_resource=kind, confirmed=CONFIRMED, rejected=REJECTED)
     matches = [match for _, _, ms, _, _ in ROWS for match in ms] + EXTRA
     sim.set_run(pipeline, RUN, [Step.run({**run_summary("Completed", RUN), "matches": matches, "errors": []})])
-    sim.add_assets(100, 20)
+    sim.add_assets(100, 21)
     sim.add_assets(999)
     for _, source, _, links, _ in ROWS:
         if links is not None:
-            sim.add_item(kind, source, **({"asset_id": links[0]} if kind in SINGLE and links else {"asset_ids": links}))
-    for source in (3, 4, 5, 6, 7):  # present but not linked
+            state = {"asset_id": links[0]} if kind in SINGLE and links else {"asset_ids": links}
+            sim.add_item(kind, source, metadata=(metadata or {}).get(source), **state)
+    for source in (3, 4, 5, 6, 7, *range(13, 19)):  # present but not linked
         if sim.item_state(kind, source) is None:
             sim.add_item(kind, source)
 
@@ -123,7 +142,8 @@ def linked(pubsub: PubSub, topics: Topics, at_least: int = 1) -> list[Received]:
 
 
 def counts(event: Received) -> dict[str, int]:
-    names = ("linked", "belowThreshold", "conflict", "ambiguous", "unlinkable", "sourceMissing", "targetMissing")
+    names = ("linked", "belowThreshold", "conflict", "ambiguous", "rejected", "unlinkable", "sourceMissing")
+    names += ("targetMissing", "reviews")
     return {name: event.data[name] for name in names}
 
 
@@ -148,7 +168,7 @@ def test_link_each_row_of_the_table(link: Any, sim: CdfSimulator, pubsub: PubSub
     [event] = linked(pubsub, topics)
     assert counts(event) == expected(kind)
     single = kind in SINGLE
-    assert event.data["written"] == (3 if single else 4)
+    assert event.data["written"] == (8 if single else 9)
     assert (event.data["sourceResource"], event.data["targetResource"], event.data["reason"]) == (kind, "assets", None)
     states = sim.item_states(kind)
     for source, target in WRITTEN_SINGLE.items():
@@ -159,8 +179,10 @@ def test_link_each_row_of_the_table(link: Any, sim: CdfSimulator, pubsub: PubSub
     assert states[9].links() == (109,)
     assert "matchrelay:run" not in states[9].metadata  # found in place: nothing written
     assert states[10].links() == ((999,) if single else (999, 110))
-    for source in (3, 4, 5, 7):
+    for source in (3, 4, 5, 7, 16):
         assert states[source].links() == ()
+    assert states[13].metadata["matchrelay:score"] == "null"  # confirmed without a score
+    assert states[15].metadata["matchrelay:score"] == "null"  # a rule's match without one
     assert states[12].links() == ()
     assert 11 not in states
     assert event.attributes["ce-time"] == "2024-10-29T12:20:06.000Z"  # the run's statusTime
@@ -178,6 +200,66 @@ def test_link_overwrite_replaces_a_single_link(
     state = sim.item_state("time_series", 10)
     assert state is not None
     assert state.asset_id == 110
+
+
+def test_link_provenance_says_the_asset_set_and_the_one_replaced(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """Each write records the asset it set, an overwrite the asset it replaced, and a stale previous is removed."""
+    monkeypatch.setenv("LINK_OVERWRITE", "true")
+    build_world(sim, "time_series", metadata={1: {"matchrelay:previous": "5", "unit": "bar"}})
+    assert deliver(link_app().test_client(), completed()).status_code == 200
+    linked(pubsub, topics)
+    replaced, fresh = sim.item_state("time_series", 10), sim.item_state("time_series", 1)
+    assert replaced is not None
+    assert fresh is not None
+    assert (replaced.asset_id, replaced.metadata["matchrelay:asset"], replaced.metadata["matchrelay:previous"]) == (
+        110,
+        "110",
+        "999",
+    )
+    assert fresh.metadata == {
+        "unit": "bar",
+        "matchrelay:run": f"demo/{PIPELINE}/{RUN}",
+        "matchrelay:score": "0.95",
+        "matchrelay:asset": "101",
+    }
+
+
+def test_link_rules_not_trusted_need_the_score(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """With LINK_TRUST_RULES=false a rule's match without a score is below the threshold; a confirmed one still wins."""
+    monkeypatch.setenv("LINK_TRUST_RULES", "false")
+    build_world(sim, "time_series")
+    assert deliver(link_app().test_client(), completed()).status_code == 200
+    [event] = linked(pubsub, topics)
+    want = expected("time_series")
+    want["linked"] -= 1
+    want["belowThreshold"] += 1
+    assert counts(event) == want
+    assert sim.item_state("time_series", 15) == sim.item_state("time_series", 16)  # neither linked
+    state = sim.item_state("time_series", 18)
+    assert state is not None
+    assert state.asset_id == 120
+
+
+def test_link_redelivered_after_a_person_rejected_a_linked_pair_leaves_it(
+    link: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics
+) -> None:
+    """A pair rejected after the link wrote it: the redelivery counts it rejected and neither writes nor unlinks it."""
+    build_world(sim, "time_series")
+    message = completed()
+    assert deliver(link, message).status_code == 200
+    [first] = linked(pubsub, topics)
+    before, writes = sim.item_states("time_series"), len(sim.writes())
+    sim.catalog.pipelines[PIPELINE]["rejectedMatches"].append({"sourceExternalId": "src-1", "targetId": 101})
+    assert deliver(link, message).status_code == 200
+    [again] = linked(pubsub, topics)
+    assert (again.data["rejected"], again.data["linked"]) == (first.data["rejected"] + 1, first.data["linked"] - 1)
+    assert sim.item_states("time_series") == before
+    assert {item["id"] for write in sim.writes()[writes:] for item in write.items or []} == {12}  # asset 404 again
+    assert again.attributes["ce-id"] != first.attributes["ce-id"]
 
 
 @pytest.mark.parametrize("kind", ["time_series", "files"])
@@ -216,7 +298,7 @@ def test_link_dry_run_writes_nothing_and_counts_as_the_real_run(
     monkeypatch.setenv("LINK_DRY_RUN", "false")
     assert deliver(link_app().test_client(), completed()).status_code == 200
     [real] = linked(pubsub, topics)
-    assert (dry.data["dryRun"], dry.data["written"], real.data["dryRun"], real.data["written"]) == (True, 0, False, 4)
+    assert (dry.data["dryRun"], dry.data["written"], real.data["dryRun"], real.data["written"]) == (True, 0, False, 9)
     assert counts(dry) == counts(real) == expected("files")
     assert dry.attributes["ce-id"] != real.attributes["ce-id"]
 
@@ -231,7 +313,7 @@ def test_link_summary_line_names_every_count(
     [line] = summaries(capfd.readouterr().out)
     linked(pubsub, topics)
     assert line["severity"] == "INFO"
-    assert (line["outcome"], line["reason"], line["dryRun"], line["written"]) == ("linked", None, False, 4)
+    assert (line["outcome"], line["reason"], line["dryRun"], line["written"]) == ("linked", None, False, 9)
     assert {k: line[k] for k in expected("events")} == expected("events")
     assert (line["project"], line["pipelineId"], line["runId"]) == ("demo", PIPELINE, RUN)
 

@@ -36,7 +36,16 @@ PIPELINE, RUN = 7, 700
 LINKED = "com.cognite.entitymatching.run.linked"
 COMPLETED_FILTER = 'attributes.ce-type = "com.cognite.entitymatching.run.completed"'
 TIMEOUT_S = 5.0
-OUTCOMES = ("linked", "belowThreshold", "conflict", "ambiguous", "unlinkable", "sourceMissing", "targetMissing")
+OUTCOMES = (
+    "linked",
+    "belowThreshold",
+    "conflict",
+    "ambiguous",
+    "rejected",
+    "unlinkable",
+    "sourceMissing",
+    "targetMissing",
+)
 DEFAULT_SHAPE: dict[str, Any] = {"linked": 0.1, "conflicts": 0.05, "confirmed": 10, "ambiguous": 5, "runners_up": 5}
 DEFAULT_SHAPE |= {"unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
 

@@ -128,9 +128,11 @@ def test_link_events_run_linked_attributes_and_data() -> None:
         "belowThreshold": 0,
         "conflict": 1,
         "ambiguous": 0,
+        "rejected": 0,
         "unlinkable": 0,
         "sourceMissing": 0,
         "targetMissing": 0,
+        "reviews": 0,
         "written": 2,
     }
     without_written = {k: v for k, v in data.items() if k != "written"}

@@ -48,7 +48,16 @@ def counts_of(event: Any) -> dict[str, int]:
 
 
 def world_counts_names() -> set[str]:
-    return {"linked", "belowThreshold", "conflict", "ambiguous", "unlinkable", "sourceMissing", "targetMissing"}
+    return {
+        "linked",
+        "belowThreshold",
+        "conflict",
+        "ambiguous",
+        "rejected",
+        "unlinkable",
+        "sourceMissing",
+        "targetMissing",
+    }
 
 
 def expected_counts(w: LinkWorld) -> dict[str, int]:

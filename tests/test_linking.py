@@ -28,16 +28,19 @@ from handlers.core.linking import (
     links_of,
     resource_of,
 )
+from handlers.core.linking import REJECTED as REJECTED_
+from handlers.core.pairs import CONFIRMED, REJECTED, Pairs
 from handlers.core.updates import UpdateItems, provenance, update_item
 
 MIN = 0.9
 
 
-def match(source: Any = 1, target: Any = 100, score: Any = 0.95, kind: str | None = "model") -> dict[str, Any]:
-    """A match as CDF gives it; ``None`` for ``source`` or ``target`` leaves out its id."""
+def match(source: Any = 1, target: Any = 100, score: Any = 0.95, kind: Any = "model") -> dict[str, Any]:
+    """A match as CDF gives it, each side with an externalId (``s-1``, ``t-100``); ``None`` for ``source`` or
+    ``target`` leaves out its id."""
     body: dict[str, Any] = {
-        "source": {"name": "s"} if source is None else {"id": source},
-        "target": {"name": "t"} if target is None else {"id": target},
+        "source": {"name": "s"} if source is None else {"id": source, "externalId": f"s-{source}"},
+        "target": {"name": "t"} if target is None else {"id": target, "externalId": f"t-{target}"},
         "score": score,
     }
     if kind is not None:
@@ -45,9 +48,18 @@ def match(source: Any = 1, target: Any = 100, score: Any = 0.95, kind: str | Non
     return body
 
 
-def outcome(*matches: dict[str, Any]) -> str | tuple[int, float | None]:
+def pairs(confirmed: list[dict[str, Any]], rejected: list[dict[str, Any]]) -> Pairs:
+    found = Pairs()
+    found.add(confirmed, CONFIRMED)
+    found.add(rejected, REJECTED)
+    return found
+
+
+def outcome(
+    *matches: dict[str, Any], lists: Pairs | None = None, trust_rules: bool = True
+) -> str | tuple[int, float | None]:
     """The decision for source 1 (or the only source): an outcome, or the (target, score) linked."""
-    candidates = Candidates()
+    candidates = Candidates(lists, trust_rules)
     for i, m in enumerate(matches):
         candidates.add(m, i)
     plan = candidates.plan(MIN)
@@ -56,7 +68,8 @@ def outcome(*matches: dict[str, Any]) -> str | tuple[int, float | None]:
         return link.target, link.score
     decided = {k: v for k, v in plan.counts.data().items() if v}
     assert list(decided.values()) == [1], decided
-    return {"unlinkable": UNLINKABLE, "belowThreshold": BELOW_THRESHOLD, "ambiguous": AMBIGUOUS}[next(iter(decided))]
+    names = {"unlinkable": UNLINKABLE, "belowThreshold": BELOW_THRESHOLD, "ambiguous": AMBIGUOUS, "rejected": REJECTED_}
+    return names[next(iter(decided))]
 
 
 DECISIONS = [
@@ -70,7 +83,27 @@ DECISIONS = [
     pytest.param([match(score=None, kind="previously-confirmed")], (100, None), id="confirmed-without-score"),
     pytest.param([match(score=0.9)], (100, 0.9), id="score-at-threshold"),
     pytest.param([match(score=1)], (100, 1.0), id="score-above-threshold-integer"),
-    pytest.param([match(score=0.95, kind="rule-x")], (100, 0.95), id="other-match-type-by-score"),
+    pytest.param([match(score=0.95, kind="heuristic")], (100, 0.95), id="other-match-type-by-score"),
+    pytest.param([match(score=0.5, kind="heuristic")], BELOW_THRESHOLD, id="other-match-type-below"),
+    pytest.param([match(score=None, kind="previously_mapped")], (100, None), id="confirmed-as-cdf-openapi-names-it"),
+    pytest.param([match(score=0.1, kind="rule_s-(\\d+)->t-\\1")], (100, 0.1), id="rule-links-whatever-score"),
+    pytest.param([match(score=None, kind="rule")], (100, None), id="rule-without-score"),
+    pytest.param([match(score=0.5, kind="Rule_x")], BELOW_THRESHOLD, id="rule-prefix-is-case-sensitive"),
+    pytest.param(
+        [match(target=100, score=0.99), match(target=200, score=None, kind="rule_a->b")],
+        (200, None),
+        id="rule-beats-score",
+    ),
+    pytest.param(
+        [match(target=100, kind="rule_a->b"), match(target=200, score=0.1, kind="previously_mapped")],
+        (200, 0.1),
+        id="confirmed-beats-rule",
+    ),
+    pytest.param(
+        [match(target=100, kind="rule_a->b"), match(target=200, score=0.3, kind="rule_c->d")],
+        AMBIGUOUS,
+        id="two-rules-different-targets",
+    ),
     pytest.param([match(score=0.8999)], BELOW_THRESHOLD, id="score-below"),
     pytest.param([match(score=None)], BELOW_THRESHOLD, id="no-score"),
     pytest.param([match(score="0.99")], BELOW_THRESHOLD, id="score-a-string"),
@@ -103,6 +136,85 @@ DECISIONS = [
 def test_linking_decision_table(matches: list[dict[str, Any]], expected: Any) -> None:
     """Each row of section 8's decision table gives its outcome for the source's best match."""
     assert outcome(*matches) == expected
+
+
+# The pipeline's lists: (confirmed, rejected) pairs, each side by id or external id, and the outcome for source 1.
+LISTED = [
+    pytest.param([{"sourceId": 1, "targetId": 100}], [], [match(score=0.2)], (100, 0.2), id="confirmed-by-ids"),
+    pytest.param([{"sourceExternalId": "s-1", "targetId": 100}], [], [match(score=None)], (100, None), id="ext-id"),
+    pytest.param([{"sourceId": 1, "targetExternalId": "t-100"}], [], [match(score=0.2)], (100, 0.2), id="id-ext"),
+    pytest.param(
+        [{"sourceExternalId": "s-1", "targetExternalId": "t-100"}], [], [match(score=0.2)], (100, 0.2), id="ext-ext"
+    ),
+    pytest.param([{"sourceId": 1, "targetId": 101}], [], [match(score=0.2)], BELOW_THRESHOLD, id="another-target"),
+    pytest.param([{"sourceId": 2, "targetId": 100}], [], [match(score=0.2)], BELOW_THRESHOLD, id="another-source"),
+    pytest.param([], [{"sourceId": 1, "targetId": 100}], [match(score=0.99)], REJECTED_, id="rejected-high-score"),
+    pytest.param(
+        [],
+        [{"sourceExternalId": "s-1", "targetExternalId": "t-100"}],
+        [match(kind="previously_mapped")],
+        REJECTED_,
+        id="rejected-beats-confirmed-type",
+    ),
+    pytest.param(
+        [{"sourceId": 1, "targetId": 100}],
+        [{"sourceId": 1, "targetId": 100}],
+        [match()],
+        REJECTED_,
+        id="in-both-lists-rejected",
+    ),
+    pytest.param(
+        [],
+        [{"sourceId": 1, "targetId": 100}],
+        [match(target=100, score=0.99), match(target=200, score=0.95)],
+        (200, 0.95),
+        id="rejected-best-then-the-next",
+    ),
+    pytest.param(
+        [],
+        [{"sourceId": 1, "targetId": 100}],
+        [match(target=100, score=0.99), match(target=200, score=0.5)],
+        BELOW_THRESHOLD,
+        id="rejected-best-next-below",
+    ),
+    pytest.param(
+        [],
+        [{"sourceId": 1, "targetId": 100}, {"sourceId": 1, "targetExternalId": "t-200"}],
+        [match(target=100), match(target=200, kind="rule_a->b")],
+        REJECTED_,
+        id="every-match-rejected",
+    ),
+    pytest.param(
+        [],
+        [{"sourceId": 1, "targetExternalId": "t-None"}],
+        [match(target=None)],
+        UNLINKABLE,
+        id="a-target-without-externalId-is-no-pair",
+    ),
+    pytest.param(
+        [{"sourceId": 1, "targetId": 200}],
+        [],
+        [match(target=100, kind="previously-confirmed"), match(target=200)],
+        AMBIGUOUS,
+        id="confirmed-type-ties-listed-pair",
+    ),
+    pytest.param(["x", {"sourceId": 1}, {"targetId": 100}], [None], [match(score=0.2)], BELOW_THRESHOLD, id="junk"),
+]
+
+
+@pytest.mark.parametrize(("confirmed", "rejected", "matches", "expected"), LISTED)
+def test_linking_decision_takes_the_pipelines_lists(
+    confirmed: list[Any], rejected: list[Any], matches: list[dict[str, Any]], expected: Any
+) -> None:
+    """A pair of confirmedMatches links whatever its score; one of rejectedMatches is dropped before anything else."""
+    assert outcome(*matches, lists=pairs(confirmed, rejected)) == expected
+
+
+def test_linking_rules_not_trusted_are_model_matches() -> None:
+    """With LINK_TRUST_RULES=false a rule's match needs the score; a confirmed one still links without."""
+    assert outcome(match(score=0.5, kind="rule_a->b"), trust_rules=False) == BELOW_THRESHOLD
+    assert outcome(match(score=0.95, kind="rule_a->b"), trust_rules=False) == (100, 0.95)
+    assert outcome(match(score=None, kind="previously_mapped"), trust_rules=False) == (100, None)
 
 
 SINGLE, LIST = RESOURCES["time_series"], RESOURCES["files"]
@@ -142,8 +254,15 @@ def test_linking_update_item_per_resource_kind(name: str, path: str, change: dic
     assert resource is not None
     assert resource.path == path
     item = update_item(LINK, resource, "demo/7/456")
-    metadata = {"add": {"matchrelay:run": "demo/7/456", "matchrelay:score": "0.95"}}
-    assert item == {"id": 1, "update": {**change, "metadata": metadata}}
+    added = {"matchrelay:run": "demo/7/456", "matchrelay:score": "0.95", "matchrelay:asset": "100"}
+    assert item == {"id": 1, "update": {**change, "metadata": {"add": added, "remove": ["matchrelay:previous"]}}}
+
+
+def test_linking_update_item_of_an_overwrite_names_the_asset_replaced() -> None:
+    """A write that replaces an asset records it as matchrelay:previous and removes nothing."""
+    item = update_item(LINK._replace(previous=7), RESOURCES["time_series"], "demo/7/456")
+    added = {"matchrelay:run": "demo/7/456", "matchrelay:score": "0.95", "matchrelay:asset": "100"}
+    assert item["update"]["metadata"] == {"add": added | {"matchrelay:previous": "7"}}
 
 
 @pytest.mark.parametrize(
@@ -187,8 +306,9 @@ def test_linking_unsupported_resources(source: Any, target: Any) -> None:
 
 @pytest.mark.parametrize(("score", "text"), [(0.93, "0.93"), (1.0, "1.0"), (None, "null")])
 def test_linking_provenance_score_text(score: float | None, text: str) -> None:
-    """The provenance names the run and gives the score in JSON's notation."""
-    assert provenance("demo/1/2", score) == {"matchrelay:run": "demo/1/2", "matchrelay:score": text}
+    """The provenance names the run, gives the score in JSON's notation and the asset in decimal."""
+    expected = {"matchrelay:run": "demo/1/2", "matchrelay:score": text, "matchrelay:asset": "9001"}
+    assert provenance("demo/1/2", score, 9001) == expected
 
 
 def test_linking_plan_orders_by_source_and_counts_each_source_once() -> None:
@@ -239,16 +359,38 @@ def test_linking_counts_data_names() -> None:
         "belowThreshold": 0,
         "conflict": 0,
         "ambiguous": 0,
+        "rejected": 0,
         "unlinkable": 0,
         "sourceMissing": 1,
         "targetMissing": 0,
+        "reviews": 0,
         "written": 0,
     }
 
 
-def one_at_a_time(matches: list[dict[str, Any]], min_score: float) -> tuple[list[Link], Counts]:
+def is_pair(m: dict[str, Any], pair: Any) -> bool:
+    """Whether match ``m`` is ``pair``, each side named by id or external id (the id when both are given)."""
+    if not isinstance(pair, dict):
+        return False
+    for side, by_id, by_ext in (("source", "sourceId", "sourceExternalId"), ("target", "targetId", "targetExternalId")):
+        value = pair.get(by_id)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            key, wanted = "id", value
+        elif isinstance(pair.get(by_ext), str):
+            key, wanted = "externalId", pair[by_ext]
+        else:
+            return False
+        found = m[side].get(key)
+        if found != wanted or isinstance(found, bool):
+            return False
+    return True
+
+
+def one_at_a_time(
+    matches: list[dict[str, Any]], min_score: float, lists: tuple[list[Any], list[Any]] = ([], []), trust: bool = True
+) -> tuple[list[Link], Counts]:
     """Section 8's rules applied as each match arrives, one dict entry per source: what the compact store replays."""
-    best: dict[int, list[Any]] = {}  # source: [rank, target, score, confirmed, ambiguous]
+    best: dict[int, list[Any]] = {}  # source: [rank, target, score, trusted, ambiguous]
     counts = Counts()
     for m in matches:
         source, target = m["source"].get("id"), m["target"].get("id")
@@ -256,23 +398,38 @@ def one_at_a_time(matches: list[dict[str, Any]], min_score: float) -> tuple[list
             counts.unlinkable += 1
             continue
         target = target if isinstance(target, int) and not isinstance(target, bool) and target >= 1 else None
-        confirmed, score = m.get("matchType") == "previously-confirmed", m.get("score")
+        kind, score = m.get("matchType"), m.get("score")
         score = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
-        rank = (1, 0.0) if confirmed else (0, -math.inf if score is None else score)
+        if any(is_pair(m, p) for p in lists[1]):
+            rank = (0, 0.0)
+        elif kind in ("previously_mapped", "previously-confirmed") or any(is_pair(m, p) for p in lists[0]):
+            rank = (3, 0.0)
+        elif trust and isinstance(kind, str) and kind.startswith("rule"):
+            rank = (2, 0.0)
+        else:
+            rank = (1, -math.inf if score is None else score)
         current = best.get(source)
         if current is None or rank > current[0]:
-            best[source] = [rank, target, score, confirmed, False]
+            best[source] = [rank, target, score, rank[0] >= 2, False]
         elif rank == current[0] and target != current[1]:
             current[4] = True
     links = []
     for source in sorted(best):
-        _, target, score, confirmed, ambiguous = best[source]
-        outcome = decide(target, score, confirmed, ambiguous, min_score)
+        rank, target, score, trusted, ambiguous = best[source]
+        outcome = decide(target, score, trusted, ambiguous, min_score, rank[0] == 0)
         if outcome == "link":
-            links.append(Link(source, target, score, confirmed))
+            links.append(Link(source, target, score, trusted))
         else:
             counts.add(outcome)
     return links, counts
+
+
+KINDS_OF_MATCH = ["model", "previously-confirmed", "previously_mapped", "rule_a->b", "rule", None, 7, "", "Model"]
+
+
+def open_text(rng: random.Random) -> str:
+    """A matchType of any text, near the ones that mean something."""
+    return "".join(rng.choice("rule_-> previously") for _ in range(rng.randint(0, 9)))
 
 
 def random_matches(rng: random.Random, n: int, sources: int) -> list[dict[str, Any]]:
@@ -283,10 +440,21 @@ def random_matches(rng: random.Random, n: int, sources: int) -> list[dict[str, A
             rng.choice(ids),
             rng.choice([*range(100, 104), None]),
             rng.choice([0.5, 0.9, 0.95, 1, None, "0.99", -0.0]),
-            rng.choice(["model", "previously-confirmed", None]),
+            rng.choice([*KINDS_OF_MATCH, open_text(rng)]),
         )
         for _ in range(n)
     ]
+
+
+def random_lists(rng: random.Random, sources: int) -> tuple[list[Any], list[Any]]:
+    """Confirmed and rejected pairs over the same few sources and targets, each side by id or external id."""
+
+    def pair() -> dict[str, Any]:
+        s, t = rng.randint(1, sources), rng.choice(range(100, 104))
+        by_source = {"sourceId": s} if rng.random() < 0.5 else {"sourceExternalId": f"s-{s}"}
+        return by_source | ({"targetId": t} if rng.random() < 0.5 else {"targetExternalId": f"t-{t}"})
+
+    return [pair() for _ in range(rng.randint(0, 6))], [pair() for _ in range(rng.randint(0, 6))]
 
 
 def ascending_matches(rng: random.Random, n: int, then_below: bool) -> list[dict[str, Any]]:
@@ -307,23 +475,24 @@ def ascending_matches(rng: random.Random, n: int, then_below: bool) -> list[dict
 def test_linking_compact_store_decides_as_one_match_at_a_time(
     monkeypatch: pytest.MonkeyPatch, pending: int, seed: int, order: str
 ) -> None:
-    """However often the store reduces its pending matches, in whatever batches and order they come, its plan is
-    that of deciding one match at a time."""
+    """However often the store reduces its pending matches, in whatever batches and order they come, whatever their
+    matchType (open text) and the pipeline's lists, its plan is that of deciding one match at a time."""
     monkeypatch.setattr(candidates, "MIN_PENDING", pending)
     rng = random.Random(seed)
     if order == "any":
         matches = random_matches(rng, rng.randint(0, 400), rng.choice([1, 5, 40, 300]))
     else:
         matches = ascending_matches(rng, rng.randint(0, 400), order != "ascending")
-    store, read = Candidates(), 0
+    lists, trust = random_lists(rng, 40), rng.random() < 0.7
+    store, read = Candidates(pairs(*lists), trust), 0
     while read < len(matches):
         batch = matches[read : read + rng.randint(1, 50)]
         store.extend(batch, read)
         read += len(batch)
     plan = store.plan(MIN)
-    links, counts = one_at_a_time(matches, MIN)
-    assert [(x.source, x.target, x.score, x.confirmed) for x in plan] == [
-        (x.source, x.target, x.score, x.confirmed) for x in links
+    links, counts = one_at_a_time(matches, MIN, lists, trust)
+    assert [(x.source, x.target, x.score, x.trusted) for x in plan] == [
+        (x.source, x.target, x.score, x.trusted) for x in links
     ]
     assert plan.counts == counts
 
@@ -332,10 +501,11 @@ def test_linking_compact_store_decides_as_one_match_at_a_time(
 @pytest.mark.parametrize("name", sorted(RESOURCES))
 def test_linking_update_bytes_are_the_update_item(name: str, score: float | None) -> None:
     """The bytes sent are the JSON of update_item, the score written as json.dumps writes it."""
-    link, run = Link(12, 34, score, score is None), 'de%mo"/7/456'
-    sent = json.loads(UpdateItems(RESOURCES[name], run).item(link))
-    assert sent == update_item(link, RESOURCES[name], run)
-    assert sent["update"]["metadata"]["add"]["matchrelay:score"] == json.dumps(score)
+    run = 'de%mo"/7/456'
+    for link in (Link(12, 34, score, score is None), Link(12, 34, score, False, 56)):
+        sent = json.loads(UpdateItems(RESOURCES[name], run).item(link))
+        assert sent == update_item(link, RESOURCES[name], run)
+        assert sent["update"]["metadata"]["add"]["matchrelay:score"] == json.dumps(score)
 
 
 def test_linking_update_items_keep_each_score_text_across_chunks() -> None:

@@ -27,14 +27,14 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
 from handlers.cdf.answers import by_id, glance, missing_ids
-from handlers.cdf.httpio import describe, httpx_errors, json_object, raise_if_transient, request_timeout
+from handlers.cdf.httpio import chunks, describe, httpx_errors, json_object, raise_if_transient, request_timeout
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
@@ -95,10 +95,12 @@ class Resources:
         self._backoff = Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s)
         self._http, self._tokens, self._clock, self._wall = http, tokens, clock, wall
 
-    def pipeline(self, project: str, pipeline_id: int, deadline: Deadline) -> dict[str, Any]:
-        """The pipeline, with ``sources.resource`` and ``targets.resource``; 404 is ``RunNotFound``."""
+    def pipeline(self, project: str, pipeline_id: int, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
+        """What ``read`` makes of the pipeline's body as it arrives (a pipeline may hold a million pairs in its
+        lists, so it is not parsed whole here); read again from the start after a transient failure. 404 is
+        ``RunNotFound``."""
         url = f"{self._base}/{project}/context/entitymatching/pipelines/{pipeline_id}"
-        return self._retried(lambda: self._call("GET", url, None, deadline, "CDF has no such pipeline"), deadline)
+        return self._retried(lambda: self._read(url, deadline, read), deadline)
 
     def by_ids(self, project: str, path: str, ids: Sequence[int], deadline: Deadline) -> dict[int, dict[str, Any]]:
         """The items of ``path`` (``timeseries``, ``assets``, ...) among ``ids`` that exist, by id (at most 1000)."""
@@ -198,6 +200,29 @@ class Resources:
                 return self._ok(response, not_found, whole)
             self._tokens.refused(token, fresh, deadline, describe(response, "CDF refused the token"))
 
+    def _read(self, url: str, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
+        """One GET whose 200 body goes to ``read`` as it arrives; a 401 as in ``_call``."""
+        while True:
+            token, fresh = self._tokens.get(deadline=deadline)
+            timeout = request_timeout(deadline, self._http_timeout)
+            with httpx_errors("CDF"), self._http.stream("GET", url, headers=self._headers(token), timeout=timeout) as r:
+                if r.status_code == 200:
+                    self._tokens.accepted(deadline)
+                    return read(chunks(r))
+                r.read()
+            if r.status_code != 401:
+                self._tokens.accepted(deadline)
+                self._ok(r, "CDF has no such pipeline")
+            self._tokens.refused(token, fresh, deadline, describe(r, "CDF refused the token"))
+
+    def _headers(self, token: str, body: bool = False) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        if body:
+            headers["Content-Type"] = "application/json"
+        if self._version:
+            headers["cdf-version"] = self._version
+        return headers
+
     def _send(
         self,
         method: str,
@@ -207,11 +232,7 @@ class Resources:
         deadline: Deadline,
         turn: Turn | None = None,
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self._version:
-            headers["cdf-version"] = self._version
+        headers = self._headers(token, body is not None)
         timeout, started = request_timeout(deadline, self._http_timeout), time.monotonic()
         with httpx_errors("CDF"):
             try:

@@ -40,6 +40,7 @@ import orjson
 
 from handlers.cdf.results import ARRAYS, NEEDED
 from handlers.core.errors import MalformedResponse
+from handlers.core.pairs import CONFIRMED, REJECTED, Pairs
 
 _INK = re.compile(r"[^ \t\n\r]")  # JSON's whitespace is these four
 _NEAR_END = 64  # a scanner error this close to the text's end may be an item cut by the chunk's end
@@ -66,6 +67,7 @@ def _double(text: str) -> float:
 
 
 _INT64 = 2**63 - 1
+PAIR_LISTS = {"confirmedMatches": CONFIRMED, "rejectedMatches": REJECTED, "trueMatches": 0}  # a pipeline's
 _ITEM = json.JSONDecoder(parse_constant=_not_a_number).raw_decode
 _ITEM_SCAN = make_scanner(cast(Any, json.JSONDecoder(parse_constant=_not_a_number)))  # raw_decode without its frame
 # The run's own fields are read with the relay's number ranges, so the link never reports a run the relay refuses.
@@ -73,10 +75,14 @@ _FIELD = json.JSONDecoder(parse_constant=_not_a_number, parse_int=_int64, parse_
 
 
 class RunMatches:
-    """One results body, read once, front to back: ``header()``, then ``matches()``."""
+    """One results body, read once, front to back: ``header()``, then ``matches()``.
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    ``arrays`` names the top-level lists read in slabs; a pipeline's body is read the same way for its lists of
+    pairs (``lists``), so a million pairs never stand as one parsed document."""
+
+    def __init__(self, chunks: Iterable[bytes], arrays: tuple[str, ...] = ARRAYS) -> None:
         self.fields: dict[str, Any] = {}
+        self._arrays = arrays
         self._chunks = iter(chunks)
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._text, self._pos, self._end = "", 0, False
@@ -114,7 +120,19 @@ class RunMatches:
                 self.fields[key] = value
             elif key == "matches":
                 yield value
-        for key in ARRAYS:
+        self._lists_checked()
+
+    def lists(self) -> Iterator[tuple[str, list[Any]]]:
+        """Every item of the ``arrays`` as ``(array, [item, ...])`` in body order, the other fields kept."""
+        for kind, key, value in self._top:
+            if kind == "field":
+                self.fields[key] = value
+            else:
+                yield key, value
+        self._lists_checked()
+
+    def _lists_checked(self) -> None:
+        for key in self._arrays:
             if self.fields.get(key) is not None and not isinstance(self.fields[key], list):
                 raise MalformedResponse(f"CDF answered {key} that is not a list")
 
@@ -133,7 +151,7 @@ class RunMatches:
                 if self._peek() != ":":
                     self._fail("expecting ':'")
                 self._pos += 1
-                if key in ARRAYS and self._peek() == "[":
+                if key in self._arrays and self._peek() == "[":
                     self._pos += 1
                     yield from self._items(key)
                 else:
@@ -250,3 +268,13 @@ class RunMatches:
 
     def _fail(self, reason: str) -> NoReturn:
         raise MalformedResponse(f"CDF answered a body that is not JSON ({reason[:80]})")
+
+
+def read_pipeline(chunks: Iterable[bytes]) -> tuple[dict[str, Any], Pairs]:
+    """A pipeline's body: its fields, and its ``confirmedMatches`` and ``rejectedMatches`` held compactly. Its
+    ``trueMatches`` (up to two million pairs, which the link does not use) are read past a slab at a time."""
+    body, pairs = RunMatches(chunks, tuple(PAIR_LISTS)), Pairs()
+    for key, batch in body.lists():
+        if PAIR_LISTS[key]:
+            pairs.add(batch, PAIR_LISTS[key])
+    return body.fields, pairs

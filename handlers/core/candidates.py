@@ -10,8 +10,11 @@ large as the reduced one (and at least ``MIN_PENDING``), both are reduced
 together to one best match per source, ascending by source id. Memory therefore
 grows with the sources, not with the matches. The reduction replays, source by
 source and in stream order, exactly what reading the matches one by one decides
-(``handlers.core.linking.decide`` has the rules): the first best stays best, a
-better one replaces it, another target at the same rank makes it ambiguous.
+(``handlers.core.linking`` has the rules: ``kind_of``, ``rank``, ``decide``): the
+first best stays best, a better one replaces it, another target at the same rank
+makes it ambiguous. What each match is (confirmed, a rule match, rejected by the
+pipeline's lists) is settled as it is appended, so the lists are asked once a
+match (``handlers.core.pairs``).
 """
 
 from __future__ import annotations
@@ -24,19 +27,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers.core.errors import MalformedResponse
-from handlers.core.linking import BELOW_THRESHOLD, CONFIRMED, LINK, MAX_ITEMS, Counts, Link, decide
+from handlers.core.linking import (
+    BELOW_THRESHOLD,
+    DROPPED,
+    LINK,
+    MAX_ITEMS,
+    TRUSTED,
+    Counts,
+    Link,
+    decide,
+    kind_of,
+    rank,
+)
 from handlers.core.models import MAX_ID
+from handlers.core.pairs import Pairs
 
 MIN_PENDING = 1 << 20  # matches appended between reductions, at the least: one reduction for most runs
 _NONE = 0  # a target without an integer id (CDF's ids start at 1)
-_CONFIRMED, _AMBIGUOUS = 1, 2  # flag bits
-_INF = math.inf
+_KIND, _AMBIGUOUS = 7, 8  # flag bits: the match's kind (``kind_of``), and a tie with another target
 
 
 class Candidates:
     """The best match of each source of a run, fed one match at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, pairs: Pairs | None = None, trust_rules: bool = True) -> None:
+        self._pairs = pairs if pairs else None  # the pipeline's confirmed and rejected pairs, when it has any
+        self._trust_rules = trust_rules
         self.without_source = 0  # matches whose source has no integer id: unlinkable, one count each
         self._reduced = 0  # the first _reduced entries are one per source, ascending; the rest are pending
         self._sources, self._targets, self._scores = array("q"), array("q"), array("d")  # a NaN score: none
@@ -58,17 +74,16 @@ class Candidates:
         the documented shape. One loop over a batch, with its appends looked up once: this runs for every match."""
         sources, targets, scores, flags = self._sources, self._targets, self._scores, self._flags
         add_source, add_target, add_score, add_flag = sources.append, targets.append, scores.append, flags.append
-        nan, last = math.nan, self._last
+        nan, last, pairs, trust = math.nan, self._last, self._pairs, self._trust_rules
         for index, match in enumerate(matches, first):
             if type(match) is not dict:
                 raise MalformedResponse(f"CDF answered a match {index} that is not of the documented shape")
-            source = match.get("source")
-            source = source.get("id") if type(source) is dict else None
+            named, to = match.get("source"), match.get("target")
+            source = named.get("id") if type(named) is dict else None
             if not (type(source) is int and 0 < source <= MAX_ID):
                 self.without_source += 1
                 continue
-            target = match.get("target")
-            target = target.get("id") if type(target) is dict else None
+            target = to.get("id") if type(to) is dict else None
             score = match.get("score")
             if type(score) is int:
                 score = float(score) if -1e308 < score < 1e308 else nan
@@ -77,7 +92,8 @@ class Candidates:
             add_source(source)
             add_target(target if type(target) is int and 0 < target <= MAX_ID else _NONE)
             add_score(score)
-            add_flag(_CONFIRMED if match.get("matchType") == CONFIRMED else 0)
+            match_type, listed = match.get("matchType"), 0 if pairs is None else pairs.of(named, to)
+            add_flag(0 if match_type == "model" and not listed else kind_of(match_type, listed, trust))
             last = source if last and source > last else 0  # -1 is true and below every source
         self._last = last
         if len(sources) >= self._limit:
@@ -89,16 +105,17 @@ class Candidates:
         plan, others, below = Plan(Counts(unlinkable=self.without_source)), Counter[str](), 0
         add = plan.appender()
         for source, target, score, flag in zip(self._sources, self._targets, self._scores, self._flags, strict=True):
-            if not flag and target:  # most sources: neither confirmed nor tied, with a target, so the score decides
+            if not flag and target:  # most sources: a model match, not tied, with a target, so the score decides
                 if score >= min_score:  # a NaN score (none) is not
                     add(source, target, score, False)
                 else:
                     below += 1
                 continue
-            confirmed, ambiguous = bool(flag & _CONFIRMED), bool(flag & _AMBIGUOUS)
-            outcome = decide(target or None, None if score != score else score, confirmed, ambiguous, min_score)
+            kind, ambiguous = flag & _KIND, bool(flag & _AMBIGUOUS)
+            trusted, dropped = bool(kind & TRUSTED), bool(kind & DROPPED)
+            outcome = decide(target or None, None if score != score else score, trusted, ambiguous, min_score, dropped)
             if outcome == LINK:
-                add(source, target, score, confirmed)
+                add(source, target, score, trusted)
             else:
                 others[outcome] += 1
         others[BELOW_THRESHOLD] += below
@@ -136,18 +153,18 @@ def _best_of_each(
 ) -> tuple[array[int], array[int], array[float], bytearray]:
     """Entries sorted by source (stably), reduced to one per source, as reading its matches one by one decides."""
     out_s, out_t, out_c, out_f = array("q"), array("q"), array("d"), bytearray()
-    previous, best_rank = -1, -_INF
+    previous, best_rank = -1, (0, 0.0)
     for source, target, score, flag in zip(sources, targets, scores, flags, strict=True):
-        rank = _INF if flag & _CONFIRMED else (score if score == score else -_INF)
+        ranked = rank(flag & _KIND, score)
         if source != previous:
             out_s.append(source)
             out_t.append(target)
             out_c.append(score)
             out_f.append(flag)
-            previous, best_rank = source, rank
-        elif rank > best_rank:
-            out_t[-1], out_c[-1], out_f[-1], best_rank = target, score, flag & _CONFIRMED, rank
-        elif rank == best_rank and target != out_t[-1]:
+            previous, best_rank = source, ranked
+        elif ranked > best_rank:
+            out_t[-1], out_c[-1], out_f[-1], best_rank = target, score, flag & _KIND, ranked
+        elif ranked == best_rank and target != out_t[-1]:
             out_f[-1] |= _AMBIGUOUS
     return out_s, out_t, out_c, out_f
 
@@ -160,26 +177,26 @@ class Plan:
 
     def __post_init__(self) -> None:
         self._sources, self._targets, self._scores = array("q"), array("q"), array("d")
-        self._confirmed = bytearray()
+        self._trusted = bytearray()
 
-    def add(self, source: int, target: int, score: float, confirmed: bool) -> None:
+    def add(self, source: int, target: int, score: float, trusted: bool) -> None:
         """A link to make (``score`` NaN: none); sources are added ascending."""
-        self.appender()(source, target, score, confirmed)
+        self.appender()(source, target, score, trusted)
 
     def appender(self) -> Callable[[int, int, float, bool], None]:
         """``add`` with the columns' appends looked up once, for a loop over every source of a run."""
-        sources, targets, scores, confirmed = (
+        sources, targets, scores, trusted = (
             self._sources.append,
             self._targets.append,
             self._scores.append,
-            self._confirmed.append,
+            self._trusted.append,
         )
 
-        def add(source: int, target: int, score: float, is_confirmed: bool) -> None:
+        def add(source: int, target: int, score: float, is_trusted: bool) -> None:
             sources(source)
             targets(target)
             scores(score)
-            confirmed(is_confirmed)
+            trusted(is_trusted)
 
         return add
 
@@ -192,10 +209,10 @@ class Plan:
 
     def chunks(self, size: int = MAX_ITEMS) -> Iterator[list[Link]]:
         """The links in requests of at most ``size``, in order; their ``Link`` objects are made chunk by chunk."""
-        sources, targets, scores, confirmed = self._sources, self._targets, self._scores, self._confirmed
+        sources, targets, scores, trusted = self._sources, self._targets, self._scores, self._trusted
         for start in range(0, len(sources), size):
             end = min(start + size, len(sources))
             yield [
-                Link(sources[i], targets[i], None if scores[i] != scores[i] else scores[i], bool(confirmed[i]))
+                Link(sources[i], targets[i], None if scores[i] != scores[i] else scores[i], bool(trusted[i]))
                 for i in range(start, end)
             ]

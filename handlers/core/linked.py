@@ -128,8 +128,8 @@ _COUNT = "Sources of the run whose best match"
 
 class RunLinkedData(TypedDict):
     """Data of a com.cognite.entitymatching.run.linked event: what the link of one completed run did in CDF. Each
-    source of the run is counted once, in one of linked, belowThreshold, conflict, ambiguous, unlinkable,
-    sourceMissing or targetMissing (none of them when the link ended early with a reason)."""
+    source of the run is counted once, in one of linked, belowThreshold, conflict, ambiguous, rejected,
+    unlinkable, sourceMissing or targetMissing (none of them when the link ended early with a reason)."""
 
     project: Annotated[str, _doc("The CDF project.")]
     pipelineId: Annotated[int, _doc("The entity matching pipeline's id.")]
@@ -151,12 +151,18 @@ class RunLinkedData(TypedDict):
         int,
         _doc(f"{_COUNT} is linked in CDF after this invocation (written now or found in place); dry run: would be."),
     ]
-    belowThreshold: Annotated[int, _doc(f"{_COUNT} is neither confirmed nor scored at least minScore.")]
+    belowThreshold: Annotated[
+        int, _doc(f"{_COUNT} is neither confirmed nor a trusted rule's, and not scored at least minScore.")
+    ]
     conflict: Annotated[int, _doc(f"{_COUNT} links elsewhere in a single-valued assetId, left as it is.")]
     ambiguous: Annotated[int, _doc("Sources whose best matches tie between different targets: none linked.")]
+    rejected: Annotated[
+        int, _doc("Sources whose every match is a pair of the pipeline's rejectedMatches: never linked by the link.")
+    ]
     unlinkable: Annotated[int, _doc("Sources or targets without an integer id (a source without one: per match).")]
     sourceMissing: Annotated[int, _doc("Sources to link that no longer exist in CDF.")]
     targetMissing: Annotated[int, _doc("Sources to link whose target asset CDF refused as missing.")]
+    reviews: Annotated[int, _doc("link.review events published for the run (none yet: the review loop is to come).")]
     written: Annotated[int, _doc("Links this invocation wrote (0 under dryRun); not part of the ce-id's digest.")]
 
 

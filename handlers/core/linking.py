@@ -2,10 +2,14 @@
 
 Two steps, each a small table:
 
-1. ``decide`` takes a source's best match (``handlers.core.candidates`` keeps
-   one per source as the run's matches stream in) and says ``unlinkable``,
-   ``below_threshold``, ``ambiguous``, or ``link``.
-2. ``against`` sets a ``Link`` against what CDF holds for its source: found in
+1. ``kind_of`` says what one match is: confirmed (either of CDF's spellings,
+   or a pair of the pipeline's ``confirmedMatches``), a rule match (trusted
+   unless ``LINK_TRUST_RULES=false``), a model match, or rejected (a pair of
+   ``rejectedMatches``, dropped before anything else). ``rank`` orders them.
+2. ``decide`` takes a source's best match (``handlers.core.candidates`` keeps
+   one per source as the run's matches stream in) and says ``rejected``,
+   ``unlinkable``, ``below_threshold``, ``ambiguous``, or ``link``.
+3. ``against`` sets a ``Link`` against what CDF holds for its source: found in
    place, a ``conflict``, ``source_missing``, or to write.
 
 What a link writes (its ``update`` item and provenance) is ``handlers.core.updates``.
@@ -14,6 +18,7 @@ What a link writes (its ``update`` item and provenance) is ``handlers.core.updat
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -21,7 +26,8 @@ from typing import Any, NamedTuple
 from handlers.core.errors import HandBack, MalformedResponse
 from handlers.core.models import is_integer
 
-CONFIRMED = "previously-confirmed"
+CONFIRMED_TYPES = frozenset({"previously_mapped", "previously-confirmed"})  # CDF's OpenAPI's name, and one seen
+RULE_PREFIX = "rule"  # CDF's OpenAPI: rule_{inputPattern}->{predictPattern}
 TARGET_RESOURCE = "assets"
 MAX_ITEMS = 1000  # CDF's largest byids and update request
 
@@ -30,11 +36,40 @@ LINK = "link"  # decided: link it (then ``against`` says how)
 UNLINKABLE = "unlinkable"
 BELOW_THRESHOLD = "below_threshold"
 AMBIGUOUS = "ambiguous"
+REJECTED = "rejected"
 IN_PLACE = "in_place"  # linked already: nothing to write
 CONFLICT = "conflict"
 SOURCE_MISSING = "source_missing"
 TARGET_MISSING = "target_missing"
 WRITE = "write"
+
+
+# What one match is (``kind_of``), as bits a column of a byte keeps; a higher kind ranks above a lower one.
+MODEL, RULE, CONFIRMED, DROPPED = 0, 1, 2, 4
+TRUSTED = RULE | CONFIRMED  # links whatever the score
+
+
+def kind_of(match_type: Any, listed: int, trust_rules: bool) -> int:
+    """What a match is, from its ``matchType`` (open text) and what the pipeline's lists say of its pair
+    (``handlers.core.pairs``: bit 1 confirmed, bit 2 rejected): rejected before anything else, then confirmed,
+    then a trusted rule match; anything else is a model match."""
+    if listed & 2:
+        return DROPPED
+    if listed & 1 or match_type in CONFIRMED_TYPES:
+        return CONFIRMED
+    if trust_rules and type(match_type) is str and match_type.startswith(RULE_PREFIX):
+        return RULE
+    return MODEL
+
+
+def rank(kind: int, score: float | None) -> tuple[int, float]:
+    """How a source's matches compare: a rejected one below all, then scores (none lowest), then a trusted rule
+    match, then a confirmed one; two confirmed (or two rule) matches tie whatever their scores."""
+    if kind & DROPPED:
+        return (0, 0.0)
+    if kind & TRUSTED:
+        return (1 + kind, 0.0)
+    return (1, -math.inf if score is None or score != score else score)
 
 
 class OutOfTime(HandBack):
@@ -80,7 +115,8 @@ class Link(NamedTuple):
     source: int
     target: int
     score: float | None
-    confirmed: bool
+    trusted: bool  # confirmed, or a trusted rule match: linked whatever the score
+    previous: int | None = None  # the asset this link's write replaces (LINK_OVERWRITE), once CDF's state is read
 
 
 @dataclass
@@ -91,9 +127,11 @@ class Counts:
     below_threshold: int = 0
     conflict: int = 0
     ambiguous: int = 0
+    rejected: int = 0
     unlinkable: int = 0
     source_missing: int = 0
     target_missing: int = 0
+    reviews: int = 0  # link.review events published for the run (none yet)
     written: int = 0
 
     def add(self, outcome: str, n: int = 1) -> None:
@@ -115,14 +153,20 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def decide(target: int | None, score: float | None, confirmed: bool, ambiguous: bool, min_score: float) -> str:
-    """Section 8's table for a source's best match (``target`` None: no integer id; ``ambiguous``: another match of
-    the same rank names another target), in this order: a sole best without an integer target id is ``unlinkable``;
-    one neither confirmed nor scored at least ``min_score`` is ``below_threshold``; a best tied with another target is
-    ``ambiguous`` (a tie that would not link anyway counts as below the threshold); else link."""
+def decide(
+    target: int | None, score: float | None, trusted: bool, ambiguous: bool, min_score: float, dropped: bool = False
+) -> str:
+    """Section 8's table for a source's best match (``target`` None: no integer id; ``trusted``: confirmed or a
+    trusted rule match; ``ambiguous``: another match of the same rank names another target; ``dropped``: every
+    match of the source was a rejected pair), in this order: ``rejected``; a sole best without an integer target id
+    is ``unlinkable``; one neither trusted nor scored at least ``min_score`` is ``below_threshold``; a best tied
+    with another target is ``ambiguous`` (a tie that would not link anyway counts as below the threshold); else
+    link."""
+    if dropped:
+        return REJECTED
     if target is None and not ambiguous:
         return UNLINKABLE
-    if not confirmed and (score is None or score < min_score):
+    if not trusted and (score is None or score < min_score):
         return BELOW_THRESHOLD
     if ambiguous:
         return AMBIGUOUS

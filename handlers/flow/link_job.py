@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
-from handlers.cdf.run_matches import RunMatches
+from handlers.cdf.run_matches import RunMatches, read_pipeline
 from handlers.core.candidates import Candidates, Plan
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack, PermanentError, RelayError
@@ -35,6 +35,7 @@ from handlers.core.events import RunRef
 from handlers.core.linked import LinkFacts, LinkRequest, linked_event
 from handlers.core.linking import Counts, OutOfTime, Resource, resource_of
 from handlers.core.models import RunSummary
+from handlers.core.pairs import Pairs
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.core.progress import Progress
 from handlers.core.updates import run_key
@@ -98,6 +99,7 @@ class LinkJob:
     counts: Counts = field(default_factory=Counts)
     facts: LinkFacts = field(init=False)
     summary: RunSummary | None = None
+    pairs: Pairs | None = None  # the pipeline's confirmed and rejected pairs, read with it
 
     def __post_init__(self) -> None:
         self.facts = LinkFacts(self.dry_run, self.linker.settings.link_min_score)
@@ -124,9 +126,10 @@ class LinkJob:
         return self._report(None, "")
 
     def _pipeline(self) -> Resource | None:
-        """The source resource, from the pipeline CDF holds; None when links are not made for it."""
+        """The source resource, from the pipeline CDF holds; None when links are not made for it. Its lists of
+        confirmed and rejected pairs are kept for the decision."""
         r = self.request
-        pipeline = self.linker.resources.pipeline(r.project, r.pipeline_id, self.deadline)
+        pipeline, self.pairs = self.linker.resources.pipeline(r.project, r.pipeline_id, self.deadline, read_pipeline)
         sources, targets = pipeline.get("sources"), pipeline.get("targets")
         source = sources.get("resource") if isinstance(sources, dict) else None
         target = targets.get("resource") if isinstance(targets, dict) else None
@@ -157,7 +160,8 @@ class LinkJob:
                 return None
             if self.summary.status == "Failed":
                 raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
-            candidates, progress, read = Candidates(), self.linker.progress, 0
+            candidates = Candidates(self.pairs, self.linker.settings.link_trust_rules)
+            progress, read = self.linker.progress, 0
             for batch in body.batches():  # as many matches as the text read so far holds: hundreds
                 candidates.extend(batch, read)
                 read += len(batch)

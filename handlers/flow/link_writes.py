@@ -100,9 +100,10 @@ class ChunkWriter:
             if item is not None and item.get(field) is None:  # most sources: there, linked to nothing yet
                 writes.append(link)
                 continue
-            outcome = against(link, None if item is None else links_of(item, resource), resource, overwrite)
-            if outcome == WRITE:
-                writes.append(link)
+            current = None if item is None else links_of(item, resource)
+            outcome = against(link, current, resource, overwrite)
+            if outcome == WRITE:  # replacing an asset (LINK_OVERWRITE): the undo will want it back
+                writes.append(link._replace(previous=current[0]) if resource.single and current else link)
             else:
                 others[outcome] += 1
         for outcome, n in others.items():

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     link_concurrency: int = Field(4, ge=1, le=16)
     link_pipelines: str | None = None  # comma-separated ids; unset: every pipeline (``link_pipeline_ids``)
     link_dry_run: bool = False
+    link_trust_rules: bool = True  # a rule match links whatever its score (contract, section 8.3)
     link_topic: str | None = None  # unset: RELAY_TOPIC (``linked_topic``)
     log_level: str = "INFO"
     otel_traces_exporter: str | None = None  # OpenTelemetry's own variables: traces off unless an exporter is named
