@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sim import CdfSimulator, Step
+from sim.data import stream_json
 from sim.linkworld import link_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,8 @@ BELOW, LINKED = 0.4, 0.05
 GOALS = {"requests_per_1000": 2.2, "floor_ratio": 1.3, "rss_mb_at_1m": 250.0}
 CHECK_UP_TO = 100_000  # the state of every source is compared with the scenario's up to here (1M takes minutes)
 RUNS = {100_000: 3, 1_000_000: 2}  # runs per size, the best reported (1M takes a minute a run)
+LISTS = (1_000_000, 100_000)  # the pipeline's confirmed and rejected pairs, most of them its history's
+LISTED_CASES = {"confirmed": 2000, "rules": 2000, "listed": 2000, "rejected": 2000, "rejected_best": 1000}
 
 
 def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
@@ -55,14 +58,59 @@ def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     return results
 
 
-def _one(n: int) -> dict[str, Any]:
+def measure_lists(n: int = 1_000_000, runs: int = 3) -> list[dict[str, Any]]:
+    """The link of ``n`` matches without the pipeline's lists and with ``LISTS`` (a million confirmed pairs, a
+    hundred thousand rejected), alternating, ``runs`` of each; each variant's median run (by wall/floor)."""
+    done: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for _ in range(runs):
+        for lists in (False, True):
+            done[lists].append(_one(n, lists))
+    results = []
+    for lists, variant in done.items():
+        ranked = sorted(variant, key=lambda r: r["wall_s"] / r["floor_s"])
+        median = ranked[len(ranked) // 2]
+        results.append(
+            median
+            | {"lists": lists, "walls": [r["wall_s"] for r in variant], "rss_all": [r["rss_mb"] for r in variant]}
+        )
+    return results
+
+
+def report_lists(results: list[dict[str, Any]]) -> None:
+    print(
+        f"\nthe link with the pipeline's lists ({LISTS[0]:,} confirmed pairs, {LISTS[1]:,} rejected, ids and external "
+        "ids mixed) against the same run without them: the median of the runs by wall/floor"
+    )
+    print("| lists | matches | per 1,000 | wall (median) | reading | floor | wall/floor | peak RSS (max) | each wall |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in results:
+        walls = ", ".join(f"{w:.2f} s" for w in r["walls"])
+        print(
+            f"| {'with' if r['lists'] else 'without'} | {r['n']:,} | {r['per_1000']:.2f} | {r['wall_s']:.2f} s "
+            f"| {r['read_s']:.2f} s | {r['floor_s']:.2f} s | {r['wall_s'] / r['floor_s']:.2f} "
+            f"| {max(r['rss_all']):.0f} MB | {walls} |"
+        )
+    print(
+        "goals: <= 2.2 requests per 1,000 matches, <= 1.3 x the floor (median), <= 300 MB with the lists, 250 without"
+    )
+
+
+def _one(n: int, lists: bool = False) -> dict[str, Any]:
     with CdfSimulator(project="demo", write_limit=WRITE_LIMIT, write_latency_s=WRITE_LATENCY_S) as sim:
         sim.static_tokens.add("bench-token")
-        world = link_world(sim, 1, n, "time_series", n, below=BELOW, linked=LINKED)
+        cases: dict[str, Any] = LISTED_CASES if lists else {}
+        world = link_world(
+            sim, 1, n, "time_series", n, below=BELOW, linked=LINKED, noise=LISTS if lists else (0, 0), **cases
+        )
         body = b"".join(world.stream())
         chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
         del body
         sim.set_run(1, n, [Step.stream(lambda: iter(chunks))])
+        item = sim.catalog.pipeline_item(1)  # rendered once, as the run: the link reads it at wire speed
+        pipeline = b"".join(stream_json(item))
+        sim.script_pipeline(
+            1, [Step.stream(lambda: iter([pipeline[i : i + 65536] for i in range(0, len(pipeline), 65536)]))]
+        )
         started, sim_cpu = time.monotonic(), time.process_time()  # this process does nothing but serve meanwhile
         code, rss_mb, link_cpu, chunk_cpu, out = _link(sim.url, n)
         seconds, sim_cpu = time.monotonic() - started, time.process_time() - sim_cpu
@@ -189,5 +237,8 @@ def _load() -> str:
 
 
 if __name__ == "__main__":
-    sizes = tuple(int(s) for s in sys.argv[1].split(",")) if len(sys.argv) > 1 else SIZES
-    report(measure(sizes))
+    if sys.argv[1:2] == ["lists"]:
+        report_lists(measure_lists(int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000))
+    else:
+        sizes = tuple(int(s) for s in sys.argv[1].split(",")) if len(sys.argv) > 1 else SIZES
+        report(measure(sizes))

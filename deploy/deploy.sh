@@ -79,6 +79,7 @@ Settings (environment variables):
                                     read from stdin's next line when unset; empty keeps it
   LINK_MIN_SCORE         0.9        the link's LINK_MIN_SCORE, 0 to 1
   LINK_OVERWRITE         false      the link's LINK_OVERWRITE, true or false
+  LINK_TRUST_RULES       true       the link's LINK_TRUST_RULES, true or false
   LINK_CONCURRENCY       4          the link's LINK_CONCURRENCY, 1 to 16
   LINK_PIPELINES         (all)      the link's LINK_PIPELINES: comma-separated pipeline ids
   LINK_DRY_RUN           false      the link's LINK_DRY_RUN, true or false
@@ -180,6 +181,7 @@ if [[ $LINK == true ]]; then
   require LINK_IDP_CLIENT_ID
   LINK_MIN_SCORE=${LINK_MIN_SCORE:-0.9}
   LINK_OVERWRITE=${LINK_OVERWRITE:-false}
+  LINK_TRUST_RULES=${LINK_TRUST_RULES:-true}
   LINK_CONCURRENCY=${LINK_CONCURRENCY:-4}
   LINK_DRY_RUN=${LINK_DRY_RUN:-false}
   LINK_TOPIC=${LINK_TOPIC:-projects/$GOOGLE_CLOUD_PROJECT/topics/${FUNCTION_NAME:-matchrelay}-events}
@@ -187,6 +189,7 @@ if [[ $LINK == true ]]; then
   LINK_INSTANCE_CONCURRENCY=${LINK_INSTANCE_CONCURRENCY:-4}
   [[ $LINK_MIN_SCORE =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || die "LINK_MIN_SCORE must be a number from 0 to 1, not '$LINK_MIN_SCORE'"
   boolean LINK_OVERWRITE
+  boolean LINK_TRUST_RULES
   boolean LINK_DRY_RUN
   in_range LINK_CONCURRENCY 1 16
   in_range LINK_MAX_INSTANCES 1 100
@@ -242,6 +245,7 @@ if [[ $LINK == true ]]; then
     "IDP_CLIENT_ID=$LINK_IDP_CLIENT_ID"
     "LINK_MIN_SCORE=$LINK_MIN_SCORE"
     "LINK_OVERWRITE=$LINK_OVERWRITE"
+    "LINK_TRUST_RULES=$LINK_TRUST_RULES"
     "LINK_CONCURRENCY=$LINK_CONCURRENCY"
     "LINK_DRY_RUN=$LINK_DRY_RUN"
     "LINK_TOPIC=$LINK_TOPIC"
@@ -252,7 +256,7 @@ if [[ $LINK == true ]]; then
 fi
 optional_vars=(CDF_CLUSTER CDF_URL IDP_SCOPES IDP_AUDIENCE)
 managed=" ${env_vars[*]%%=*} ${optional_vars[*]} LINK_MIN_SCORE LINK_OVERWRITE LINK_CONCURRENCY LINK_PIPELINES"
-managed+=" LINK_DRY_RUN LINK_TOPIC OTEL_TRACES_EXPORTER OTEL_SERVICE_NAME "
+managed+=" LINK_DRY_RUN LINK_TOPIC LINK_TRUST_RULES OTEL_TRACES_EXPORTER OTEL_SERVICE_NAME "
 for optional in "${optional_vars[@]}"; do
   if [[ -n ${!optional:-} ]]; then
     env_vars+=("$optional=${!optional}")

@@ -17,6 +17,7 @@ locals {
       IDP_CLIENT_ID    = var.link_idp_client_id
       LINK_MIN_SCORE   = tostring(var.link_min_score)
       LINK_OVERWRITE   = tostring(var.link_overwrite)
+      LINK_TRUST_RULES = tostring(var.link_trust_rules)
       LINK_CONCURRENCY = tostring(var.link_concurrency)
       # Unset means every pipeline.
       LINK_PIPELINES    = length(var.link_pipelines) > 0 ? join(",", [for id in var.link_pipelines : format("%d", id)]) : null

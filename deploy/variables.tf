@@ -231,7 +231,7 @@ variable "extra_environment_variables" {
       "IDP_CLIENT_SECRET", "IDP_SCOPES", "IDP_AUDIENCE", "CDF_TOKEN", "RELAY_TOPIC", "RELAY_ERROR_TOPIC",
       "RELAY_TRIGGER_TOPIC", "POLL_BUDGET_S", "INVOCATION_TIMEOUT_S", "RUN_MAX_WAIT_S", "LOG_LEVEL", "THREADS",
       "LINK_MIN_SCORE", "LINK_OVERWRITE", "LINK_CONCURRENCY", "LINK_PIPELINES", "LINK_DRY_RUN", "LINK_TOPIC",
-      "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME",
+      "LINK_TRUST_RULES", "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME",
     ])) == 0
     error_message = "extra_environment_variables must not set a variable that has its own module variable, nor IDP_CLIENT_SECRET or CDF_TOKEN."
   }
@@ -399,6 +399,12 @@ variable "link_overwrite" {
   description = "LINK_OVERWRITE: replace a single-valued asset link that points elsewhere (true), or leave it and count a conflict (false)."
   type        = bool
   default     = false
+}
+
+variable "link_trust_rules" {
+  description = "LINK_TRUST_RULES: a match of one of the pipeline's rules links whatever its score (true), or needs link_min_score like a model match (false)."
+  type        = bool
+  default     = true
 }
 
 variable "link_concurrency" {

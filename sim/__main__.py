@@ -14,6 +14,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sim import CdfSimulator, Step, make_run
 from sim.data import SWEEP_WINDOW_MS
@@ -58,9 +59,15 @@ def _demo(sim: CdfSimulator) -> None:
 
 
 def _link(sim: CdfSimulator) -> None:
-    cases = {"ambiguous": 5, "runners_up": 5, "unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
+    cases: dict[str, Any] = {
+        "ambiguous": 5,
+        "runners_up": 5,
+        "unlinkable": 6,
+        "missing_sources": 3,
+        "missing_targets": 3,
+    }
     cases |= {"confirmed": 10, "rules": 4, "listed": 4, "rejected": 4, "rejected_best": 4}
-    link_world(sim, 5, 500, "time_series", 1000, linked=0.1, conflicts=0.05, noise=(20, 5), **cases)  # type: ignore[arg-type]
+    link_world(sim, 5, 500, "time_series", 1000, linked=0.1, conflicts=0.05, noise=(20, 5), **cases)
 
 
 SCENARIOS: dict[str, Callable[[CdfSimulator], None]] = {

@@ -177,7 +177,7 @@ def test_deploy_dashboard_charts_only_log_based_metrics_the_module_creates(
     # PromQL reads a sum only from a distribution; every metric the module creates appears somewhere.
     assert all(kinds[promql_names[name]][1] == "DISTRIBUTION" for name in in_promql)
     assert in_filters | {promql_names[name] for name in in_promql} == set(kinds)
-    assert len(kinds) == 3 + 8  # outcomes, events, completed lag; the link's written and seven decisions
+    assert len(kinds) == 3 + 9  # outcomes, events, completed lag; the link's written and eight decisions
 
 
 def test_deploy_dashboard_metrics_read_the_summary_line_fields(module: dict[str, Any]) -> None:

@@ -11,11 +11,13 @@ import pytest
 
 from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Update
+from handlers.cdf.run_matches import read_pipeline
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.errors import AccessDenied, InvalidRequest, InvalidResponse, MalformedResponse, RunNotFound
 from handlers.core.linking import RESOURCES, Link, OutOfTime
+from handlers.core.pairs import CONFIRMED, REJECTED
 from handlers.core.poll import Clock
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
@@ -57,10 +59,37 @@ def updates(kind: str, pairs: list[tuple[int, int]]) -> list[Update]:
 def test_link_resources_pipeline_and_missing_pipeline(edge: Resources, sim: CdfSimulator) -> None:
     """The pipeline is read with its resources; an unknown one is run_not_found."""
     sim.add_pipeline(7, source_resource="files")
-    pipeline = edge.pipeline("demo", 7, never())
+    pipeline, pairs = edge.pipeline("demo", 7, never(), read_pipeline)
     assert (pipeline["sources"]["resource"], pipeline["targets"]["resource"]) == ("files", "assets")
+    assert len(pairs) == 0
     with pytest.raises(RunNotFound):
-        edge.pipeline("demo", 8, never())
+        edge.pipeline("demo", 8, never(), read_pipeline)
+
+
+def test_link_resources_pipeline_lists_read_as_they_stream(edge: Resources, sim: CdfSimulator) -> None:
+    """The pipeline's confirmed and rejected pairs, named by ids and external ids, are what the decision asks."""
+    confirmed = [{"sourceId": 1, "targetExternalId": "a-9"}, {"sourceExternalId": "s-2", "targetId": 8}]
+    rejected = [{"sourceExternalId": "s-3", "targetExternalId": "a-7"}, {"sourceId": 1, "targetId": 9}]
+    sim.add_pipeline(7, confirmed=confirmed * 500, rejected=rejected)
+    sim.catalog.pipelines[7]["trueMatches"] = [{"sourceId": 4, "targetId": 4}] * 3000  # read past
+    _, pairs = edge.pipeline("demo", 7, never(), read_pipeline)
+    assert len(pairs) == 1002  # every entry read, repeats too
+    side = lambda i, e: {"id": i, "externalId": e}  # noqa: E731
+    assert pairs.of(side(1, "s-1"), side(9, "a-9")) == CONFIRMED | REJECTED
+    assert pairs.of(side(2, "s-2"), side(8, "a-8")) == CONFIRMED
+    assert pairs.of(side(3, "s-3"), side(7, "a-7")) == REJECTED
+    assert pairs.of(side(4, "s-4"), side(4, "a-4")) == 0
+
+
+def test_link_resources_pipeline_retried_after_transient_answers_and_a_refused_token(
+    edge: Resources, sim: CdfSimulator
+) -> None:
+    """A 503 and a 401 before the pipeline are retried (the token fetched anew), and the body read whole then."""
+    sim.add_pipeline(7, rejected=[{"sourceId": 1, "targetId": 2}])
+    sim.script_pipeline(7, [Step.error(503, "busy"), Step.error(401, "expired"), None])
+    _, pairs = edge.pipeline("demo", 7, never(), read_pipeline)
+    assert pairs.of({"id": 1}, {"id": 2}) == REJECTED
+    assert sim.request_counts()["pipeline"] == 3
 
 
 def test_link_resources_byids_ignores_unknown(edge: Resources, sim: CdfSimulator) -> None:
@@ -82,7 +111,8 @@ def test_link_resources_update_writes_links_and_provenance(edge: Resources, sim:
     state = sim.item_state(kind, 1)
     assert state is not None
     assert state.links() == (100,)
-    assert state.metadata == {"unit": "bar", "matchrelay:run": RUN, "matchrelay:score": "0.95"}
+    provenance = {"matchrelay:run": RUN, "matchrelay:score": "0.95", "matchrelay:asset": "100"}
+    assert state.metadata == {"unit": "bar"} | provenance
 
 
 def test_link_resources_missing_items_and_assets_are_left_out(edge: Resources, sim: CdfSimulator) -> None:
