@@ -122,7 +122,7 @@ class LinkWorld:
         score = self.cases.score(s, second)
         if score is not None:
             entry["score"] = score
-        entry["matchType"] = "model" if second else self.cases.match_type(s, prefix)
+        entry["matchType"] = self.cases.match_type(s, prefix, second)
         self.cases.spoil(s, entry)
         return entry
 

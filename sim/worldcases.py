@@ -64,9 +64,12 @@ class Cases:
             k -= 1  # drawn a thousandth above the threshold at the least: this one links
         return k / 1000
 
-    def match_type(self, s: int, prefix: str) -> str:
-        """A source's matchType: both of CDF's confirmed spellings in turn, a rule's, else a model's."""
+    def match_type(self, s: int, prefix: str, second: bool = False) -> str:
+        """A source's matchType: both of CDF's confirmed spellings in turn, a rule's, else a model's (a second entry
+        is a model's, but for an ambiguous source, whose two tie)."""
         code = self.codes[s]
+        if second and code != AMBIGUOUS:
+            return "model"
         if code == CONFIRMED or (code == AMBIGUOUS and self.ordinals[s] % 2 == 1):
             return CONFIRMED_SPELLINGS[self.ordinals[s] // 2 % 2]
         return RULE_TYPE.format(prefix) if code == RULE else "model"
@@ -136,7 +139,7 @@ def plan(
     """Cases for `matches` entries: the counted ones, then `fractions` of the remaining sources, shuffled."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError("min_score must be from 0 to 1")
-    n_sources = matches - counts["ambiguous"] - counts["runners_up"]
+    n_sources = matches - counts["ambiguous"] - counts["runners_up"] - counts.get("rejected_best", 0)
     plain = n_sources - sum(counts.values())
     taken = {code: round(fractions[name] * plain) for name, code in _FRACTIONS.items()}
     fresh = plain - sum(taken.values())

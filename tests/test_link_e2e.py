@@ -48,6 +48,7 @@ OUTCOMES = (
 )
 DEFAULT_SHAPE: dict[str, Any] = {"linked": 0.1, "conflicts": 0.05, "confirmed": 10, "ambiguous": 5, "runners_up": 5}
 DEFAULT_SHAPE |= {"unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
+DEFAULT_SHAPE |= {"rules": 4, "listed": 4, "rejected": 4, "rejected_best": 4, "noise": (40, 10)}  # the lists
 
 
 def scenario(sim: CdfSimulator, matches: int = 1000, **shape: Any) -> LinkWorld:

@@ -33,8 +33,9 @@ PIPELINE, RUN = 7, 456
 
 def world(sim: CdfSimulator, kind: str = "time_series", matches: int = 3000, **cases: Any) -> LinkWorld:
     """A scenario with every case a link meets, some assets gone, sources linked already and in conflict."""
-    settings = {"below": 0.3, "linked": 0.1, "conflicts": 0.05, "ambiguous": 20, "runners_up": 30}
+    settings: dict[str, Any] = {"below": 0.3, "linked": 0.1, "conflicts": 0.05, "ambiguous": 20, "runners_up": 30}
     settings |= {"unlinkable": 12, "missing_sources": 5, "missing_targets": 5, "confirmed": 40}
+    settings |= {"rules": 20, "listed": 20, "rejected": 20, "rejected_best": 20, "noise": (500, 100)}
     return link_world(sim, PIPELINE, RUN, kind, matches, **{**settings, **cases})
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from sim import CdfSimulator, Step
 from sim.classic import ItemState
-from sim.linkoracle import choose
+from sim.linkoracle import Lists, choose
 from sim.linkworld import link_world
 from sim.writes import Applied
 
@@ -490,9 +490,63 @@ def test_link_world_builds_the_run_the_pipeline_and_cdf(sim: CdfSimulator, clien
     assert sources[30:] == [s for s in sources[:30] if s in sources[30:]]
     assert len(set(sources[30:])) == 4
     assert sum(1 for m in run["matches"] if not all(type(m[k].get("id")) is int for k in ("source", "target"))) == 6
-    assert sum(1 for m in run["matches"] if m["matchType"] == "previously-confirmed") == 2 + 2  # confirmed, ambiguous
+    confirmed = [m["matchType"] for m in run["matches"] if m["matchType"].startswith("previously")]
+    assert len(confirmed) == 2 + 2  # confirmed, ambiguous
+    assert set(confirmed) <= {"previously_mapped", "previously-confirmed"}
     assert len([n for n in sim.item_states("events") if n >= world.source_base]) == 30 - 2  # 2 missing sources
     assert world.differences(sim, untouched=True) == []
+
+
+LISTS = Lists(
+    confirmed=[{"sourceId": 5, "targetExternalId": "a-1"}],
+    rejected=[{"sourceExternalId": "s-5", "targetId": 2}, {"sourceId": 5, "targetId": 3}],
+)
+
+
+@pytest.mark.parametrize(
+    ("matches", "lists", "outcome"),
+    [
+        pytest.param([("model", 0.2, 1)], LISTS, "link:1", id="listed-confirmed"),
+        pytest.param([("model", 0.99, 2)], LISTS, "rejected", id="listed-rejected"),
+        pytest.param([("model", 0.99, 2), ("model", 0.95, 4)], LISTS, "link:4", id="rejected-then-next"),
+        pytest.param([("previously_mapped", None, 3), ("model", 0.99, 2)], LISTS, "rejected", id="all-rejected"),
+        pytest.param([("rule_a->b", 0.5, 4)], Lists(trust_rules=False), "below_threshold", id="rules-not-trusted"),
+    ],
+)
+def test_oracle_takes_the_pipelines_lists(
+    matches: list[tuple[str, float | None, int]], lists: Lists, outcome: str
+) -> None:
+    """The simulator's own decision drops rejected pairs first and links confirmed ones, named either way."""
+    entries = [
+        {"source": {"id": 5, "externalId": "s-5"}, "target": {"id": t, "externalId": f"a-{t}"}, "matchType": kind}
+        | ({} if score is None else {"score": score})
+        for kind, score, t in matches
+    ]
+    choice = choose(entries, 0.9, lists)
+    assert (choice.outcome if choice.outcome != "link" else f"link:{choice.target}") == outcome
+
+
+def test_link_world_with_the_pipelines_lists(sim: CdfSimulator, client: httpx.Client) -> None:
+    """A world's listed, rejected and rule cases decide as the table says, and its pipeline serves both lists with
+    each side named either way, its history's pairs after them."""
+    cases = {"confirmed": 4, "rules": 4, "listed": 4, "rejected": 4, "rejected_best": 4}
+    world = link_world(sim, 7, 70, matches=44, below=0.0, linked=0.0, noise=(6, 3), **cases)
+    counts = world.expected().counts()
+    assert (counts["linked"], counts["rejected"], counts["written"]) == (40 - 4, 4, 36)
+    pipeline = client.get(f"{PIPELINES}/7").json()
+    confirmed, rejected = pipeline["confirmedMatches"], pipeline["rejectedMatches"]
+    assert (len(confirmed), len(rejected)) == (4 + 6, 8 + 3)
+    forms = {tuple(sorted(pair)) for pair in confirmed[:4] + rejected[:8]}
+    assert forms == {
+        ("sourceId", "targetId"),
+        ("sourceId", "targetExternalId"),
+        ("sourceExternalId", "targetId"),
+        ("sourceExternalId", "targetExternalId"),
+    }
+    assert isinstance(pipeline["createdTime"], int)
+    kinds = {m["matchType"] for m in client.get(f"{PIPELINES}/7/runs/70").json()["matches"]}
+    assert kinds >= {"previously_mapped", "previously-confirmed", "model"}
+    assert any(kind.startswith("rule_") for kind in kinds)
 
 
 def test_link_world_is_deterministic_per_seed() -> None:
@@ -511,6 +565,7 @@ def test_link_world_differences_see_a_correct_link_and_a_wrong_one(sim: CdfSimul
         if written is not None:
             target, score = written
             provenance = {"matchrelay:run": world.provenance, "matchrelay:score": json.dumps(score)}
+            provenance["matchrelay:asset"] = str(target)
             updates.append((world.source_id(s), {"assetId": {"set": target}, "metadata": {"add": provenance}}))
     assert len(updates) == world.expected().written
     assert _update(client, "timeseries", *updates).status_code == 200
@@ -545,6 +600,11 @@ def test_link_world_stream_is_the_results_in_chunks(sim: CdfSimulator) -> None:
         pytest.param([("model", 0.95, 1), ("model", 0.95, 1)], "link:1", id="same-target-twice"),
         pytest.param([("model", 0.95, 1), ("model", 0.93, 2)], "link:1", id="runner-up"),
         pytest.param([("model", 0.95, None)], "unlinkable", id="target-without-id"),
+        pytest.param([("previously_mapped", None, 1)], "link:1", id="confirmed-as-the-openapi-names-it"),
+        pytest.param([("rule_a->b", None, 1)], "link:1", id="rule-without-score"),
+        pytest.param([("model", 0.99, 1), ("rule_a->b", 0.1, 2)], "link:2", id="rule-beats-score"),
+        pytest.param([("rule_a->b", None, 1), ("previously_mapped", 0.1, 2)], "link:2", id="confirmed-beats-rule"),
+        pytest.param([("Rule", 0.5, 1)], "below_threshold", id="not-a-rule"),
     ],
 )
 def test_oracle_decides_as_the_contract_table(

@@ -29,19 +29,19 @@ _MIX, _M64 = 0x9E3779B97F4A7C15, (1 << 64) - 1  # Fibonacci hashing: a slot is t
 
 
 def _side(value: Any, external: Any) -> int | str | None:
-    """One side as a key: the id (an int), else ``=`` and the external id, else None (it names nothing)."""
+    """One side as a key: the id (an int), else the external id (a str), else None (it names nothing)."""
     if type(value) is int and 0 < value <= MAX_ID:
         return value
-    return f"={external}" if type(external) is str else None
+    return external if type(external) is str else None
 
 
 def _key(source: int | str, target: int | str) -> int | str:
-    """A pair's key: one int for two ids (exact: ids are below 2**53); else text, the source's length first, so
-    that no two pairs share a text."""
+    """A pair's key: one int for two ids (exact: ids are below 2**53); else text, ``#`` before an id and ``=``
+    before an external id, the source's length first, so that no two pairs share a text."""
     if type(source) is int and type(target) is int:
         return source << 53 | target
-    s = f"#{source}" if type(source) is int else str(source)
-    return f"{len(s)}{s}{f'#{target}' if type(target) is int else target}"
+    s = f"#{source}" if type(source) is int else f"={source}"
+    return f"{len(s)}{s}{'#' if type(target) is int else '='}{target}"
 
 
 def _text(key: int | str) -> bytes:
@@ -71,20 +71,27 @@ class Pairs:
         if self._sources is None:
             raise RuntimeError("pairs are added before the first question")
         hashes, sources, whats, text, starts = self._hashes, self._sources, self._what, self._text, self._starts
+        forms = self.forms
         for pair in pairs:
             if type(pair) is not dict:
                 continue
-            source = _side(pair.get("sourceId"), pair.get("sourceExternalId"))
-            target = _side(pair.get("targetId"), pair.get("targetExternalId"))
-            if source is None or target is None:
-                continue
-            self.forms |= 1 << ((type(source) is str) * 2 + (type(target) is str))
-            key = _key(source, target)
+            source, target = pair.get("sourceId"), pair.get("targetId")
+            if type(source) is int and type(target) is int and 0 < source <= MAX_ID and 0 < target <= MAX_ID:
+                key: int | str = source << 53 | target  # most pairs: two ids, one int, no text to make
+                forms |= 1
+            else:
+                source = _side(source, pair.get("sourceExternalId"))
+                target = _side(target, pair.get("targetExternalId"))
+                if source is None or target is None:
+                    continue
+                forms |= 1 << ((type(source) is str) * 2 + (type(target) is str))
+                key = _key(source, target)
             hashes.append(hash(key) * _MIX & _M64)
             sources.append(hash(source) * _MIX & _M64)
             whats.append(what)
             text += _text(key)
             starts.append(len(text))
+        self.forms = forms
 
     def of(self, source: Any, target: Any) -> int:
         """What the lists say of a match with these ``source`` and ``target`` objects: 0, or bits. This runs for
@@ -104,10 +111,9 @@ class Pairs:
         if forms & 12:  # pairs whose source is named by external id
             e = source.get("externalId")
             if type(e) is str:
-                s = f"={e}"
-                bit = (hash(s) * _MIX & _M64) >> shift
+                bit = (hash(e) * _MIX & _M64) >> shift
                 if flt[bit >> 3] >> (bit & 7) & 1:
-                    found |= self._targets(s, target, forms >> 2)
+                    found |= self._targets(e, target, forms >> 2)
         return found
 
     def _targets(self, source: int | str, target: dict[str, Any], forms: int) -> int:
@@ -120,7 +126,7 @@ class Pairs:
         if forms & 2:
             e = target.get("externalId")
             if type(e) is str:
-                found |= self._get(_key(source, f"={e}"))
+                found |= self._get(_key(source, e))
         return found
 
     def _index(self) -> None:
