@@ -130,6 +130,16 @@ def _quick_ids(items: list[Any]) -> list[int] | None:
     return None
 
 
+def duplicated_ids(body: bytes) -> list[int]:
+    """The ids a body's items name more than once, each once; none when it holds no such list."""
+    try:
+        items = json.loads(body)["items"]
+        ids = [item["id"] for item in items if isinstance(item, dict) and _is_id(item.get("id"))]
+    except (ValueError, RecursionError, TypeError, KeyError):
+        return []
+    return [n for n, times in Counter(ids).items() if times > 1]
+
+
 def lookup(resource: Resource | Assets, ids: list[int], ignore_unknown: bool) -> bytes:
     """The answer's body: the items of `ids` that exist, in order; unknown ones refused unless ignored."""
     texts, missing = _found_assets(resource, ids) if isinstance(resource, Assets) else _found(resource, ids)

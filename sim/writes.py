@@ -14,6 +14,10 @@
   answer of a kind: a source deleted between the link's read and its write.
 - Every write is recorded (`Write`): kind, body as sent, status answered (0 when
   dropped), times, whether it was applied, and which items it left unchanged.
+- Every body is first checked against CDF's own OpenAPI (sim/openapi.py), before any
+  script, limit or latency: one it refuses is answered 400 at once, with CDF's error
+  body, changes nothing, and is kept in `invalid` as (endpoint, message), so tests can
+  assert that nothing a product sent was refused.
 """
 
 from __future__ import annotations
@@ -26,9 +30,20 @@ from typing import Any
 
 from sim.assets import Assets
 from sim.classic import KINDS, Resource
+from sim.openapi import problem
 from sim.quick import apply_quick, quick_body, quick_changes
 from sim.steps import Request, Step
-from sim.updates import Refusal, apply_all, changes_of, items_body, lookup, parse_byids, parse_update, update_items
+from sim.updates import (
+    Refusal,
+    apply_all,
+    changes_of,
+    duplicated_ids,
+    items_body,
+    lookup,
+    parse_byids,
+    parse_update,
+    update_items,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,7 @@ class Classic:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.writes: list[Write] = []
+        self.invalid: list[tuple[str, str]] = []  # (endpoint, message) of each body CDF's OpenAPI refuses
         self._stopping = stopping
         self._changed = threading.Condition(self.lock)
         self._open = threading.Event()
@@ -102,6 +118,7 @@ class Classic:
             self.resources = {kind: Resource(kind) for kind in KINDS}
             self.assets = Assets()
             self.writes.clear()
+            self.invalid.clear()
             self._scripts.clear()
             self._after_byids.clear()
             self.peak_in_flight = self.in_flight
@@ -148,7 +165,19 @@ class Classic:
             return Step.error(404, "The simulator does not update assets")
         return self._update(kind, request)
 
+    def _refused(self, endpoint: str, body: bytes) -> Step | None:
+        """CDF's 400 for a body its OpenAPI refuses (ids named twice in `duplicated`, as CDF does), else None."""
+        message = problem(endpoint, body)
+        if message is None:
+            return None
+        with self.lock:
+            self.invalid.append((endpoint, message))
+        return Refusal(message, duplicated=duplicated_ids(body)).step()
+
     def _byids(self, kind: str, request: Request) -> Step:
+        invalid = self._refused(f"{kind}/byids", request.body)
+        if invalid is not None:
+            return invalid
         scripted = self._next("byids", kind)
         if isinstance(scripted, Step):
             step = scripted
@@ -173,6 +202,9 @@ class Classic:
 
     def _update(self, kind: str, request: Request) -> Step:
         received = request.time
+        invalid = self._refused(f"{kind}/update", request.body)
+        if invalid is not None:
+            return self._record(kind, request, received, invalid, applied=False)
         scripted = self._next("update", kind)
         if isinstance(scripted, Step):
             return self._record(kind, request, received, scripted, applied=False)

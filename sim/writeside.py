@@ -5,8 +5,9 @@ Endpoints (all behind the same token check as the runs, 403 for another project)
   (`sources`/`targets` with `dataSetIds` and `resource`); 404 when unknown.
 - `POST .../{timeseries|files|events|sequences}/byids` and `.../assets/byids`.
 - `POST .../{timeseries|files|events|sequences}/update`.
-sim/updates.py says what their bodies may hold; sim/writes.py how writes are limited,
-delayed, faulted and recorded.
+Every byids and update body is first checked against CDF's own OpenAPI (sim/openapi.py);
+sim/updates.py says what else the simulator's bodies may hold; sim/writes.py how writes
+are limited, delayed, faulted and recorded.
 
 `WriteSide` gives `CdfSimulator` these methods (kinds as in URLs, `timeseries`, or as
 pipelines name them, `time_series`):
@@ -21,6 +22,7 @@ pipelines name them, `time_series`):
     sim.request_counts() -> {"byids": 2, "update": 1, "timeseries/update": 1, ...}
     sim.hold_writes(), sim.release_writes(), sim.wait_writes_in_flight(n)
     sim.classic.write_limit / write_latency_s / byids_latency_s / peak_in_flight
+    sim.classic.invalid -> [(endpoint, message)]          # bodies CDF's OpenAPI refused
 """
 
 from __future__ import annotations

@@ -129,9 +129,13 @@ def pubsub(emulator: Emulator) -> PubSub:
 
 
 @pytest.fixture
-def sim() -> Iterator[CdfSimulator]:
+def sim(request: pytest.FixtureRequest) -> Iterator[CdfSimulator]:
+    """The CDF simulator; afterwards, no body it was sent was one CDF's OpenAPI refuses, unless the test is marked
+    ``sends_invalid_bodies`` (it sends them on purpose)."""
     with CdfSimulator(project="demo", client_id="matchrelay", client_secret=SECRET) as simulator:
         yield simulator
+        if request.node.get_closest_marker("sends_invalid_bodies") is None:
+            assert simulator.classic.invalid == [], "a request body CDF's OpenAPI refuses was sent"
 
 
 @dataclass
