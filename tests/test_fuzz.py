@@ -24,11 +24,11 @@ from hypothesis import event as label
 from hypothesis import strategies as st
 
 from handlers.cdf.results import RunBody
-from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.errors import InvalidResponse, InvalidTrigger, MalformedResponse
 from handlers.core.events import Event, RunRef, rfc3339
 from handlers.core.normalize import completed_event, failed_event, stream_events
 from handlers.core.poll import summary_of
-from handlers.core.trigger import BadTrigger, Trigger, parse_event
+from handlers.core.trigger import Trigger, parse_event
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Received, Topics, deliver, load_app, pubsub_message
 from tests.contract import (
@@ -276,12 +276,12 @@ envelopes = st.one_of(
 # --- the trigger, pure --------------------------------------------------------------------------------------------
 
 
-def parse(data: Any) -> Trigger | BadTrigger:
+def parse(data: Any) -> Trigger | InvalidTrigger:
     """``parse_event`` as the deployment calls it; the outcome, checked for what any outcome must satisfy."""
-    bad: BadTrigger | None = None
+    bad: InvalidTrigger | None = None
     try:
         trigger = parse_event("event-1", data, default_project="demo", allowed=ALLOWED)
-    except BadTrigger as exc:
+    except InvalidTrigger as exc:
         bad = exc
     if bad is not None:
         assert bad.project is None or bad.project in ALLOWED
@@ -334,7 +334,7 @@ def reference_trigger(raw: bytes, attributes: Any) -> tuple[str, int, int | str]
 @PURE
 @given(pubsub_messages())
 def test_fuzz_trigger_message_is_valid_or_bad_trigger(message_and_raw: tuple[dict[str, Any], bytes]) -> None:
-    """Any Pub/Sub message gives a Trigger with ids in 1..2**53-1 and an allowed project, or BadTrigger."""
+    """Any Pub/Sub message gives a Trigger with ids in 1..2**53-1 and an allowed project, or InvalidTrigger."""
     message, raw = message_and_raw
     outcome = parse({"message": message, "subscription": SUBSCRIPTION})
     expected = reference_trigger(raw, message["attributes"] or {})
@@ -348,7 +348,7 @@ def test_fuzz_trigger_message_is_valid_or_bad_trigger(message_and_raw: tuple[dic
 @PURE
 @given(envelopes)
 def test_fuzz_trigger_envelope_is_valid_or_bad_trigger(data: Any) -> None:
-    """Whatever functions-framework hands over as event data, parse_event raises nothing but BadTrigger."""
+    """Whatever functions-framework hands over as event data, parse_event raises nothing but InvalidTrigger."""
     parse(data)
 
 
@@ -390,7 +390,7 @@ def test_fuzz_trigger_end_to_end_invalid_is_acked_once_without_cdf(
     errors = drain_run(pubsub, topics.errors_sub, 1)
     assert len(errors) == 1, [e.attributes for e in errors]
     data = assert_contract_event(errors[0].attributes, errors[0].raw, sim.url)
-    if isinstance(expected, BadTrigger):
+    if isinstance(expected, InvalidTrigger):
         assert sim.requests == []
         assert errors[0].attributes["ce-id"] == f"invalid-trigger/{message['messageId']}"
         assert data["reason"] == "invalid_trigger"

@@ -15,8 +15,15 @@ from handlers.cdf.run_matches import read_pipeline
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.errors import AccessDenied, InvalidRequest, InvalidResponse, MalformedResponse, RunNotFound
-from handlers.core.linking import RESOURCES, Link, OutOfTime
+from handlers.core.errors import (
+    AccessDenied,
+    InvalidRequest,
+    InvalidResponse,
+    MalformedResponse,
+    OutOfTime,
+    RunNotFound,
+)
+from handlers.core.linking import RESOURCES, Link
 from handlers.core.pairs import CONFIRMED, REJECTED
 from handlers.core.poll import Clock
 from handlers.core.updates import UpdateItems

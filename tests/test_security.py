@@ -27,8 +27,8 @@ import handlers.core.trigger
 from handlers.cdf.api import CdfClient
 from handlers.cdf.httpio import make_http
 from handlers.cdf.tokens import TokenSource
-from handlers.core.errors import ConfigError, InvalidRequest, RelayError, TransientError
-from handlers.core.trigger import BadTrigger, Trigger, parse_event, parse_fields
+from handlers.core.errors import ConfigError, InvalidRequest, InvalidTrigger, RelayError, TransientError
+from handlers.core.trigger import Trigger, parse_event, parse_fields
 from handlers.process.settings import Settings, load_settings
 from sim import CdfSimulator, Request, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, deliver, load_app, pubsub_message
@@ -247,7 +247,7 @@ def test_security_trigger_fields_enter_urls_only_as_validated_parts(pipeline: An
     fields = {"pipelineId": pipeline, "runId": run, "project": project}
     try:
         trigger = parse_fields(fields, default_project="demo", allowed=ALLOWED)
-    except BadTrigger:
+    except InvalidTrigger:
         return
     config = unit_settings()
     with httpx.Client() as http:
@@ -550,7 +550,7 @@ def _parse_raw(raw: bytes) -> Trigger:
 
 def test_security_oversized_trigger_is_rejected_before_decoding(decode_spy: list[tuple[str, int]]) -> None:
     """A 50 MB trigger body is invalid_trigger without being base64-decoded or parsed."""
-    with pytest.raises(BadTrigger, match="too large"):
+    with pytest.raises(InvalidTrigger, match="too large"):
         _parse_raw(_body_of(50_000_000))
     assert decode_spy == []
 
@@ -561,7 +561,7 @@ def test_security_oversized_trigger_is_rejected_before_decoding(decode_spy: list
 )
 def test_security_trigger_over_1mb_is_invalid_without_parsing(size: int, decode_spy: list[tuple[str, int]]) -> None:
     """A body over 1 MB (1_000_000 bytes) is an invalid trigger, and JSON parsing never sees it."""
-    with pytest.raises(BadTrigger):
+    with pytest.raises(InvalidTrigger):
         _parse_raw(_body_of(size))
     assert all(n <= 1_000_000 for what, n in decode_spy if what == "loads")
 

@@ -33,7 +33,8 @@ from conftest import (
 )
 
 from handlers.cdf.listing import ListedRun, listed_runs, page_of, pipeline_ids
-from handlers.core.trigger import BadTrigger, Sweep, parse_event
+from handlers.core.errors import InvalidTrigger
+from handlers.core.trigger import Sweep, parse_event
 from handlers.core.window import Rolling, Window, epoch_ms, parse_span, resolve
 from sim import CdfSimulator, Step, make_run
 
@@ -134,7 +135,7 @@ INVALID_SWEEPS = [
 @pytest.mark.parametrize("runs_created", INVALID_SWEEPS)
 def test_parse_event_invalid_window_is_an_invalid_trigger(runs_created: Any) -> None:
     """A runsCreated of the wrong type, out of range, of both forms or with unknown keys is invalid."""
-    with pytest.raises(BadTrigger) as caught:
+    with pytest.raises(InvalidTrigger) as caught:
         _parse({"pipelineId": 7, "runsCreated": runs_created})
     assert caught.value.reason == "invalid_trigger"
     assert caught.value.pipeline_id == 7
@@ -159,7 +160,7 @@ def test_parse_event_invalid_window_is_an_invalid_trigger(runs_created: Any) -> 
 )
 def test_parse_event_sweep_beside_a_run_is_invalid(body: dict[str, Any]) -> None:
     """A sweep names no run and no continuation; its pipelineId and project follow the run triggers' rules."""
-    with pytest.raises(BadTrigger):
+    with pytest.raises(InvalidTrigger):
         _parse(body)
 
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import PubSub, Topics, deliver, pubsub_message
 
 from handlers.core.errors import InvalidTrigger
-from handlers.core.trigger import BadTrigger, Trigger, parse_event, parse_fields
+from handlers.core.trigger import Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Step, make_run
 from tests.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
 
@@ -38,9 +38,9 @@ def parse_message(message: dict[str, Any], event_id: str = "event-1") -> Trigger
     return parse_event(event_id, event_data(message), default_project=DEFAULT, allowed=ALLOWED)
 
 
-def parse_failure(message: dict[str, Any]) -> BadTrigger:
-    """The ``BadTrigger`` that ``parse_event`` raises for ``message``."""
-    with pytest.raises(BadTrigger) as caught:
+def parse_failure(message: dict[str, Any]) -> InvalidTrigger:
+    """The ``InvalidTrigger`` that ``parse_event`` raises for ``message``."""
+    with pytest.raises(InvalidTrigger) as caught:
         parse_message(message)
     return caught.value
 
@@ -99,7 +99,7 @@ def test_parse_fields_valid_id_accepted(field: str, value: Any, expected: int) -
 def test_parse_fields_invalid_id_rejected(field: str, value: Any) -> None:
     """Zero, negatives, fractions, booleans, null, other strings, larger numbers and containers are invalid."""
     fields = {"pipelineId": 7, "runId": 8, field: value}
-    with pytest.raises(BadTrigger) as caught:
+    with pytest.raises(InvalidTrigger) as caught:
         parse(fields)
     assert isinstance(caught.value, InvalidTrigger)
     assert caught.value.reason == "invalid_trigger"
@@ -110,7 +110,7 @@ def test_parse_fields_missing_id_rejected(field: str) -> None:
     """A trigger without ``pipelineId`` or ``runId`` names no run."""
     fields = {"pipelineId": 7, "runId": 8}
     del fields[field]
-    with pytest.raises(BadTrigger):
+    with pytest.raises(InvalidTrigger):
         parse(fields)
 
 
@@ -131,7 +131,7 @@ def test_parse_fields_runid_latest_accepted() -> None:
 )
 def test_parse_fields_latest_only_as_exact_runid(fields: dict[str, Any]) -> None:
     """Only ``runId`` may be ``latest``, spelled exactly so; ``pipelineId`` never."""
-    with pytest.raises(BadTrigger):
+    with pytest.raises(InvalidTrigger):
         parse(fields)
 
 
@@ -169,7 +169,7 @@ def test_parse_fields_project_allowed(fields: dict[str, Any], expected: str) -> 
 )
 def test_parse_fields_project_not_allowed_rejected(project: Any) -> None:
     """A project outside ``CDF_ALLOWED_PROJECTS`` (or with path characters) is invalid."""
-    with pytest.raises(BadTrigger) as caught:
+    with pytest.raises(InvalidTrigger) as caught:
         parse({"pipelineId": 7, "runId": 8, "project": project})
     assert caught.value.project is None
 
@@ -197,8 +197,8 @@ def test_parse_fields_unknown_fields_ignored() -> None:
 def test_parse_fields_bad_trigger_keeps_readable_coordinates(
     fields: dict[str, Any], coordinates: tuple[str | None, int | None, int | None]
 ) -> None:
-    """A ``BadTrigger`` carries every coordinate that could be read, and only those."""
-    with pytest.raises(BadTrigger) as caught:
+    """A ``InvalidTrigger`` carries every coordinate that could be read, and only those."""
+    with pytest.raises(InvalidTrigger) as caught:
         parse(fields)
     exc = caught.value
     assert (exc.project, exc.pipeline_id, exc.run_id) == coordinates
@@ -207,7 +207,7 @@ def test_parse_fields_bad_trigger_keeps_readable_coordinates(
 
 def test_parse_fields_bad_trigger_message_is_bounded() -> None:
     """The error message echoes what was sent only in a short, bounded form."""
-    with pytest.raises(BadTrigger) as caught:
+    with pytest.raises(InvalidTrigger) as caught:
         parse({"pipelineId": 7, "runId": "x" * 100_000})
     assert len(str(caught.value)) < 1000
 
@@ -260,7 +260,7 @@ def test_parse_event_empty_body_falls_back_to_attributes(
 )
 def test_parse_event_empty_body_invalid_attributes_rejected(attributes: dict[str, str]) -> None:
     """An empty body with attributes that do not name a run is invalid."""
-    with pytest.raises(BadTrigger):
+    with pytest.raises(InvalidTrigger):
         parse_message(pubsub_message(attributes=attributes))
 
 
@@ -312,7 +312,7 @@ def test_parse_event_large_body_under_limit_accepted() -> None:
 )
 def test_parse_event_no_pubsub_message_rejected(data: Any) -> None:
     """An event that carries no Pub/Sub message is invalid and identified by the event id."""
-    with pytest.raises(BadTrigger) as caught:
+    with pytest.raises(InvalidTrigger) as caught:
         parse_event("event-9", data, default_project=DEFAULT, allowed=ALLOWED)
     assert caught.value.message_id == "event-9"
 

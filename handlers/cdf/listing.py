@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from handlers.core.errors import InvalidResponse, MalformedResponse
+from handlers.core.errors import InvalidResponse, MalformedResponse, OutOfTime
 from handlers.core.models import RunSummary, is_integer
 from handlers.core.poll import Deadlines, Poller
 
@@ -100,10 +100,6 @@ def pages(
         seen.add(cursor)
         if not more():
             raise OutOfTime("the invocation's deadline came before the list's last page")
-
-
-class OutOfTime(Exception):
-    """The deadline came in the middle of a list (not an error: the sweep decides what to do)."""
 
 
 def _parsed(

@@ -1,8 +1,9 @@
 """CDF's write edge for links (contract, section 8): one pipeline, classic resources' ``byids`` and ``update``.
 
-On the shared HTTP edge (``handlers.cdf.httpio``: pooled client, deadline-bounded
-timeouts, httpx's errors translated once) and the shared token. Every answer
-becomes a parsed body or an error of ``handlers.core.errors``, as for the run:
+On the one request path to CDF (``handlers.cdf.request``: pooled client,
+deadline-bounded timeouts, the shared token, every answer translated once).
+Every answer becomes a parsed body or an error of ``handlers.core.errors``, as
+for the run:
 
 - 429, 5xx, ``cdf-is-auto-retryable``, connection errors and timeouts are retried
   with section 4's backoff (``Retry-After`` honoured) while the invocation may
@@ -33,19 +34,18 @@ from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
-from handlers.cdf.answers import by_id, glance, missing_ids
-from handlers.cdf.httpio import chunks, describe, httpx_errors, json_object, raise_if_transient, request_timeout
+from handlers.cdf.answers import by_id, glance
+from handlers.cdf.httpio import chunks, json_object
+from handlers.cdf.request import CdfRequest, MissingIds
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.errors import (
-    AccessDenied,
     BudgetExhausted,
     InvalidRequest,
-    RunNotFound,
-    TransientError,
+    OutOfTime,
 )
-from handlers.core.linking import MAX_ITEMS, OutOfTime
+from handlers.core.linking import MAX_ITEMS
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
@@ -71,14 +71,6 @@ class Written:
     requests: int = 0  # update requests sent, the refused ones included
 
 
-class _Missing(InvalidRequest):
-    """CDF refused an update with 400 and ``missing``: the ids it named (anywhere but an update, a 400 like others)."""
-
-    def __init__(self, ids: set[int]) -> None:
-        super().__init__(f"{len(ids)} ids missing")
-        self.ids = ids
-
-
 class Resources:
     """The requests a link makes to CDF, each retried within the invocation's deadline."""
 
@@ -90,10 +82,10 @@ class Resources:
         clock: Clock,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._base = f"{settings.base_url}/api/v1/projects"
-        self._version, self._http_timeout = settings.cdf_api_version, settings.http_timeout_s
+        self._request = CdfRequest(settings, http, tokens, wall)
+        self._base = self._request.base
         self._backoff = Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s)
-        self._http, self._tokens, self._clock, self._wall = http, tokens, clock, wall
+        self._clock = clock
 
     def pipeline(self, project: str, pipeline_id: int, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
         """What ``read`` makes of the pipeline's body as it arrives (a pipeline may hold a million pairs in its
@@ -137,7 +129,7 @@ class Resources:
             try:
                 call = functools.partial(self._call, "POST", url, body, deadline, whole=False, turn=turn)
                 self._retried(call, deadline) if retry else call()
-            except _Missing as missing:
+            except MissingIds as missing:
                 pending = self._without(project, path, pending, missing.ids, result, deadline)
                 continue
             result.written += [u.source for u in pending]
@@ -176,6 +168,11 @@ class Resources:
         except BudgetExhausted:
             raise OutOfTime("the invocation's deadline comes before CDF answered") from None
 
+    def _read(self, url: str, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
+        """One GET whose 200 body goes to ``read`` as it arrives."""
+        with self._request.open("GET", url, deadline, missing="CDF has no such pipeline") as response:
+            return read(chunks(response))
+
     def _call(
         self,
         method: str,
@@ -187,82 +184,19 @@ class Resources:
         whole: bool = True,
         turn: Turn | None = None,
     ) -> dict[str, Any]:
-        """One request; a 401 goes to the token source, as on the read edge (``TokenSource.refused``): it raises,
-        or has a cached token's replacement tried here at once. ``whole`` False: a 200's body is not parsed.
-        ``turn``: every request is sent in it, given back once CDF's status line is in."""
-        while True:
-            token, fresh = self._tokens.get(deadline=deadline)
+        """One request, its answer read whole. ``whole`` False: a 200's body is not parsed. ``turn``: every try is
+        sent in it, given back once CDF's status line is in (a refusal keeps it until it is known to all)."""
+
+        def take() -> None:
             if turn is not None and not turn.take():
                 raise OutOfTime("the deadline came while other writes were in flight")
-            response = self._send(method, url, body, token, deadline, turn)
-            if response.status_code != 401:
-                self._tokens.accepted(deadline)
-                return self._ok(response, not_found, whole)
-            self._tokens.refused(token, fresh, deadline, describe(response, "CDF refused the token"))
 
-    def _read(self, url: str, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
-        """One GET whose 200 body goes to ``read`` as it arrives; a 401 as in ``_call``."""
-        while True:
-            token, fresh = self._tokens.get(deadline=deadline)
-            timeout = request_timeout(deadline, self._http_timeout)
-            with httpx_errors("CDF"), self._http.stream("GET", url, headers=self._headers(token), timeout=timeout) as r:
-                if r.status_code == 200:
-                    self._tokens.accepted(deadline)
-                    return read(chunks(r))
-                r.read()
-            if r.status_code != 401:
-                self._tokens.accepted(deadline)
-                self._ok(r, "CDF has no such pipeline")
-            self._tokens.refused(token, fresh, deadline, describe(r, "CDF refused the token"))
+        def answered(response: httpx.Response) -> None:
+            if turn is not None and response.is_success:
+                turn.give()
 
-    def _headers(self, token: str, body: bool = False) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {token}"}
-        if body:
-            headers["Content-Type"] = "application/json"
-        if self._version:
-            headers["cdf-version"] = self._version
-        return headers
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: str,
-        deadline: Deadline,
-        turn: Turn | None = None,
-    ) -> httpx.Response:
-        headers = self._headers(token, body is not None)
-        timeout, started = request_timeout(deadline, self._http_timeout), time.monotonic()
-        with httpx_errors("CDF"):
-            try:
-                request = self._http.build_request(method, url, content=body, headers=headers, timeout=timeout)
-                response = self._http.send(request, stream=True)
-                try:
-                    if turn is not None and response.is_success:  # else kept until the refusal is known to all
-                        turn.give()
-                    response.read()
-                finally:
-                    response.close()
-                return response
-            except (httpx.ReadTimeout, httpx.WriteTimeout):
-                if not url.endswith("/update"):
-                    raise
-                # CDF may still be applying a write it got: wait as long again before its state is read and the
-                # write tried again, so that a write that lands late is found in place rather than sent twice.
-                waited = time.monotonic() - started
-                raise TransientError("CDF did not answer a write in time", retry_after=waited) from None
-
-    def _ok(self, response: httpx.Response, not_found: str, whole: bool = True) -> dict[str, Any]:
-        code = response.status_code
-        if code == 200:
+        request = self._request.open(
+            method, url, deadline, body=body, missing=not_found, whole=True, before=take, answered=answered
+        )
+        with request as response:
             return json_object(response, "CDF", fast=True) if whole else glance(response)
-        raise_if_transient(response, "CDF", self._wall)
-        if code == 403:
-            raise AccessDenied(describe(response, "CDF denied access"))
-        if code == 404:
-            raise RunNotFound(describe(response, not_found))
-        missing = missing_ids(response) if code == 400 else None
-        if missing:
-            raise _Missing(missing)
-        raise InvalidRequest(describe(response, "CDF rejected the request"))

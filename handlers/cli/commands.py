@@ -16,8 +16,8 @@ import time
 from handlers.cli import display as progress
 from handlers.cli import link
 from handlers.core.deadline import Deadline
-from handlers.core.errors import ConfigError
-from handlers.core.trigger import BadTrigger, parse_fields, parse_sweep
+from handlers.core.errors import ConfigError, InvalidTrigger
+from handlers.core.trigger import parse_fields, parse_sweep
 from handlers.flow.runtime import Runtime
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import log_context
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
             default_project=settings.cdf_project,
             allowed=settings.allowed_projects,
         )
-    except (ConfigError, BadTrigger) as exc:
+    except (ConfigError, InvalidTrigger) as exc:
         return progress.usage(exc)
     runtime = _runtime(settings, args, shown)
     with shown, log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
@@ -86,7 +86,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         topic = "-" if args.stdout else settings.trigger_topic()
         if topic is None:
             raise ConfigError("RELAY_TRIGGER_TOPIC: required by sweep (or use --stdout)")
-    except (ConfigError, BadTrigger) as exc:
+    except (ConfigError, InvalidTrigger) as exc:
         return progress.usage(exc)
     runtime = _runtime(settings, args, shown)
     with shown, log_context(project=sweep.project, pipelineId=sweep.pipeline_id):
@@ -111,10 +111,10 @@ def _sweep_fields(args: argparse.Namespace) -> dict[str, object]:
     """The sweep the options name, as a trigger body, so the command validates exactly as the function does."""
     if args.window_s is not None:
         if args.to_ms is not None:
-            raise BadTrigger("--to goes with --from, not with --window-s", message_id="")
+            raise InvalidTrigger("--to goes with --from, not with --window-s", message_id="")
         window: dict[str, int] = {"windowS": args.window_s}
     elif args.to_ms is None:
-        raise BadTrigger("--from needs --to", message_id="")
+        raise InvalidTrigger("--from needs --to", message_id="")
     else:
         window = {"from": args.from_ms, "to": args.to_ms}
     fields: dict[str, object] = {"runsCreated": window, "project": args.project}

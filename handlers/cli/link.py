@@ -17,9 +17,9 @@ import logging
 import sys
 
 from handlers.cli import display as progress
-from handlers.core.errors import ConfigError
+from handlers.core.errors import ConfigError, InvalidTrigger
 from handlers.core.linked import LinkRequest
-from handlers.core.trigger import BadTrigger, parse_fields
+from handlers.core.trigger import parse_fields
 from handlers.flow.link import LinkOutcome
 from handlers.flow.runtime import Runtime
 from handlers.process.logs import log_context
@@ -48,10 +48,10 @@ def main(args: argparse.Namespace) -> int:
         fields = {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project}
         trigger = parse_fields(fields, default_project=settings.cdf_project, allowed=settings.allowed_projects)
         if not isinstance(trigger.run_id, int):
-            raise BadTrigger("--run-id: a link names its run by id, not 'latest'", message_id="")
+            raise InvalidTrigger("--run-id: a link names its run by id, not 'latest'", message_id="")
         install_sigterm(exit_by_default=False)
         linker = Runtime.build(settings, stdout=sys.stdout if args.stdout else None).linker  # LINK_TOPIC checked
-    except (ConfigError, BadTrigger) as exc:
+    except (ConfigError, InvalidTrigger) as exc:
         return progress.usage(exc)
     linker.progress = shown
     request = LinkRequest(trigger.project, trigger.pipeline_id, trigger.run_id, dry_run=True if args.dry_run else None)

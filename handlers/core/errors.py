@@ -14,11 +14,17 @@ happens (HTTP answer, trigger body, settings, Pub/Sub future), into one of these
 What hands on is not an error: when the invocation's deadline comes before the
 end of a completed run, the relay publishes a continuation trigger and acks.
 - ``ConfigError``: a missing or contradictory setting; start-up stops.
+
+Every error a flow raises on purpose is one of these classes, each one idea:
+a permanent error names its reason (there is no default, so an unlabelled one
+cannot report as a bad request), a hand-back its code (the summary line's
+``reason``).
 """
 
 from __future__ import annotations
 
-from typing import get_args
+from datetime import datetime
+from typing import ClassVar, get_args
 
 from handlers.core.models import Reason
 
@@ -32,15 +38,39 @@ class ConfigError(RelayError):
 
 
 class PermanentError(RelayError):
-    """Retrying cannot help: answer with a ``run.failed`` event and ack."""
+    """Retrying cannot help: answer with a ``run.failed`` event and ack. Each kind names its reason."""
 
-    reason = "invalid_request"
+    reason: ClassVar[str]
 
 
 class InvalidTrigger(PermanentError):
-    """The trigger message cannot name a run; no request is sent to CDF."""
+    """The trigger message cannot name a run, with the coordinates that could be read (for the error event); no
+    request is sent to CDF."""
 
     reason = "invalid_trigger"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        message_id: str = "",
+        project: str | None = None,
+        pipeline_id: int | None = None,
+        run_id: int | None = None,
+        publish_time: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+        self.project = project
+        self.pipeline_id = pipeline_id
+        self.run_id = run_id
+        self.publish_time = publish_time
+
+
+class RunFailed(PermanentError):
+    """CDF says the run failed: there is nothing to link."""
+
+    reason = "run_failed"
 
 
 class RunNotFound(PermanentError):
@@ -109,10 +139,23 @@ class PublishFailed(HandBack):
     code = "publish_failed"
 
 
-class NoProgress(HandBack):
+class NothingPublished(HandBack):
     """A continuation's segment had no time to publish anything: redeliver rather than continue in a loop."""
 
     code = "no_progress"
+
+
+class OutOfTime(HandBack):
+    """The invocation's deadline came before the work was done (a link's writes, a list's last page): answer
+    non-2xx after the last confirmed write; a sweep catches it to hand the rest on."""
+
+    code = "deadline"
+
+
+class SweepTooLarge(HandBack):
+    """One pipeline's runs could not all be read before the deadline: hand back and start over."""
+
+    code = "sweep_too_large"
 
 
 class ShuttingDown(HandBack):

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from handlers.core.errors import HandBack, MalformedResponse
+from handlers.core.errors import MalformedResponse
 from handlers.core.models import is_integer
 
 CONFIRMED_TYPES = frozenset({"previously_mapped", "previously-confirmed"})  # CDF's OpenAPI's name, and one seen
@@ -70,12 +70,6 @@ def rank(kind: int, score: float | None) -> tuple[int, float]:
     if kind & TRUSTED:
         return (1 + kind, 0.0)
     return (1, -math.inf if score is None or score != score else score)
-
-
-class OutOfTime(HandBack):
-    """The invocation's deadline came before every link was written: answer non-2xx after the last confirmed write."""
-
-    code = "deadline"
 
 
 @dataclass(frozen=True)

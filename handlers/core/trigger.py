@@ -58,39 +58,18 @@ class Sweep:
     within_project: bool = False  # a pipeline a project sweep handed on: if it vanished, it is skipped
 
 
-class BadTrigger(InvalidTrigger):
-    """An invalid trigger, with the coordinates that could be read (for the error event)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        message_id: str,
-        project: str | None = None,
-        pipeline_id: int | None = None,
-        run_id: int | None = None,
-        publish_time: datetime | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message_id = message_id
-        self.project = project
-        self.pipeline_id = pipeline_id
-        self.run_id = run_id
-        self.publish_time = publish_time
-
-
 def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tuple[str, ...]) -> Trigger | Sweep:
     """Read a ``messagePublished`` event's data: ``{"message": {...}, "subscription": ...}``; a body with
     ``runsCreated`` is a sweep."""
     message = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(message, Mapping):
-        raise BadTrigger("the event carries no Pub/Sub message", message_id=message_id_of(event_id, None))
+        raise InvalidTrigger("the event carries no Pub/Sub message", message_id=message_id_of(event_id, None))
     message_id = message_id_of(event_id, message)
     publish_time = publish_time_of(message.get("publishTime"))
     attributes = message.get("attributes") or {}
     try:
         fields = _fields(message.get("data"), attributes if isinstance(attributes, Mapping) else {})
-    except BadTrigger as exc:
+    except InvalidTrigger as exc:
         exc.message_id, exc.publish_time = message_id, publish_time
         raise
     if RUNS_CREATED in fields:
@@ -132,7 +111,7 @@ def parse_fields(
         if run_id == LATEST:
             problems.append(f"a {CONTINUATION} names its run by id, not 'latest'")
     if problems or pipeline_id is None or run_id is None or project is None:
-        raise BadTrigger(
+        raise InvalidTrigger(
             "invalid trigger: " + "; ".join(problems),
             message_id=message_id,
             project=project,
@@ -164,7 +143,7 @@ def parse_sweep(
     if within and (fields[WITHIN_PROJECT] is not True or pipeline_id is None):
         problems.append(f"{WITHIN_PROJECT} is true, and beside a pipelineId, as matchrelay writes it")
     if problems or span is None or project is None:
-        raise BadTrigger(
+        raise InvalidTrigger(
             "invalid trigger: " + "; ".join(problems),
             message_id=message_id,
             project=project,
@@ -179,21 +158,21 @@ def _fields(data: Any, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
     if data is None or data == "":
         return attributes
     if not isinstance(data, str) or len(data) > MAX_BODY_BYTES * 4 // 3 + 4:
-        raise BadTrigger("the message body is too large or not base64", message_id="")
+        raise InvalidTrigger("the message body is too large or not base64", message_id="")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise BadTrigger("the message body is not base64", message_id="") from None
+        raise InvalidTrigger("the message body is not base64", message_id="") from None
     if len(raw) > MAX_BODY_BYTES:  # the check above bounds the work; this one is exact
-        raise BadTrigger("the message body is too large (over 1 MB)", message_id="")
+        raise InvalidTrigger("the message body is too large (over 1 MB)", message_id="")
     if not raw.strip():
         return attributes
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadTrigger("the message body is not UTF-8 JSON", message_id="") from None
+        raise InvalidTrigger("the message body is not UTF-8 JSON", message_id="") from None
     if not isinstance(body, dict):
-        raise BadTrigger("the message body is not a JSON object", message_id="")
+        raise InvalidTrigger("the message body is not a JSON object", message_id="")
     return body
 
 

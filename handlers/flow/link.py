@@ -19,8 +19,8 @@ from typing import Any
 from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
 from handlers.core.deadline import Deadline
+from handlers.core.errors import OutOfTime
 from handlers.core.linked import LinkRequest, Other, Rejected, accept
-from handlers.core.linking import OutOfTime
 from handlers.core.poll import Clock
 from handlers.core.progress import NO_PROGRESS, Progress
 from handlers.flow.link_job import LinkJob

@@ -30,10 +30,10 @@ from handlers.cdf.resources import Resources
 from handlers.cdf.run_matches import RunMatches, read_pipeline
 from handlers.core.candidates import Candidates, Plan
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack, PermanentError, RelayError
+from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError, RunFailed
 from handlers.core.events import RunRef
 from handlers.core.linked import LinkFacts, LinkRequest, linked_event
-from handlers.core.linking import Counts, OutOfTime, Resource, resource_of
+from handlers.core.linking import Counts, Resource, resource_of
 from handlers.core.models import RunSummary
 from handlers.core.pairs import Pairs
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
@@ -64,12 +64,6 @@ class LinkOutcome:
     def fields(self) -> dict[str, Any]:
         """The summary line's fields; the deployment's log-based metrics read these names."""
         return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
-
-
-class RunFailed(PermanentError):
-    """CDF says the run failed: there is nothing to link."""
-
-    reason = "run_failed"
 
 
 class LinkParts(Protocol):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.errors import BudgetExhausted, HandBack, PermanentError, RelayError
+from handlers.core.errors import BudgetExhausted, HandBack, OutOfTime, PermanentError, RelayError
 from handlers.core.linking import (
     SOURCE_MISSING,
     TARGET_MISSING,
@@ -31,7 +31,6 @@ from handlers.core.linking import (
     WRITE,
     Counts,
     Link,
-    OutOfTime,
     Resource,
     against,
     links_of,

@@ -19,13 +19,13 @@ from handlers.cdf.api import CdfClient
 from handlers.cdf.results import RunBody
 from handlers.core.continuation import Segment, continuation_message
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack, MalformedResponse, NoProgress, PermanentError
+from handlers.core.errors import HandBack, InvalidTrigger, MalformedResponse, NothingPublished, PermanentError
 from handlers.core.events import RunRef
 from handlers.core.models import RunSummary, is_integer
 from handlers.core.normalize import completed_event, failed_event, stream_events
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
 from handlers.core.progress import NO_PROGRESS, Progress
-from handlers.core.trigger import BadTrigger, Trigger
+from handlers.core.trigger import Trigger
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
 
@@ -73,7 +73,7 @@ class Relay:
     topics: Topics = field(default_factory=lambda: Topics("-", "-"))
     progress: Progress = NO_PROGRESS  # the CLI's display (handlers.cli.display.attach); a no-op otherwise
 
-    def invalid(self, exc: BadTrigger, traceparent: str | None = None, deadline: Deadline | None = None) -> Outcome:
+    def invalid(self, exc: InvalidTrigger, traceparent: str | None = None, deadline: Deadline | None = None) -> Outcome:
         """Answer an invalid trigger with one ``run.failed`` event; CDF is never asked."""
         ref = RunRef(
             self.settings.base_url,
@@ -206,7 +206,7 @@ class _Step:
         """Hand the rest of the run to a continuation trigger, once this segment's events are confirmed."""
         if segment.produced == 0 and segment.start.segment > 0:
             # A continuation that cannot move on would only publish itself again: let Pub/Sub's backoff decide.
-            raise NoProgress(f"segment {segment.start.segment} had no time to publish anything")
+            raise NothingPublished(f"segment {segment.start.segment} had no time to publish anything")
         ref, after = self.ref, segment.next
         assert ref.pipeline_id is not None
         assert ref.run_id is not None

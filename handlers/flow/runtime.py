@@ -21,10 +21,10 @@ from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack
+from handlers.core.errors import HandBack, InvalidTrigger
 from handlers.core.linked import COMPLETED
 from handlers.core.poll import Clock
-from handlers.core.trigger import BadTrigger, Sweep, message_id_of, parse_event
+from handlers.core.trigger import Sweep, message_id_of, parse_event
 from handlers.flow.link import Linker, LinkOutcome, message_trace
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
@@ -112,7 +112,7 @@ class Runtime:
                 trigger = parse_event(
                     event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
                 )
-            except BadTrigger as exc:
+            except InvalidTrigger as exc:
                 outcome = self._guard(self.relay.invalid, exc, traceparent, deadline)
                 _summarize(outcome, delivery.received)
                 return outcome

@@ -20,26 +20,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.cdf.listing import ListedRun, OutOfTime, listed_runs, pages, pipeline_ids
+from handlers.cdf.listing import ListedRun, listed_runs, pages, pipeline_ids
 from handlers.core.continuation import trigger_message
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack, PermanentError, RunNotFound
+from handlers.core.errors import HandBack, InvalidTrigger, OutOfTime, PermanentError, RunNotFound, SweepTooLarge
 from handlers.core.events import Event, RunRef
 from handlers.core.normalize import failed_event
 from handlers.core.poll import Deadlines, Poller
-from handlers.core.trigger import WITHIN_PROJECT, BadTrigger, Sweep
+from handlers.core.trigger import WITHIN_PROJECT, Sweep
 from handlers.core.window import FIELD, Window, resolve
 from handlers.flow.relay import Outcome, Relay
 from handlers.process.logs import log_context
 
 log = logging.getLogger("matchrelay")
 FLUSH_AT = 1000  # run triggers held before publishing: one Pub/Sub request's worth
-
-
-class SweepTooLarge(HandBack):
-    """One pipeline's runs could not all be read before the deadline: hand back and start over."""
-
-    code = "sweep_too_large"
 
 
 @dataclass
@@ -83,7 +77,7 @@ class Sweeper:
         r = self.relay
         window = resolve(sweep.span, sweep.publish_time, r.wall())
         if to is None:
-            exc = BadTrigger(
+            exc = InvalidTrigger(
                 "invalid trigger: a sweep needs a topic for its run triggers: set RELAY_TRIGGER_TOPIC",
                 message_id=sweep.message_id,
                 project=sweep.project,
