@@ -29,7 +29,7 @@ KINDS = ("timeseries", "files", "events", "sequences")
 RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "events", "sequences": "sequences"}
 _MERGED_CACHE = 100_000  # (metadata, added) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
-Added = tuple[tuple[str, str], ...]  # metadata to add, as pairs
+Added = tuple[tuple[str, str | None], ...]  # metadata to add, as pairs; a key paired with None is removed
 
 
 def kind_of(name: str) -> str:
@@ -172,7 +172,13 @@ class Resource:
     def _merge(self, meta: int, added: Added) -> int:
         if len(self._merged) >= _MERGED_CACHE:
             self._merged.clear()
-        found = self._merged[(meta, added)] = self._intern({**dict(self._pool[meta]), **dict(added)})
+        merged = dict(self._pool[meta])
+        for key, value in added:
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        found = self._merged[(meta, added)] = self._intern(merged)
         return found
 
     def delete(self, item_id: int) -> bool:

@@ -4,7 +4,8 @@ Checked field by field as sim/updates.py checks any body, a 1000-item update cos
 the simulator more CPU than the 50 ms write it stands for. Here each item is
 `{"id": N, "update": {...}}` whose update holds at most `assetId: {"set": A}`
 (time series, sequences) or `assetIds: {"add": [A..]}` (files, events), and
-`metadata: {"add": {k: v}}`, all well formed, no id twice. Any other body, and
+`metadata: {"add": {k: v}}` with, maybe, `"remove": [k..]`, all well formed, no
+id twice. Any other body, and
 any item or asset missing, goes the full way (sim/updates.py), which refuses as
 CDF does. Both ways leave the same state and give the same answer.
 """
@@ -21,7 +22,8 @@ from sim.classic import Added, Links, Resource
 from sim.data import MAX_ID
 from sim.updates import MAX_ITEMS
 
-# An item's change: its id, the links to set (one asset) or to add (a list), the metadata to add.
+# An item's change: its id, the links to set (one asset) or to add (a list), the metadata to add (a key paired with
+# None: to remove).
 Quick = tuple[int, Links | None, Added | None]
 
 # The body exactly as a link writes it (httpx's compact JSON, fields in its order): one regex split gives every
@@ -31,9 +33,12 @@ Quick = tuple[int, Links | None, Added | None]
 _ID = rb"[1-9][0-9]{0,15}"
 _LINK = {True: rb'"assetId":\{"set":(%s)\}' % _ID, False: rb'"assetIds":\{"add":\[(%s(?:,%s)*)\]\}' % (_ID, _ID)}
 _ITEMS = {
-    single: re.compile(rb'\{"id":(%s),"update":\{%s,"metadata":\{"add":(\{[^{}]*\})\}\}\}' % (_ID, link))
+    single: re.compile(
+        rb'\{"id":(%s),"update":\{%s,"metadata":\{"add":(\{[^{}]*\})(?:,"remove":(\[[^\[\]{}]*\]))?\}\}\}' % (_ID, link)
+    )
     for single, link in _LINK.items()
 }
+_STRIDE = 5  # what split gives for each item: id, links, added, removed (or None), what follows
 _ADDED_CACHE = 10_000
 _added_texts: dict[bytes, Added] = {}  # shared by the server's threads: get and set only
 _NOT_STRINGS: Added = (("", ""),)  # in _added_texts: the text is not an object of strings
@@ -41,19 +46,21 @@ _NOT_STRINGS: Added = (("", ""),)  # in _added_texts: the text is not an object 
 
 def quick_body(body: bytes, single: bool) -> list[Quick] | None:
     """The changes when `body` is exactly as a link writes it; None when it is not (parse it, then quick_changes)."""
-    parts = _ITEMS[single].split(body)  # before, (id, links, metadata, between) for each item, the last after
-    between = parts[4:-1:4]
+    parts = _ITEMS[single].split(body)  # before, (id, links, added, removed, between) for each item, the last after
+    between = parts[5:-1:_STRIDE]
     if not 1 <= len(between) + 1 <= MAX_ITEMS or parts[0] != b'{"items":[' or parts[-1] != b"]}":
         return None
     if between.count(b",") != len(between):
         return None
-    ids = list(map(int, parts[1::4]))
-    texts = parts[3::4]
+    ids = list(map(int, parts[1::_STRIDE]))
+    texts = [text + (removed or b"") for text, removed in zip(parts[3::_STRIDE], parts[4::_STRIDE], strict=True)]
     added = list(map(_added_texts.get, texts))
     if None in added:
         added = [found or _added_text(text) for found, text in zip(added, texts, strict=True)]
     links: list[tuple[int, ...]] = (
-        [(a,) for a in map(int, parts[2::4])] if single else [tuple(map(int, a.split(b","))) for a in parts[2::4]]
+        [(a,) for a in map(int, parts[2::_STRIDE])]
+        if single
+        else [tuple(map(int, a.split(b","))) for a in parts[2::_STRIDE]]
     )
     if _NOT_STRINGS in added or max(ids) > MAX_ID or max(map(max, links)) > MAX_ID or len(set(ids)) != len(ids):
         return None
@@ -61,8 +68,12 @@ def quick_body(body: bytes, single: bool) -> list[Quick] | None:
 
 
 def _added_text(text: bytes) -> Added:
+    """The metadata change of an item's text: its ``add`` object, and the ``remove`` list right after, if any."""
     try:
-        found = _strings(json.loads(text))
+        decoded = text.decode()
+        added, end = json.JSONDecoder().raw_decode(decoded)
+        removed = json.loads(decoded[end:]) if end < len(decoded) else []
+        found = _strings(added, removed)
     except (ValueError, UnicodeDecodeError):
         found = None
     if len(_added_texts) >= _ADDED_CACHE:
@@ -109,13 +120,20 @@ def _links(op: Any, single: bool) -> tuple[int, ...] | None:
 
 
 def _added(op: Any) -> Added | None:
-    return _strings(op.get("add")) if type(op) is dict and len(op) == 1 else None
+    if type(op) is not dict or "add" not in op or not set(op) <= {"add", "remove"}:
+        return None
+    return _strings(op["add"], op.get("remove", []))
 
 
-def _strings(added: Any) -> Added | None:
-    if type(added) is dict and all(type(k) is str and k and type(v) is str for k, v in added.items()):
-        return tuple(added.items())
-    return None
+def _strings(added: Any, removed: Any = ()) -> Added | None:
+    """An add object of strings, then its removed keys (paired with None), each key once; else None."""
+    if type(added) is not dict or not all(type(k) is str and k and type(v) is str for k, v in added.items()):
+        return None
+    if type(removed) not in (list, tuple) or not all(type(k) is str and k for k in removed):
+        return None
+    if set(removed) & set(added) or len(set(removed)) != len(removed):
+        return None  # a key both added and removed, or removed twice: the full way says what CDF does
+    return (*added.items(), *((key, None) for key in removed))
 
 
 def apply_quick(

@@ -35,6 +35,13 @@ def _link(item: int, asset: int, kind: str = "timeseries", metadata: dict[str, s
     return {"id": item, "update": {**link, "metadata": {"add": RUN if metadata is None else metadata}}}
 
 
+def _removing(item: int, asset: int, keys: list[Any], kind: str = "timeseries") -> dict[str, Any]:
+    """An item as the link writes it when it replaces nothing: its metadata's ``remove`` after its ``add``."""
+    written = _link(item, asset, kind)
+    written["update"]["metadata"]["remove"] = keys
+    return written
+
+
 def _items(*items: dict[str, Any]) -> dict[str, Any]:
     return {"items": list(items)}
 
@@ -104,6 +111,16 @@ UPDATES = [
     pytest.param("timeseries", _items(_link(TS, 4), _link(TS + 1, 42)), "split", id="missing-asset"),
     pytest.param("files", _items(_link(FILE, 44, "files")), "split", id="missing-listed-asset"),
     pytest.param("timeseries", _items(*(_link(TS, 4) for _ in range(1001))), "full", id="1001"),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:previous"])), "split", id="v4-remove-previous"),
+    pytest.param("files", _items(_removing(FILE, 3, ["matchrelay:previous"], "files")), "split", id="v4-list"),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["unit"])), "split", id="remove-a-key-held"),
+    pytest.param("timeseries", _items(_removing(TS, 4, [])), "split", id="remove-nothing"),
+    pytest.param(
+        "timeseries", _items(_link(TS, 4, metadata=RUN | {"matchrelay:previous": "3"})), "split", id="v4-previous"
+    ),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:run"])), "full", id="added-and-removed"),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["k", "k"])), "full", id="removed-twice"),
+    pytest.param("timeseries", _items(_removing(TS, 4, [1])), "full", id="removed-not-a-key"),
 ]
 
 
