@@ -26,7 +26,6 @@ nothing in them is needed.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,12 +40,12 @@ from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.errors import (
-    BudgetExhausted,
     InvalidRequest,
     OutOfTime,
 )
 from handlers.core.linking import MAX_ITEMS
-from handlers.core.poll import Backoff, Clock, Deadlines, Poller
+from handlers.core.poll import Backoff, Clock
+from handlers.core.retry import retried
 from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
 
@@ -161,12 +160,8 @@ class Resources:
 
     def _retried(self, call: Callable[[], T], deadline: Deadline) -> T:
         """``call`` until it answers, waiting between transient failures while the invocation may start work."""
-        cutoff = deadline.end - deadline.margin if deadline.bounded else None
-        poller = Poller(self._backoff, self._clock)
-        try:
-            return poller.until_done(call, Deadlines(budget=cutoff, wait=math.inf))
-        except BudgetExhausted:
-            raise OutOfTime("the invocation's deadline comes before CDF answered") from None
+        late = "the invocation's deadline comes before CDF answered"
+        return retried(call, self._backoff, self._clock, deadline.cutoff, late)
 
     def _read(self, url: str, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:
         """One GET whose 200 body goes to ``read`` as it arrives."""

@@ -56,6 +56,11 @@ class Deadline:
     def bounded(self) -> bool:
         return math.isfinite(self.end)
 
+    @property
+    def cutoff(self) -> float | None:
+        """The instant after which no new work may start (the margin kept for ending); None without a deadline."""
+        return self.end - self.margin if self.bounded else None
+
     def left(self) -> float:
         """Seconds until the invocation must have answered."""
         return self.end - self.clock()

@@ -137,9 +137,8 @@ class LinkJob:
         poller.progress = self.linker.progress  # a run still going shows its status, as `run` shows it
         now, wall = clock.monotonic(), self.linker.wall()
         born = self.request.publish_time.timestamp() if self.request.publish_time else wall
-        budget = None
-        if self.deadline.bounded:  # the command polls without a budget, as `run` does
-            budget = min(now + settings.budget_s, self.deadline.end - self.deadline.margin)
+        cutoff = self.deadline.cutoff  # the command polls without a budget, as `run` does
+        budget = None if cutoff is None else min(now + settings.budget_s, cutoff)
         deadlines = Deadlines(budget, now + born + settings.run_max_wait_s - wall)
         return poller.until_done(lambda: self._read_run(poller), deadlines)
 
@@ -170,7 +169,8 @@ class LinkJob:
         settings, r = self.linker.settings, self.request
         write = ChunkWriter(
             self.linker.resources,
-            self._poller,
+            Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s),
+            self.linker.clock,
             r.project,
             run_key(r.project, r.pipeline_id, r.run_id),
             resource,

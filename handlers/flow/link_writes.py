@@ -14,16 +14,14 @@ writing, so that its counts are those the real link would reach.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.errors import BudgetExhausted, HandBack, OutOfTime, PermanentError, RelayError
+from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError
 from handlers.core.linking import (
     SOURCE_MISSING,
     TARGET_MISSING,
@@ -35,8 +33,9 @@ from handlers.core.linking import (
     against,
     links_of,
 )
-from handlers.core.poll import Deadlines, Poller
+from handlers.core.poll import Backoff, Clock
 from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.core.retry import retried
 from handlers.core.updates import UpdateItems
 
 READS = 8  # chunks reading their links at once per invocation (byids is a read: no write limit applies)
@@ -47,7 +46,8 @@ class ChunkWriter:
     """Writes the chunks of one link; ``stop`` is set by the first refusal, and no chunk starts after it."""
 
     resources: Resources
-    poller: Callable[[], Poller]  # a fresh poller (section 4's backoff) per chunk
+    backoff: Backoff  # section 4's, between a chunk's tries
+    clock: Clock
     project: str
     run: str  # {project}/{pipelineId}/{runId}, the provenance
     resource: Resource
@@ -64,7 +64,6 @@ class ChunkWriter:
 
     def __call__(self, links: list[Link]) -> tuple[Counts, RelayError | None]:
         """This chunk's counts, and why it did not finish (None when it did)."""
-        cutoff = self.deadline.end - self.deadline.margin if self.deadline.bounded else None
         counts = Counts()
 
         def attempt() -> bool:
@@ -75,9 +74,8 @@ class ChunkWriter:
 
         error: RelayError | None = None
         try:
-            self.poller().until_done(attempt, Deadlines(cutoff, math.inf))
-        except BudgetExhausted:
-            error = OutOfTime("the deadline came before CDF took every write")
+            late = "the deadline came before CDF took every write"
+            retried(attempt, self.backoff, self.clock, self.deadline.cutoff, late)
         except PermanentError as exc:
             self.stop.set()
             error = exc
