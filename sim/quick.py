@@ -42,6 +42,7 @@ _STRIDE = 5  # what split gives for each item: id, links, added, removed (or Non
 _ADDED_CACHE = 10_000
 _added_texts: dict[bytes, Added] = {}  # shared by the server's threads: get and set only
 _NOT_STRINGS: Added = (("", ""),)  # in _added_texts: the text is not an object of strings
+_removed_texts: dict[bytes, tuple[str, ...]] = {}  # a remove list's text: its keys (("",): not a list of keys)
 
 
 def quick_body(body: bytes, single: bool) -> list[Quick] | None:
@@ -53,10 +54,11 @@ def quick_body(body: bytes, single: bool) -> list[Quick] | None:
     if between.count(b",") != len(between):
         return None
     ids = list(map(int, parts[1::_STRIDE]))
-    texts = [text + (removed or b"") for text, removed in zip(parts[3::_STRIDE], parts[4::_STRIDE], strict=True)]
-    added = list(map(_added_texts.get, texts))
-    if None in added:
-        added = [found or _added_text(text) for found, text in zip(added, texts, strict=True)]
+    texts, removes = parts[3::_STRIDE], parts[4::_STRIDE]
+    cached = list(map(_added_texts.get, texts))
+    added = [found or _added_text(text) for found, text in zip(cached, texts, strict=True)]
+    if any(removes):  # the same few texts ("matchrelay:previous"), each read once
+        added = [_with_removed(a, removed) if removed else a for a, removed in zip(added, removes, strict=True)]
     links: list[tuple[int, ...]] = (
         [(a,) for a in map(int, parts[2::_STRIDE])]
         if single
@@ -67,13 +69,26 @@ def quick_body(body: bytes, single: bool) -> list[Quick] | None:
     return list(zip(ids, links, added, strict=True))
 
 
+def _with_removed(added: Added, text: bytes) -> Added:
+    """An item's metadata to add, then the keys its ``remove`` list names (paired with None); ``_NOT_STRINGS``
+    when that list is not of keys, or names one that is added too (the full way says what CDF does then)."""
+    removed = _removed_texts.get(text)
+    if removed is None:
+        try:
+            keys = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            keys = None
+        ok = type(keys) is list and all(type(k) is str and k for k in keys) and len(set(keys)) == len(keys)
+        removed = _removed_texts[text] = tuple(keys) if ok and keys is not None else ("",)
+    if added is _NOT_STRINGS or "" in removed or any(key in removed for key, _ in added):
+        return _NOT_STRINGS
+    return (*added, *((key, None) for key in removed))
+
+
 def _added_text(text: bytes) -> Added:
-    """The metadata change of an item's text: its ``add`` object, and the ``remove`` list right after, if any."""
+    """The metadata to add of an item's ``add`` text, or ``_NOT_STRINGS``."""
     try:
-        decoded = text.decode()
-        added, end = json.JSONDecoder().raw_decode(decoded)
-        removed = json.loads(decoded[end:]) if end < len(decoded) else []
-        found = _strings(added, removed)
+        found = _strings(json.loads(text))
     except (ValueError, UnicodeDecodeError):
         found = None
     if len(_added_texts) >= _ADDED_CACHE:

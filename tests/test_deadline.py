@@ -74,3 +74,10 @@ def test_no_deadline_always_produces_and_caps_nothing() -> None:
     deadline = Deadline.never(Clock(1e9))
     assert (deadline.bounded, deadline.producing()) == (False, True)
     assert (deadline.ending_s(90.0), deadline.request_s(30.0), deadline.read_s(30.0)) == (90.0, 30.0, 30.0)
+
+
+def test_deadline_cutoff_is_the_end_less_the_margin() -> None:
+    """No work may start past ``cutoff``: the end less the margin; without a deadline there is none."""
+    assert Deadline.after(540, 100.0, Clock()).cutoff == 100.0 + 540 - 54
+    assert Deadline.after(10, 0.0, Clock()).cutoff == 10 - 2
+    assert Deadline.never(Clock()).cutoff is None
