@@ -28,13 +28,6 @@ _BITS = 16  # filter bits per slot: a miss passes the filter about once in 16
 _MIX, _M64 = 0x9E3779B97F4A7C15, (1 << 64) - 1  # Fibonacci hashing: a slot is the top bits of hash * _MIX
 
 
-def _side(value: Any, external: Any) -> int | str | None:
-    """One side as a key: the id (an int), else the external id (a str), else None (it names nothing)."""
-    if type(value) is int and 0 < value <= MAX_ID:
-        return value
-    return external if type(external) is str else None
-
-
 def _key(source: int | str, target: int | str) -> int | str:
     """A pair's key: one int for two ids (exact: ids are below 2**53); else text, ``#`` before an id and ``=``
     before an external id, the source's length first, so that no two pairs share a text."""
@@ -56,9 +49,10 @@ class Pairs:
 
     def __init__(self) -> None:
         self._hashes, self._starts = array("Q"), array("Q", [0])  # per pair; a text ends where the next starts
-        self._sources: array[int] | None = array("Q")  # each pair's source's hash, until the filter is made
+        self._sources: array[int] | None = array("q")  # each pair's source's hash, until the filter is made
         self._what, self._text = bytearray(), bytearray()
         self._slots, self._filter = array("I"), bytearray()  # slots: a pair's index + 1, 0 for an empty slot
+        self._named = bytearray(1)  # a bit per source some pair names (by its hash's low bits)
         self._shift = 64  # a hash's slot is its top bits: 64 - log2(slots)
         self.forms = 0  # which forms the lists use: bit 1 id/id, 2 id/ext, 4 ext/id, 8 ext/ext
 
@@ -72,24 +66,34 @@ class Pairs:
             raise RuntimeError("pairs are added before the first question")
         hashes, sources, whats, text, starts = self._hashes, self._sources, self._what, self._text, self._starts
         forms = self.forms
-        for pair in pairs:
+        for pair in pairs:  # a million pairs: _key and _text inlined
             if type(pair) is not dict:
                 continue
-            source, target = pair.get("sourceId"), pair.get("targetId")
-            if type(source) is int and type(target) is int and 0 < source <= MAX_ID and 0 < target <= MAX_ID:
-                key: int | str = source << 53 | target  # most pairs: two ids, one int, no text to make
+            source: Any = pair.get("sourceId")
+            target: Any = pair.get("targetId")
+            by_id = type(source) is int and 0 < source <= MAX_ID
+            to_id = type(target) is int and 0 < target <= MAX_ID
+            if by_id and to_id:
+                key: int | str = source << 53 | target  # most pairs: two ids, one int
+                written = b"%d:%d" % (source, target)
                 forms |= 1
             else:
-                source = _side(source, pair.get("sourceExternalId"))
-                target = _side(target, pair.get("targetExternalId"))
-                if source is None or target is None:
-                    continue
-                forms |= 1 << ((type(source) is str) * 2 + (type(target) is str))
-                key = _key(source, target)
+                if not by_id:
+                    source = pair.get("sourceExternalId")
+                    if type(source) is not str:
+                        continue
+                if not to_id:
+                    target = pair.get("targetExternalId")
+                    if type(target) is not str:
+                        continue
+                s = f"#{source}" if by_id else f"={source}"
+                key = f"{len(s)}{s}{'#' if to_id else '='}{target}"
+                written = key.encode()
+                forms |= 1 << ((not by_id) * 2 + (not to_id))
             hashes.append(hash(key) * _MIX & _M64)
-            sources.append(hash(source) * _MIX & _M64)
+            sources.append(hash(source))
             whats.append(what)
-            text += _text(key)
+            text += written
             starts.append(len(text))
         self.forms = forms
 
@@ -101,18 +105,18 @@ class Pairs:
             return 0
         if self._sources is not None:
             self._index()
-        found, flt, shift = 0, self._filter, self._shift - 4  # 16 filter bits a slot: 4 bits more of the hash
+        # The sources' filter is indexed by the hash's low bits as it is: an id is its own hash (ids are below 2**61),
+        # so neighbouring ids take neighbouring bits, which a bit array does not mind.
+        found, flt, bits = 0, self._named, len(self._named) * 8 - 1
         if forms & 3:  # pairs whose source is named by id
             s = source.get("id")
-            if type(s) is int and 0 < s <= MAX_ID:
-                bit = (hash(s) * _MIX & _M64) >> shift
-                if flt[bit >> 3] >> (bit & 7) & 1:
-                    found = self._targets(s, target, forms)
+            if type(s) is int and 0 < s <= MAX_ID and flt[(s & bits) >> 3] >> (s & 7) & 1:
+                found = self._targets(s, target, forms)
         if forms & 12:  # pairs whose source is named by external id
             e = source.get("externalId")
             if type(e) is str:
-                bit = (hash(e) * _MIX & _M64) >> shift
-                if flt[bit >> 3] >> (bit & 7) & 1:
+                h = hash(e) & bits
+                if flt[h >> 3] >> (h & 7) & 1:
                     found |= self._targets(e, target, forms >> 2)
         return found
 
@@ -130,17 +134,20 @@ class Pairs:
         return found
 
     def _index(self) -> None:
-        """The table (at most ``_FILL`` full) and the filter (a bit per pair's hash and per its source's hash); a
-        pair in both lists, or twice in one, becomes one entry that is what each said."""
+        """The table (at most ``_FILL`` full), the pairs' filter (a bit per pair's hash) and the sources' (a bit per
+        source a pair names); a pair in both lists, or twice in one, becomes one entry that is what each said."""
         n, sources = len(self._what), self._sources
         assert sources is not None
         shift = 61  # 8 slots at the least
         while (1 << (64 - shift)) * _FILL < n:
             shift -= 1
         size = 1 << (64 - shift)
-        slots, flt = array("I", bytes(4 * size)), bytearray(size * _BITS // 8)
-        mask, hashes, whats = size - 1, self._hashes, self._what
-        for index, (h, s) in enumerate(zip(hashes, sources, strict=True)):
+        slots, flt, named = array("I", bytes(4 * size)), bytearray(size * _BITS // 8), bytearray(size * _BITS // 8)
+        mask, hashes, whats, bits = size - 1, self._hashes, self._what, size * _BITS - 1
+        for s in sources:
+            s &= bits
+            named[s >> 3] |= 1 << (s & 7)
+        for index, h in enumerate(hashes):
             slot = h >> shift
             while (entry := slots[slot]) != 0:
                 if hashes[entry - 1] == h and self._bytes(entry - 1) == self._bytes(index):
@@ -149,9 +156,9 @@ class Pairs:
                 slot = (slot + 1) & mask
             else:
                 slots[slot] = index + 1
-            for bit in (h >> (shift - 4), s >> (shift - 4)):
-                flt[bit >> 3] |= 1 << (bit & 7)
-        self._slots, self._filter, self._sources, self._shift = slots, flt, None, shift
+            bit = h >> (shift - 4)  # 16 filter bits a slot: 4 bits more of the hash than the slot's
+            flt[bit >> 3] |= 1 << (bit & 7)
+        self._slots, self._filter, self._named, self._sources, self._shift = slots, flt, named, None, shift
 
     def _get(self, key: int | str) -> int:
         h, slots, flt, shift = hash(key) * _MIX & _M64, self._slots, self._filter, self._shift
