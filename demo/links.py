@@ -15,20 +15,12 @@ from typing import Any
 import httpx
 
 from demo.bus import Received
+from handlers.core.linking import OUTCOMES
 
 LINK_ENV = {"LINK_PIPELINES": "1"}
 RUN = "demo/1/456"
 SOURCES = range(1_000_000, 1_000_005)  # run 456's time series
-COUNTS = (
-    "linked",
-    "belowThreshold",
-    "conflict",
-    "ambiguous",
-    "rejected",
-    "unlinkable",
-    "sourceMissing",
-    "targetMissing",
-)
+COUNTS = OUTCOMES
 
 
 def linked_events(received: Iterable[Received]) -> list[Received]:

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from handlers.core.linking import OUTCOMES
 from sim import CdfSimulator
 from sim.framework import StartError, serve
 from sim.linkworld import LinkWorld, link_world
@@ -36,16 +37,6 @@ PIPELINE, RUN = 7, 700
 LINKED = "com.cognite.entitymatching.run.linked"
 COMPLETED_FILTER = 'attributes.ce-type = "com.cognite.entitymatching.run.completed"'
 TIMEOUT_S = 5.0
-OUTCOMES = (
-    "linked",
-    "belowThreshold",
-    "conflict",
-    "ambiguous",
-    "rejected",
-    "unlinkable",
-    "sourceMissing",
-    "targetMissing",
-)
 DEFAULT_SHAPE: dict[str, Any] = {"linked": 0.1, "conflicts": 0.05, "confirmed": 10, "ambiguous": 5, "runners_up": 5}
 DEFAULT_SHAPE |= {"unlinkable": 6, "missing_sources": 3, "missing_targets": 3}
 DEFAULT_SHAPE |= {"rules": 4, "listed": 4, "rejected": 4, "rejected_best": 4, "noise": (40, 10)}  # the lists

@@ -19,6 +19,7 @@ from handlers.cdf.resources import Resources, Written
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
 from handlers.core.linked import LinkRequest
+from handlers.core.linking import OUTCOMES
 from handlers.core.poll import Clock
 from handlers.flow.runtime import Runtime
 from handlers.process.settings import Settings, load_settings
@@ -49,16 +50,7 @@ def counts_of(event: Any) -> dict[str, int]:
 
 
 def world_counts_names() -> set[str]:
-    return {
-        "linked",
-        "belowThreshold",
-        "conflict",
-        "ambiguous",
-        "rejected",
-        "unlinkable",
-        "sourceMissing",
-        "targetMissing",
-    }
+    return set(OUTCOMES)
 
 
 def expected_counts(w: LinkWorld) -> dict[str, int]:

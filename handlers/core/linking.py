@@ -147,6 +147,13 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+#: run.linked's counts of sources, one per outcome (each source counted in exactly one); ``reviews`` and
+#: ``written`` count other things.
+OUTCOMES: tuple[str, ...] = tuple(
+    _camel(f.name) for f in dataclasses.fields(Counts) if f.name not in ("reviews", "written")
+)
+
+
 def decide(
     target: int | None, score: float | None, trusted: bool, ambiguous: bool, min_score: float, dropped: bool = False
 ) -> str:
