@@ -161,16 +161,16 @@ def _one(n: int, lists: bool | None = None) -> dict[str, Any]:
 # Each chunk's thread CPU is taken around ChunkWriter.__call__, the whole of one chunk's work.
 _PEAK = """
 import atexit, runpy, sys, time
-from handlers.flow import link_writes
+from handlers.flow import writer
 chunk_cpu = []
-whole = link_writes.ChunkWriter.__call__
+whole = writer.ChunkWriter.__call__
 def timed(self, links):
     started = time.thread_time()
     try:
         return whole(self, links)
     finally:
         chunk_cpu.append(time.thread_time() - started)
-link_writes.ChunkWriter.__call__ = timed
+writer.ChunkWriter.__call__ = timed
 def peak():
     with open("/proc/self/status") as status:
         print("peak-rss-kib", status.read().split("VmHWM:")[1].split()[0], file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from demo.bus import Received
-from handlers.core.linking import OUTCOMES
+from handlers.core.decision import OUTCOMES
 
 LINK_ENV = {"LINK_PIPELINES": "1"}
 RUN = "demo/1/456"

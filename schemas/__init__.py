@@ -60,7 +60,7 @@ _FAILED_ID = (
 def _models() -> dict[str, type]:
     """The data model of every ``ce-type``: the relay's (``handlers.core.event_data``) and the link's ``run.linked``."""
     from handlers.core.event_data import EVENT_DATA
-    from handlers.core.linked import LINKED, RunLinkedData
+    from handlers.core.link_events import LINKED, RunLinkedData
 
     return {**EVENT_DATA, LINKED: RunLinkedData}
 
@@ -114,7 +114,7 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
     kind = event_type.removeprefix(PREFIX)
     failed = kind == "run.failed"
     event_id = _FAILED_ID if failed else f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
-    if kind == "run.linked":  # the subject, then a digest of the outcome (handlers.core.linked)
+    if kind == "run.linked":  # the subject, then a digest of the outcome (handlers.core.link_events)
         event_id = f"^{_RUN}/linked/[0-9a-f]{{16}}$"
     properties: dict[str, Any] = {
         "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},

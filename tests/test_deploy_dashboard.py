@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 from hcl2.utils import SerializationOptions
 
-from handlers.core.linking import OUTCOMES
+from handlers.core.decision import OUTCOMES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from handlers.core.linking import OUTCOMES
+from handlers.core.decision import OUTCOMES
 from sim import CdfSimulator
 from sim.framework import StartError, serve
 from sim.linkworld import LinkWorld, link_world

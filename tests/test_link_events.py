@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import schemas
+from handlers.core.decision import Counts
 from handlers.core.events import RunRef
-from handlers.core.linked import COMPLETED, LinkFacts, LinkRequest, Other, Rejected, accept, linked_event
-from handlers.core.linking import Counts
+from handlers.core.link_events import COMPLETED, LinkFacts, LinkRequest, Other, Rejected, accept, linked_event
 
 ALLOWED = ("demo", "other")
 RUN = {"project": "demo", "pipelineId": 7, "runId": 456, "statusTime": 1730204406000}

@@ -18,8 +18,8 @@ from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Written
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
-from handlers.core.linked import LinkRequest
-from handlers.core.linking import OUTCOMES
+from handlers.core.decision import OUTCOMES
+from handlers.core.link_events import LinkRequest
 from handlers.core.poll import Clock
 from handlers.flow.runtime import Runtime
 from handlers.process.settings import Settings, load_settings

@@ -15,6 +15,7 @@ from handlers.cdf.run_matches import read_pipeline
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
+from handlers.core.decision import RESOURCES, Link
 from handlers.core.errors import (
     AccessDenied,
     InvalidRequest,
@@ -23,10 +24,9 @@ from handlers.core.errors import (
     OutOfTime,
     RunNotFound,
 )
-from handlers.core.linking import RESOURCES, Link
 from handlers.core.pairs import CONFIRMED, REJECTED
 from handlers.core.poll import Clock
-from handlers.core.updates import UpdateItems
+from handlers.core.provenance import UpdateItems
 from handlers.process.settings import Settings
 from sim import CdfSimulator, Step
 from sim.writes import Applied

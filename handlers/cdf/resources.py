@@ -17,7 +17,7 @@ for the run:
 - a write whose answer does not come in time may still land: the next try waits
   at least as long as this one waited, so that it finds it in place.
 
-Bodies are sent as JSON bytes made by the caller (``handlers.core.updates``) or
+Bodies are sent as JSON bytes made by the caller (``handlers.core.provenance``) or
 here, without ``json`` per item. An ``update``'s 200 is taken once its body is a
 JSON object at a glance (``{`` to ``}``): CDF echoes the 1000 items written, and
 nothing in them is needed.
@@ -39,14 +39,14 @@ from handlers.cdf.request import CdfRequest, MissingIds
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
+from handlers.core.decision import MAX_ITEMS
 from handlers.core.errors import (
     InvalidRequest,
     OutOfTime,
 )
-from handlers.core.linking import MAX_ITEMS
 from handlers.core.poll import Backoff, Clock
+from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried
-from handlers.core.updates import UpdateItems
 from handlers.process.settings import Settings
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class Update(NamedTuple):
 
     source: int
     target: int
-    item: str  # the JSON of the update item (``handlers.core.updates.UpdateItems``)
+    item: str  # the JSON of the update item (``handlers.core.provenance.UpdateItems``)
 
 
 @dataclass

@@ -18,9 +18,9 @@ import sys
 
 from handlers.cli import display as progress
 from handlers.core.errors import ConfigError, InvalidTrigger
-from handlers.core.linked import LinkRequest
+from handlers.core.link_events import LinkRequest
 from handlers.core.trigger import parse_fields
-from handlers.flow.link import LinkOutcome
+from handlers.flow.linker import LinkOutcome
 from handlers.flow.runtime import Runtime
 from handlers.process.logs import log_context
 from handlers.process.shutdown import install as install_sigterm

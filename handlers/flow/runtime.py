@@ -22,10 +22,10 @@ from handlers.cdf.resources import Resources
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack, InvalidTrigger
-from handlers.core.linked import COMPLETED
+from handlers.core.link_events import COMPLETED
 from handlers.core.poll import Clock
 from handlers.core.trigger import Sweep, message_id_of, parse_event
-from handlers.flow.link import Linker, LinkOutcome, message_trace
+from handlers.flow.linker import Linker, LinkOutcome, message_trace
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of

@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from handlers.core.decision import Counts
 from handlers.core.events import Event, RunRef, rfc3339
-from handlers.core.linking import Counts
 from handlers.core.models import Reason, is_integer
 from handlers.core.trigger import message_id_of, publish_time_of
 

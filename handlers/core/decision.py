@@ -6,13 +6,13 @@ Two steps, each a small table:
    or a pair of the pipeline's ``confirmedMatches``), a rule match (trusted
    unless ``LINK_TRUST_RULES=false``), a model match, or rejected (a pair of
    ``rejectedMatches``, dropped before anything else). ``rank`` orders them.
-2. ``decide`` takes a source's best match (``handlers.core.candidates`` keeps
+2. ``decide`` takes a source's best match (``handlers.core.plan`` keeps
    one per source as the run's matches stream in) and says ``rejected``,
    ``unlinkable``, ``below_threshold``, ``ambiguous``, or ``link``.
 3. ``against`` sets a ``Link`` against what CDF holds for its source: found in
    place, a ``conflict``, ``source_missing``, or to write.
 
-What a link writes (its ``update`` item and provenance) is ``handlers.core.updates``.
+What a link writes (its ``update`` item and provenance) is ``handlers.core.provenance``.
 """
 
 from __future__ import annotations

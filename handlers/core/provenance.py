@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from handlers.core.linking import Link, Resource
+from handlers.core.decision import Link, Resource
 
 RUN_KEY, SCORE_KEY = "matchrelay:run", "matchrelay:score"
 ASSET_KEY, PREVIOUS_KEY = "matchrelay:asset", "matchrelay:previous"

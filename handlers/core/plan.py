@@ -10,7 +10,7 @@ large as the reduced one (and at least ``MIN_PENDING``), both are reduced
 together to one best match per source, ascending by source id. Memory therefore
 grows with the sources, not with the matches. The reduction replays, source by
 source and in stream order, exactly what reading the matches one by one decides
-(``handlers.core.linking`` has the rules: ``kind_of``, ``rank``, ``decide``): the
+(``handlers.core.decision`` has the rules: ``kind_of``, ``rank``, ``decide``): the
 first best stays best, a better one replaces it, another target at the same rank
 makes it ambiguous. What each match is (confirmed, a rule match, rejected by the
 pipeline's lists) is settled as it is appended, so the lists are asked once a
@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.core.errors import MalformedResponse
-from handlers.core.linking import (
+from handlers.core.decision import (
     BELOW_THRESHOLD,
     DROPPED,
     LINK,
@@ -39,6 +38,7 @@ from handlers.core.linking import (
     kind_of,
     rank,
 )
+from handlers.core.errors import MalformedResponse
 from handlers.core.models import MAX_ID
 from handlers.core.pairs import Pairs
 

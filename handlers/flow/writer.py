@@ -1,7 +1,7 @@
 """The link's writes (contract, section 8.4-8.5): one chunk of at most 1000 sources at a time, from CDF's state.
 
 A chunk reads its sources' links with ``byids``, sets each decided link against
-them (``handlers.core.linking.against``) and writes what is missing in one
+them (``handlers.core.decision.against``) and writes what is missing in one
 ``update``. ``READS`` chunks read at once, ``LINK_CONCURRENCY`` of them write at
 once: CDF limits concurrent writes, not reads, and a redelivery mostly re-reads
 links already in place, so reading wider is what lets it reach the missing ones
@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError
-from handlers.core.linking import (
+from handlers.core.decision import (
     SOURCE_MISSING,
     TARGET_MISSING,
     TARGET_RESOURCE,
@@ -33,10 +32,11 @@ from handlers.core.linking import (
     against,
     links_of,
 )
+from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError
 from handlers.core.poll import Backoff, Clock
 from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried
-from handlers.core.updates import UpdateItems
 
 READS = 8  # chunks reading their links at once per invocation (byids is a read: no write limit applies)
 

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from handlers.core import candidates
-from handlers.core.candidates import Candidates
-from handlers.core.errors import MalformedResponse
-from handlers.core.linking import (
+from handlers.core import plan as candidates
+from handlers.core.decision import (
     AMBIGUOUS,
     BELOW_THRESHOLD,
     CONFLICT,
@@ -28,9 +26,11 @@ from handlers.core.linking import (
     links_of,
     resource_of,
 )
-from handlers.core.linking import REJECTED as REJECTED_
+from handlers.core.decision import REJECTED as REJECTED_
+from handlers.core.errors import MalformedResponse
 from handlers.core.pairs import CONFIRMED, REJECTED, Pairs
-from handlers.core.updates import UpdateItems, provenance, update_item
+from handlers.core.plan import Candidates
+from handlers.core.provenance import UpdateItems, provenance, update_item
 
 MIN = 0.9
 
