@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from handlers.core.poll import Backoff
+from handlers.core.models import RunSummary
+from handlers.core.poll import Backoff, Deadlines, still_running, waits
 
 SCHEDULES = [
     pytest.param(1.0, 30.0, id="defaults"),
@@ -87,3 +88,19 @@ def test_backoff_deterministic_with_seeded_random() -> None:
 
     assert schedule(42) == schedule(42)
     assert schedule(42) != schedule(43)
+
+
+def test_waits_count_from_the_trigger_or_from_now() -> None:
+    """A run is waited for until its trigger is RUN_MAX_WAIT_S old, on the monotonic clock; budget as given."""
+    assert waits(now=50.0, wall=1000.0, born=990.0, run_max_wait_s=60.0, budget=None) == Deadlines(None, 100.0)
+    assert waits(now=50.0, wall=1000.0, born=None, run_max_wait_s=60.0, budget=80.0) == Deadlines(80.0, 110.0)
+
+
+@pytest.mark.parametrize(("status", "running"), [("Queued", True), ("Running", True), ("Completed", False)])
+def test_still_running_says_so_on_the_flows_line(status: str, running: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """An unfinished run is polled again later, with one INFO line under the flows' logger; a finished one is not."""
+    summary = RunSummary.model_validate({"status": status, "jobId": 1, "statusTime": 1, "createdTime": 1})
+    with caplog.at_level("INFO", logger="matchrelay"):
+        assert still_running(summary) is running
+    lines = [(r.name, r.getMessage()) for r in caplog.records]
+    assert lines == ([("matchrelay", f"run is {status}; polling again later")] if running else [])

@@ -44,7 +44,7 @@ from handlers.core.errors import (
     InvalidRequest,
     OutOfTime,
 )
-from handlers.core.poll import Backoff, Clock
+from handlers.core.poll import Clock
 from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried
 from handlers.process.settings import Settings
@@ -83,7 +83,7 @@ class Resources:
     ) -> None:
         self._request = CdfRequest(settings, http, tokens, wall)
         self._base = self._request.base
-        self._backoff = Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s)
+        self._backoff = settings.backoff
         self._clock = clock
 
     def pipeline(self, project: str, pipeline_id: int, deadline: Deadline, read: Callable[[Iterator[bytes]], T]) -> T:

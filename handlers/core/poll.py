@@ -30,6 +30,7 @@ from handlers.core.models import RunSummary
 from handlers.core.progress import NO_PROGRESS, Progress
 
 log = logging.getLogger("matchrelay.poll")
+_flows = logging.getLogger("matchrelay")  # the line a flow writes of a run still going, under the flows' logger
 MAX_MALFORMED_RETRIES = 3  # "at most 3 times in a row; then invalid_response"
 T = TypeVar("T")
 
@@ -119,6 +120,20 @@ class Poller:
         self.progress.waiting(self.stats.last.status if self.stats.last else "unknown", self.stats.polls, pause)
         if self.clock.sleep(pause):
             raise ShuttingDown("the instance is shutting down")
+
+
+def waits(now: float, wall: float, born: float | None, run_max_wait_s: float, budget: float | None) -> Deadlines:
+    """A run's waiting, on the monotonic clock ``now``: until ``budget`` (None: no end for this invocation), and
+    until the trigger born at ``born`` (epoch seconds; None: now) is ``run_max_wait_s`` old."""
+    return Deadlines(budget, now + ((wall if born is None else born) + run_max_wait_s - wall))
+
+
+def still_running(summary: RunSummary) -> bool:
+    """True, with its INFO line, while CDF says the run is not finished: poll again later."""
+    if summary.finished:
+        return False
+    _flows.info("run is %s; polling again later", summary.status)
+    return True
 
 
 def summary_of(body: dict[str, Any]) -> RunSummary:

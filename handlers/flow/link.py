@@ -36,7 +36,7 @@ from handlers.core.link_events import LinkFacts, LinkRequest, linked_event
 from handlers.core.models import RunSummary
 from handlers.core.pairs import Pairs
 from handlers.core.plan import Candidates, Plan
-from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.core.poll import Clock, Poller, still_running, summary_of, waits
 from handlers.core.progress import Progress
 from handlers.core.provenance import run_key
 from handlers.flow.writer import READS, ChunkWriter, outcomes
@@ -135,11 +135,11 @@ class LinkJob:
         """The run's matches read again from CDF (polled as section 4 says) and decided, source by source."""
         settings, clock, poller = self.linker.settings, self.linker.clock, self._poller()
         poller.progress = self.linker.progress  # a run still going shows its status, as `run` shows it
-        now, wall = clock.monotonic(), self.linker.wall()
-        born = self.request.publish_time.timestamp() if self.request.publish_time else wall
+        now = clock.monotonic()
+        born = self.request.publish_time.timestamp() if self.request.publish_time else None
         cutoff = self.deadline.cutoff  # the command polls without a budget, as `run` does
         budget = None if cutoff is None else min(now + settings.budget_s, cutoff)
-        deadlines = Deadlines(budget, now + born + settings.run_max_wait_s - wall)
+        deadlines = waits(now, self.linker.wall(), born, settings.run_max_wait_s, budget)
         return poller.until_done(lambda: self._read_run(poller), deadlines)
 
     def _read_run(self, poller: Poller) -> Plan | None:
@@ -148,8 +148,7 @@ class LinkJob:
             body = RunMatches(chunks)
             self.summary = poller.stats.last = summary_of(body.header())  # the status a wait reports
             self.facts = dataclasses.replace(self.facts, job_id=self.summary.jobId)
-            if not self.summary.finished:
-                log.info("run is %s; polling again later", self.summary.status)
+            if still_running(self.summary):
                 return None
             if self.summary.status == "Failed":
                 raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
@@ -169,7 +168,7 @@ class LinkJob:
         settings, r = self.linker.settings, self.request
         write = ChunkWriter(
             self.linker.resources,
-            Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s),
+            settings.backoff,
             self.linker.clock,
             r.project,
             run_key(r.project, r.pipeline_id, r.run_id),
@@ -200,7 +199,7 @@ class LinkJob:
 
     def _poller(self) -> Poller:
         settings = self.linker.settings
-        return Poller(Backoff(settings.poll_initial_delay_s, settings.poll_max_delay_s), self.linker.clock)
+        return Poller(settings.backoff, self.linker.clock)
 
     def _report(self, reason: str | None, detail: str) -> LinkOutcome:
         """Publish ``run.linked`` with the counts reached; raises ``PublishFailed`` when it is not confirmed."""

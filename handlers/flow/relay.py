@@ -23,7 +23,7 @@ from handlers.core.errors import HandBack, InvalidTrigger, MalformedResponse, No
 from handlers.core.events import RunRef
 from handlers.core.models import RunSummary, is_integer
 from handlers.core.normalize import completed_event, failed_event, stream_events
-from handlers.core.poll import Backoff, Clock, Deadlines, Poller, summary_of
+from handlers.core.poll import Clock, Deadlines, Poller, still_running, summary_of, waits
 from handlers.core.progress import NO_PROGRESS, Progress
 from handlers.core.trigger import Trigger
 from handlers.process.settings import Settings
@@ -129,8 +129,7 @@ class Relay:
 
     def poller(self) -> Poller:
         """A fresh poller for one invocation: the configured backoff, this relay's clock and progress."""
-        backoff = Backoff(self.settings.poll_initial_delay_s, self.settings.poll_max_delay_s)
-        return Poller(backoff, self.clock, progress=self.progress)
+        return Poller(self.settings.backoff, self.clock, progress=self.progress)
 
     def _ref(self, trigger: Trigger, run_id: int | None, latest_key: str | None = None) -> RunRef:
         base, tp = self.settings.base_url, trigger.traceparent
@@ -145,10 +144,10 @@ class Relay:
         return job_id
 
     def _deadlines(self, trigger: Trigger, budget_s: float | None, started_wall: float | None) -> Deadlines:
-        now, wall = self.clock.monotonic(), self.wall()
-        born = trigger.publish_time.timestamp() if trigger.publish_time else (started_wall or wall)
-        wait = now + (born + self.settings.run_max_wait_s - wall)
-        return Deadlines(budget=None if budget_s is None else now + budget_s, wait=wait)
+        now = self.clock.monotonic()
+        born = trigger.publish_time.timestamp() if trigger.publish_time else (started_wall or None)
+        budget = None if budget_s is None else now + budget_s
+        return waits(now, self.wall(), born, self.settings.run_max_wait_s, budget)
 
     def _publish_error(self, events: list[Any], deadline: Deadline | None = None) -> int:
         return self.sink.publish(self.topics.errors, events, deadline)
@@ -177,8 +176,7 @@ class _Step:
         with r.cdf.open_run(ref.project, ref.pipeline_id, ref.run_id, self.deadline) as chunks:
             body = RunBody(chunks)
             summary = self.poller.stats.last = summary_of(body.header())
-            if not summary.finished:
-                log.info("run is %s; polling again later", summary.status)
+            if still_running(summary):
                 return None
             if summary.status == "Failed":
                 summary = summary_of(body.drain())  # errors may follow the results

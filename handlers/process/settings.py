@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.core.errors import ConfigError
 from handlers.core.models import MAX_ID
+from handlers.core.poll import Backoff
 from handlers.process.names import check_name, check_url, topic_of_source, topic_path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -142,6 +143,11 @@ class Settings(BaseSettings):
         if self.invocation_timeout_s is not None:
             return self.invocation_timeout_s
         return self.cloud_run_timeout_seconds or DEFAULT_TIMEOUT_S
+
+    @property
+    def backoff(self) -> Backoff:
+        """Section 4's waits between polls and between tries: POLL_INITIAL_DELAY_S up to POLL_MAX_DELAY_S."""
+        return Backoff(self.poll_initial_delay_s, self.poll_max_delay_s)
 
     @property
     def budget_s(self) -> float:
