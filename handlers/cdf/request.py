@@ -49,13 +49,9 @@ class CdfRequest:
     def __init__(
         self, settings: Settings, http: httpx.Client, tokens: TokenSource, wall: Callable[[], float] = time.time
     ) -> None:
-        self.base = f"{settings.base_url}/api/v1/projects"
+        self.base = f"{settings.base_url}/api/v1/projects"  # URLs go on with an allow-listed project, integer ids
         self._version, self._http_timeout = settings.cdf_api_version, settings.http_timeout_s
         self._http, self._tokens, self._wall = http, tokens, wall
-
-    def url(self, project: str, path: str) -> str:
-        # Every part was validated (allow-listed project, integer ids) before it gets here.
-        return f"{self.base}/{project}/{path}"
 
     @contextlib.contextmanager
     def open(
