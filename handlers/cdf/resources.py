@@ -40,10 +40,7 @@ from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.decision import MAX_ITEMS
-from handlers.core.errors import (
-    InvalidRequest,
-    OutOfTime,
-)
+from handlers.core.errors import InvalidRequest, OutOfTime
 from handlers.core.poll import Clock
 from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried

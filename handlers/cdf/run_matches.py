@@ -30,6 +30,7 @@ a score no finite score.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -112,15 +113,9 @@ class RunMatches:
     def batches(self) -> Iterator[list[Any]]:
         """The items of ``matches`` in body order, as many at a time as the text read holds; fields are kept."""
         held, self._held = self._held, []
-        for key, items in held:
+        for key, items in itertools.chain(held, self.lists()):  # as they come: a run's items are never all held
             if key == "matches":
                 yield items
-        for kind, key, value in self._top:
-            if kind == "field":
-                self.fields[key] = value
-            elif key == "matches":
-                yield value
-        self._lists_checked()
 
     def lists(self) -> Iterator[tuple[str, list[Any]]]:
         """Every item of the ``arrays`` as ``(array, [item, ...])`` in body order, the other fields kept."""
@@ -129,9 +124,6 @@ class RunMatches:
                 self.fields[key] = value
             else:
                 yield key, value
-        self._lists_checked()
-
-    def _lists_checked(self) -> None:
         for key in self._arrays:
             if self.fields.get(key) is not None and not isinstance(self.fields[key], list):
                 raise MalformedResponse(f"CDF answered {key} that is not a list")

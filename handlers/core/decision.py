@@ -1,6 +1,6 @@
 """The link's decision (contract, section 8): which source gets which asset, per source, table-driven. Pure.
 
-Two steps, each a small table:
+Three steps, each a small table:
 
 1. ``kind_of`` says what one match is: confirmed (either of CDF's spellings,
    or a pair of the pipeline's ``confirmedMatches``), a rule match (trusted
@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 
 from handlers.core.errors import MalformedResponse
 from handlers.core.models import is_integer
+from handlers.core.pairs import CONFIRMED as LISTED_CONFIRMED
+from handlers.core.pairs import REJECTED as LISTED_REJECTED
 
 CONFIRMED_TYPES = frozenset({"previously_mapped", "previously-confirmed"})  # CDF's OpenAPI's name, and one seen
 RULE_PREFIX = "rule"  # CDF's OpenAPI: rule_{inputPattern}->{predictPattern}
@@ -51,11 +53,11 @@ TRUSTED = RULE | CONFIRMED  # links whatever the score
 
 def kind_of(match_type: Any, listed: int, trust_rules: bool) -> int:
     """What a match is, from its ``matchType`` (open text) and what the pipeline's lists say of its pair
-    (``handlers.core.pairs``: bit 1 confirmed, bit 2 rejected): rejected before anything else, then confirmed,
+    (``handlers.core.pairs.Pairs.of``): rejected before anything else, then confirmed,
     then a trusted rule match; anything else is a model match."""
-    if listed & 2:
+    if listed & LISTED_REJECTED:
         return DROPPED
-    if listed & 1 or match_type in CONFIRMED_TYPES:
+    if listed & LISTED_CONFIRMED or match_type in CONFIRMED_TYPES:
         return CONFIRMED
     if trust_rules and type(match_type) is str and match_type.startswith(RULE_PREFIX):
         return RULE

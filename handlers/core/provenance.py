@@ -61,6 +61,7 @@ class UpdateItems:
         self._asset = f'",{json.dumps(ASSET_KEY)}:"'
         self._end = f'"}},"remove":[{json.dumps(PREVIOUS_KEY)}]}}}}}}'
         self._previous = f'",{json.dumps(PREVIOUS_KEY)}:"'
+        self._previous_end = '"}}}}'  # no remove: the write names the asset it replaces
         # Each score's text, once: float.__repr__ takes about 1 µs, and a run's scores repeat (CDF gives a few digits).
         self._texts: dict[float | None, str] = {}
 
@@ -71,6 +72,7 @@ class UpdateItems:
     def items(self, links: Iterable[Link]) -> list[str]:
         """The items of ``links``, in order (one loop for a chunk: this runs for every link written)."""
         field, score, asset, end, texts = self._field, self._score, self._asset, self._end, self._texts
+        replaced, replaced_end = self._previous, self._previous_end
         out: list[str] = []
         append = out.append
         for source, target, s, _, previous in links:
@@ -82,7 +84,7 @@ class UpdateItems:
             if previous is None:
                 append(f'{{"id":{source}{field}{target}{score}{text}{asset}{target}{end}')
             else:
-                append(f'{{"id":{source}{field}{target}{score}{text}{asset}{target}{self._previous}{previous}"}}}}}}}}')
+                append(f'{{"id":{source}{field}{target}{score}{text}{asset}{target}{replaced}{previous}{replaced_end}')
         return out
 
     @staticmethod
