@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
-import functions_framework, httpx, pydantic, pydantic_settings, ijson, cloudevents.http, werkzeug
+import functions_framework, httpx, pydantic, pydantic_settings, orjson, cloudevents.http, werkzeug
 t1 = time.perf_counter()
 import main
 t2 = time.perf_counter()

@@ -25,7 +25,7 @@ MODES = ("off", "on")
 PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
-import functions_framework, httpx, pydantic, pydantic_settings, ijson, cloudevents.http, werkzeug
+import functions_framework, httpx, pydantic, pydantic_settings, orjson, cloudevents.http, werkzeug
 t1 = time.perf_counter()
 import main
 t2 = time.perf_counter()

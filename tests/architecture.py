@@ -17,7 +17,7 @@ from pathlib import Path
 RANK = {"core": 0, "process": 1, "cdf": 2, "pubsub": 2, "flow": 3, "cli": 4}
 
 # Third-party libraries a layer must never import (the edges own their libraries; only the CLI draws).
-NETWORK = ("httpx", "google", "grpc", "ijson", "orjson", "flask", "functions_framework", "werkzeug", "opentelemetry")
+NETWORK = ("httpx", "google", "grpc", "orjson", "flask", "functions_framework", "werkzeug", "opentelemetry")
 NEVER = {
     "core": (*NETWORK, "rich"),
     "process": ("httpx", "grpc", "ijson", "orjson", "flask", "functions_framework", "rich"),

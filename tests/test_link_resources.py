@@ -11,7 +11,7 @@ import pytest
 
 from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Update
-from handlers.cdf.run_matches import read_pipeline
+from handlers.cdf.results import read_pipeline
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
-from handlers.cdf.run_matches import RunMatches, read_pipeline
+from handlers.cdf.results import RunBody, read_pipeline
 from handlers.core.deadline import Deadline
 from handlers.core.decision import Counts, Resource, resource_of
 from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError, RunFailed
@@ -145,7 +145,7 @@ class LinkJob:
     def _read_run(self, poller: Poller) -> Plan | None:
         r = self.request
         with self.linker.cdf.open_run(r.project, r.pipeline_id, r.run_id, self.deadline) as chunks:
-            body = RunMatches(chunks)
+            body = RunBody(chunks)
             self.summary = poller.stats.last = summary_of(body.header())  # the status a wait reports
             self.facts = dataclasses.replace(self.facts, job_id=self.summary.jobId)
             if still_running(self.summary):
