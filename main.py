@@ -15,6 +15,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import flask
 import functions_framework
@@ -22,13 +24,25 @@ from cloudevents.http import CloudEvent
 from werkzeug.exceptions import ServiceUnavailable
 
 from handlers.core.errors import ConfigError
-from handlers.flow.runtime import Delivery, Runtime
+from handlers.flow.invocation import Delivery
+from handlers.flow.runtime import Runtime
 from handlers.process.logs import Trace, request_trace, setup_logging
 from handlers.process.settings import Settings, load_settings
 from handlers.process.shutdown import install as install_sigterm
 from handlers.process.tracing import configure as configure_tracing
 
 _runtime: Runtime | None = None
+
+
+class Ended(Protocol):
+    """How any flow's invocation ended, as the entry point answers it."""
+
+    @property
+    def ack(self) -> bool: ...
+
+    reason: str | None
+
+
 _lock = threading.Lock()
 
 
@@ -57,19 +71,19 @@ def runtime() -> Runtime:
 @functions_framework.cloud_event
 def on_run_message(event: CloudEvent) -> None:
     """Relay the run a trigger message names; 200 acks it, 503 hands it back to Pub/Sub."""
-    received = time.monotonic()  # the invocation's deadline counts from here
-    delivery = Delivery(received, str(event["source"]), _request_trace())
-    outcome = runtime().handle_event(str(event["id"]), event.get_data(), delivery)
-    if not outcome.ack:
-        raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
+    _deliver(event, runtime().handle_event)
 
 
 @functions_framework.cloud_event
 def on_run_completed(event: CloudEvent) -> None:
     """Link the run a run.completed event names (contract, section 8); 200 acks it, 503 hands it back."""
+    _deliver(event, runtime().handle_completed)
+
+
+def _deliver(event: CloudEvent, handle: Callable[[str, Any, Delivery], Ended]) -> None:
+    """The one adapter of every entry point: the event to its flow, the outcome to an HTTP answer."""
     received = time.monotonic()  # the invocation's deadline counts from here
-    delivery = Delivery(received, str(event["source"]), _request_trace())
-    outcome = runtime().handle_completed(str(event["id"]), event.get_data(), delivery)
+    outcome = handle(str(event["id"]), event.get_data(), Delivery(received, str(event["source"]), _request_trace()))
     if not outcome.ack:
         raise ServiceUnavailable(f"handed back for redelivery: {outcome.reason}")
 

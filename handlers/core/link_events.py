@@ -27,9 +27,9 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from handlers.core.decision import Counts
+from handlers.core.envelope import Envelope
 from handlers.core.events import Event, RunRef, rfc3339
 from handlers.core.models import Reason, is_integer
-from handlers.core.trigger import message_id_of, publish_time_of
 
 COMPLETED = "com.cognite.entitymatching.run.completed"
 LINKED = "com.cognite.entitymatching.run.linked"
@@ -75,15 +75,18 @@ class Rejected:
 def accept(
     event_id: str, data: Any, *, allowed: tuple[str, ...], pipelines: frozenset[int]
 ) -> LinkRequest | Other | Rejected:
-    """Read one message of the events topic; ``pipelines`` empty means every pipeline."""
-    message = data.get("message") if isinstance(data, Mapping) else None
-    message_id = message_id_of(event_id, message)
-    attributes = message.get("attributes") if isinstance(message, Mapping) else None
-    attributes = attributes if isinstance(attributes, Mapping) else {}
-    ce_type = attributes.get("ce-type")
-    if ce_type != COMPLETED or not isinstance(message, Mapping):
-        return Other(ce_type if isinstance(ce_type, str) else None, message_id)
-    body = _body(message.get("data"))
+    """Read one message of the events topic (an event's data or a push body), as ``accept_envelope``."""
+    return accept_envelope(Envelope.read(event_id, data), allowed=allowed, pipelines=pipelines)
+
+
+def accept_envelope(
+    envelope: Envelope, *, allowed: tuple[str, ...], pipelines: frozenset[int]
+) -> LinkRequest | Other | Rejected:
+    """What the link makes of one message of the events topic; ``pipelines`` empty means every pipeline."""
+    message_id, attributes, ce_type = envelope.message_id, envelope.attributes, envelope.attribute("ce-type")
+    if ce_type != COMPLETED or envelope.message is None:
+        return Other(ce_type, message_id)
+    body = _body(envelope.data)
     if body is None:
         return Rejected("invalid_event", "the run.completed body is not a JSON object", message_id)
     project, pipeline_id, run_id = body.get("project"), body.get("pipelineId"), body.get("runId")
@@ -104,9 +107,8 @@ def accept(
     if pipelines and pipeline not in pipelines:
         return rejected("pipeline_not_linked", f"pipeline {pipeline} is not one of LINK_PIPELINES")
     status_time = body.get("statusTime")
-    publish_time = publish_time_of(message.get("publishTime"))
     status = status_time if is_integer(status_time, 0, MAX_EPOCH_MS) else None  # ce-time must be writable
-    return LinkRequest(allowed_project, pipeline, run, message_id, publish_time, status)
+    return LinkRequest(allowed_project, pipeline, run, message_id, envelope.publish_time, status)
 
 
 def _body(data: Any) -> dict[str, Any] | None:

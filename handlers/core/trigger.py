@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from handlers.core.continuation import FIELD as CONTINUATION
 from handlers.core.continuation import FIRST, Continuation, parse_continuation
+from handlers.core.envelope import Envelope
 from handlers.core.errors import InvalidTrigger
 from handlers.core.models import MAX_ID
 from handlers.core.window import FIELD as RUNS_CREATED
@@ -29,7 +29,6 @@ MAX_BODY_BYTES = 1_000_000  # a run is named in a few dozen bytes; anything this
 LATEST = "latest"
 WITHIN_PROJECT = "projectSweep"  # on the sweeps of one pipeline a project sweep hands on (handlers.flow.sweep)
 _DECIMAL = re.compile(r"[0-9]{1,16}")
-_MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,17 @@ class Sweep:
 
 
 def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tuple[str, ...]) -> Trigger | Sweep:
-    """Read a ``messagePublished`` event's data: ``{"message": {...}, "subscription": ...}``; a body with
-    ``runsCreated`` is a sweep."""
-    message = data.get("message") if isinstance(data, Mapping) else None
-    if not isinstance(message, Mapping):
-        raise InvalidTrigger("the event carries no Pub/Sub message", message_id=message_id_of(event_id, None))
-    message_id = message_id_of(event_id, message)
-    publish_time = publish_time_of(message.get("publishTime"))
-    attributes = message.get("attributes") or {}
+    """Read a ``messagePublished`` event's data (``{"message": {...}, "subscription": ...}``), as ``read_trigger``."""
+    return read_trigger(Envelope.read(event_id, data), default_project=default_project, allowed=allowed)
+
+
+def read_trigger(envelope: Envelope, *, default_project: str, allowed: tuple[str, ...]) -> Trigger | Sweep:
+    """The trigger a message carries; a body with ``runsCreated`` is a sweep."""
+    message_id, publish_time = envelope.message_id, envelope.publish_time
+    if envelope.message is None:
+        raise InvalidTrigger("the event carries no Pub/Sub message", message_id=message_id)
     try:
-        fields = _fields(message.get("data"), attributes if isinstance(attributes, Mapping) else {})
+        fields = _fields(envelope.data, envelope.attributes)
     except InvalidTrigger as exc:
         exc.message_id, exc.publish_time = message_id, publish_time
         raise
@@ -79,16 +79,6 @@ def parse_event(event_id: str, data: Any, *, default_project: str, allowed: tupl
     return parse_fields(
         fields, message_id=message_id, publish_time=publish_time, default_project=default_project, allowed=allowed
     )
-
-
-def message_id_of(event_id: str, message: Any) -> str:
-    """The trigger's Pub/Sub message id, as it goes into ids and logs: Pub/Sub's own (digits) as it is, anything
-    else (a hand-made push body) as a digest, so no text of unbounded length or shape reaches an attribute."""
-    raw = message.get("messageId") if isinstance(message, Mapping) else None
-    value = str(raw or event_id)
-    if _MESSAGE_ID.fullmatch(value):
-        return value
-    return "sha256-" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:32]
 
 
 def parse_fields(
@@ -200,17 +190,3 @@ def _project(value: Any, default: str, allowed: tuple[str, ...], problems: list[
 def _show(value: Any) -> str:
     # Echo a short, safe rendering of what was sent, never an unbounded string.
     return "missing" if value is None else json.dumps(value, default=str)[:64]
-
-
-def publish_time_of(value: Any) -> datetime | None:
-    """Pub/Sub's ``publishTime`` (RFC 3339, nanoseconds allowed, UTC when it names no offset), or None."""
-    if not isinstance(value, str):
-        return None
-    # Pub/Sub may give nanoseconds; Python reads at most microseconds.
-    value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # Pub/Sub's times are UTC; one written without an offset is read as UTC, not compared naive with aware ones.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -39,6 +39,7 @@ from handlers.core.plan import Candidates, Plan
 from handlers.core.poll import Clock, Poller, still_running, summary_of, waits
 from handlers.core.progress import Progress
 from handlers.core.provenance import run_key
+from handlers.flow.invocation import ended
 from handlers.flow.writer import READS, ChunkWriter, outcomes
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
@@ -99,25 +100,23 @@ class LinkJob:
         self.facts = LinkFacts(self.dry_run, self.linker.settings.link_min_score)
 
     def run(self) -> LinkOutcome:
-        """The whole link; a ``HandBack`` is the ``handed_back`` outcome, with the counts reached."""
-        try:
-            return self._run()
-        except HandBack as exc:
-            return LinkOutcome("handed_back", exc.code, self.dry_run, self.counts, str(exc))
+        """The whole link; a refusal is reported on ``run.linked``, a ``HandBack`` is the ``handed_back`` outcome,
+        with the counts reached."""
+        return ended(self._run, self._handed_back, lambda exc: self._report(exc.reason, str(exc)))
 
     def _run(self) -> LinkOutcome:
-        try:
-            resource = self._pipeline()
-            if resource is None:
-                what = f"{self.facts.source_resource} to {self.facts.target_resource}"
-                return self._report("unsupported_resource", f"the pipeline links {what}: nothing to link")
-            plan = self._plan()
-            self.counts.merge(plan.counts)
-            self.linker.progress.decided(outcomes(plan.counts))
-            self._apply(plan, resource)
-        except PermanentError as exc:
-            return self._report(exc.reason, str(exc))
+        resource = self._pipeline()
+        if resource is None:
+            what = f"{self.facts.source_resource} to {self.facts.target_resource}"
+            return self._report("unsupported_resource", f"the pipeline links {what}: nothing to link")
+        plan = self._plan()
+        self.counts.merge(plan.counts)
+        self.linker.progress.decided(outcomes(plan.counts))
+        self._apply(plan, resource)
         return self._report(None, "")
+
+    def _handed_back(self, exc: HandBack) -> LinkOutcome:
+        return LinkOutcome("handed_back", exc.code, self.dry_run, self.counts, str(exc))
 
     def _pipeline(self) -> Resource | None:
         """The source resource, from the pipeline CDF holds; None when links are not made for it. Its lists of

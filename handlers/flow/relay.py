@@ -20,12 +20,13 @@ from handlers.cdf.results import RunBody
 from handlers.core.continuation import Segment, continuation_message
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack, InvalidTrigger, MalformedResponse, NothingPublished, PermanentError
-from handlers.core.events import RunRef
+from handlers.core.events import Event, RunRef
 from handlers.core.models import RunSummary, is_integer
 from handlers.core.normalize import completed_event, failed_event, stream_events
 from handlers.core.poll import Clock, Deadlines, Poller, still_running, summary_of, waits
 from handlers.core.progress import NO_PROGRESS, Progress
 from handlers.core.trigger import Trigger
+from handlers.flow.invocation import ended
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
 
@@ -86,7 +87,7 @@ class Relay:
         )
         event = failed_event(ref, exc.reason, str(exc), None, self.now_ms(), f"invalid-trigger/{exc.message_id}")
         log.warning("invalid trigger answered with run.failed: %s", exc)
-        return Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
+        return ended(lambda: self._failed(event, exc, deadline), _handed_back)
 
     def relay(
         self,
@@ -110,19 +111,22 @@ class Relay:
         # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
         latest_key = None if run_id is not None else (trigger.message_id or f"run-{self.now_ms()}")
         ref = self._ref(trigger, run_id, latest_key)
-        try:
-            try:
-                if run_id is None:
-                    run_id = poller.until_done(lambda: self._latest(trigger, deadline), deadlines)
-                    ref = self._ref(trigger, run_id)
-                    log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
-                step = _Step(self, trigger, ref, poller, deadline, continue_to, warn_unbounded=nowhere)
-                outcome = poller.until_done(step, deadlines)
-            except PermanentError as exc:
-                event = failed_event(ref, exc.reason, str(exc), poller.stats.last, self.now_ms())
-                outcome = Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
-        except HandBack as exc:  # also a run.failed event that could not be published
-            outcome = Outcome("handed_back", exc.code, detail=str(exc))
+
+        def work() -> Outcome:
+            nonlocal run_id, ref
+            if run_id is None:
+                run_id = poller.until_done(lambda: self._latest(trigger, deadline), deadlines)
+                ref = self._ref(trigger, run_id)
+                log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
+            step = _Step(self, trigger, ref, poller, deadline, continue_to, warn_unbounded=nowhere)
+            return poller.until_done(step, deadlines)
+
+        def answer(exc: PermanentError) -> Outcome:
+            return self._failed(
+                failed_event(ref, exc.reason, str(exc), poller.stats.last, self.now_ms()), exc, deadline
+            )
+
+        outcome = ended(work, _handed_back, answer)
         outcome.polls, outcome.retries, outcome.run_id = poller.stats.polls, poller.stats.retries, run_id
         outcome.segment = trigger.continuation.segment
         return outcome
@@ -151,6 +155,10 @@ class Relay:
 
     def _publish_error(self, events: list[Any], deadline: Deadline | None = None) -> int:
         return self.sink.publish(self.topics.errors, events, deadline)
+
+    def _failed(self, event: Event, exc: PermanentError, deadline: Deadline | None) -> Outcome:
+        """A refusal answered: its run.failed event published (a ``PublishFailed`` hands the message back)."""
+        return Outcome("failed", exc.reason, self._publish_error([event], deadline), detail=str(exc))
 
     def now_ms(self) -> int:
         """The time of a decision, epoch milliseconds (ce-time of an event with no run)."""
@@ -213,3 +221,7 @@ class _Step:
         self.relay.sink.publish(self.continue_to, [message], self.deadline)
         detail = f"segment {after.segment} goes on after {after.skip} items"
         return Outcome("continued", events=published, detail=detail)
+
+
+def _handed_back(exc: HandBack) -> Outcome:
+    return Outcome("handed_back", exc.code, detail=str(exc))

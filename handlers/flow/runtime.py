@@ -1,18 +1,17 @@
 """What one process holds: settings, the HTTP pool, the token cache, the sink.
 
 Built once per process by ``main`` (lazily, after gunicorn has forked), shared by
-every invocation. ``handle_event`` is the function's whole job for one
-CloudEvent: read the trigger, relay the run, log one summary line.
+every invocation. A message is read once here (``Arrival``), and each flow is
+handed it: ``handle_event`` reads the trigger, relays the run (or sweeps) and
+logs one summary line; ``handle_completed`` links the run a run.completed names.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -21,31 +20,23 @@ from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources
 from handlers.cdf.tokens import TokenSource
 from handlers.core.deadline import Deadline
-from handlers.core.errors import HandBack, InvalidTrigger
+from handlers.core.envelope import Envelope
+from handlers.core.errors import InvalidTrigger
 from handlers.core.link_events import COMPLETED
 from handlers.core.poll import Clock
-from handlers.core.trigger import Sweep, message_id_of, parse_event
-from handlers.flow.linker import Linker, LinkOutcome, message_trace
+from handlers.core.trigger import Sweep, read_trigger
+from handlers.flow.invocation import LINK_TRACE, RELAY_TRACE, Arrival, Delivery, summarize
+from handlers.flow.linker import Linker, LinkOutcome
 from handlers.flow.relay import Outcome, Relay, Topics
 from handlers.flow.sweep import Sweeper, SweepOutcome
-from handlers.process.logs import Trace, gcp_project, log_context, parse_traceparent, trace_fields, traceparent_of
+from handlers.process.logs import log_context, traceparent_of
 from handlers.process.settings import Settings
 from handlers.process.shutdown import STOP
-from handlers.process.tracing import annotate, invocation
+from handlers.process.tracing import invocation
 from handlers.process.tracing import progress as tracing_progress
 from handlers.pubsub.publish import PubSubSink, Sink, StdoutSink
 
 log = logging.getLogger("matchrelay")
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """How a trigger arrived: when (``time.monotonic``), from which topic (Eventarc's ``source``), with which
-    trace (the request's headers)."""
-
-    received: float
-    source: str | None = None
-    trace: Trace | None = None
 
 
 @dataclass
@@ -72,119 +63,78 @@ class Runtime:
 
     def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
         """One message of the events topic for the link, start to end; never raises for what it or CDF did."""
-        delivery, data, message, deadline = self._arrived(data, delivery)
-        trace = delivery.trace or message_trace(message)  # the order the link itself follows
-        attributes = message.get("attributes") if isinstance(message, dict) else None
-        completed = isinstance(attributes, dict) and attributes.get("ce-type") == COMPLETED  # not every event of a run
-        with invocation("on_run_completed", trace, deadline, delivery.received, record=completed) as trace:
-            outcome = self.linker.handle_event(event_id, data, delivery.received, trace, delivery.source)
-            annotate({"outcome": outcome.kind, "reason": outcome.reason})
-            return outcome
-
-    def _arrived(self, data: Any, delivery: Delivery | None) -> tuple[Delivery, Any, Any, Deadline]:
-        """A CloudEvent's data as JSON, its Pub/Sub message, and the invocation's deadline from its receipt."""
-        delivery = delivery or Delivery(time.monotonic())
-        if isinstance(data, bytes | str):  # a CloudEvent without a JSON content type
-            data = _loads(data)
-        message = data.get("message") if isinstance(data, dict) else None
-        # Both flows run on the one clock the runtime built (the relay's and the link's are the same object).
-        return (
-            delivery,
-            data,
-            message,
-            Deadline.after(self.settings.timeout_s, delivery.received, self.relay.clock.monotonic),
-        )
+        arrival = self._arrived(event_id, data, delivery, LINK_TRACE)
+        completed = arrival.envelope.attribute("ce-type") == COMPLETED  # not every event of a run is a link's
+        with invocation("on_run_completed", arrival.trace, arrival.deadline, arrival.received, record=completed) as t:
+            return self.linker.handle(dataclasses.replace(arrival, trace=t))
 
     def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""
-        delivery, data, message, deadline = self._arrived(data, delivery)
-        with invocation(
-            "on_run_message", delivery.trace or _attribute_trace(message), deadline, delivery.received
-        ) as trace:
-            return self._handle(event_id, data, message_id_of(event_id, message), delivery, trace, deadline)
+        arrival = self._arrived(event_id, data, delivery, RELAY_TRACE)
+        with invocation("on_run_message", arrival.trace, arrival.deadline, arrival.received) as trace:
+            arrival = dataclasses.replace(arrival, trace=trace)
+            with log_context(messageId=arrival.envelope.message_id, **arrival.log_fields(self._gcp)):
+                return self._handle(arrival)
 
-    def _handle(
-        self, event_id: str, data: Any, message_id: str, delivery: Delivery, trace: Trace | None, deadline: Deadline
-    ) -> Outcome:
-        traceparent = traceparent_of(trace) if trace else None
-        with log_context(messageId=message_id, **self._trace_fields(trace, delivery.source, data)):
-            try:
-                trigger = parse_event(
-                    event_id, data, default_project=self.settings.cdf_project, allowed=self.settings.allowed_projects
-                )
-            except InvalidTrigger as exc:
-                outcome = self._guard(self.relay.invalid, exc, traceparent, deadline)
-                _summarize(outcome, delivery.received)
-                return outcome
-            trigger = dataclasses.replace(trigger, traceparent=traceparent)
-            continue_to = self.settings.trigger_topic(delivery.source)
-            if isinstance(trigger, Sweep):  # a stage of its own: it relays no run, it hands runs on
-                with log_context(project=trigger.project, pipelineId=trigger.pipeline_id):
-                    sweeper = Sweeper(self.relay).sweep
-                    outcome = self._guard(sweeper, trigger, self.settings.budget_s, deadline, continue_to)
-                    _summarize(outcome, delivery.received)
-                return outcome
-            with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
-                outcome = self._guard(self.relay.relay, trigger, self.settings.budget_s, None, deadline, continue_to)
-                with log_context(runId=outcome.run_id):
-                    _summarize(outcome, delivery.received)
-                return outcome
+    def _arrived(self, event_id: str, data: Any, delivery: Delivery | None, names: tuple[str, ...]) -> Arrival:
+        """The message read once, and the invocation's deadline from its receipt, on the one clock both flows use."""
+        monotonic = self.relay.clock.monotonic
+        delivery = delivery or Delivery(monotonic())
+        deadline = Deadline.after(self.settings.timeout_s, delivery.received, monotonic)
+        return Arrival.of(Envelope.read(event_id, data), delivery, deadline, names)
 
-    def _trace_fields(self, trace: Trace | None, source: str | None, data: Any) -> dict[str, Any]:
-        """Cloud Logging's trace fields, the trace named by ``GOOGLE_CLOUD_PROJECT``, else by the project of the
-        trigger's topic or subscription (Cloud Run does not set that variable by itself)."""
-        subscription = data.get("subscription") if isinstance(data, dict) else None
-        return trace_fields(trace, gcp_project(self.settings.google_cloud_project, source, subscription))
-
-    @staticmethod
-    def _guard(work: Callable[..., Outcome], *args: Any) -> Outcome:
+    def _handle(self, arrival: Arrival) -> Outcome:
+        settings, deadline = self.settings, arrival.deadline
+        traceparent = traceparent_of(arrival.trace) if arrival.trace else None
         try:
-            return work(*args)
-        except HandBack as exc:
-            return Outcome("handed_back", exc.code, detail=str(exc))
+            trigger = read_trigger(
+                arrival.envelope, default_project=settings.cdf_project, allowed=settings.allowed_projects
+            )
+        except InvalidTrigger as exc:
+            return self._summarized(self.relay.invalid(exc, traceparent, deadline), arrival)
+        trigger = dataclasses.replace(trigger, traceparent=traceparent)
+        continue_to = settings.trigger_topic(arrival.source)
+        if isinstance(trigger, Sweep):  # a stage of its own: it relays no run, it hands runs on
+            with log_context(project=trigger.project, pipelineId=trigger.pipeline_id):
+                outcome = Sweeper(self.relay).sweep(trigger, settings.budget_s, deadline, continue_to)
+                return self._summarized(outcome, arrival)
+        with log_context(project=trigger.project, pipelineId=trigger.pipeline_id, runId=trigger.run_id):
+            outcome = self.relay.relay(trigger, settings.budget_s, None, deadline, continue_to)
+            with log_context(runId=outcome.run_id):
+                return self._summarized(outcome, arrival)
+
+    def _summarized(self, outcome: Outcome, arrival: Arrival) -> Outcome:
+        summarize(*_summary(outcome), arrival.received, self.relay.clock.monotonic)
+        return outcome
+
+    @property
+    def _gcp(self) -> str | None:
+        return self.settings.google_cloud_project
 
 
-def _loads(data: bytes | str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _attribute_trace(message: Any) -> Trace | None:
-    """A valid ``traceparent`` attribute on the trigger message (the worker's own triggers carry one)."""
-    attributes = message.get("attributes") if isinstance(message, dict) else None
-    value = attributes.get("traceparent") if isinstance(attributes, dict) else None
-    return parse_traceparent(value) if isinstance(value, str) else None
-
-
-def _summarize(outcome: Outcome, started: float) -> None:
-    """One line per invocation: how it ended, how many polls, retries and events, how long."""
-    fields = {
+def _summary(outcome: Outcome) -> tuple[int, str, dict[str, Any]]:
+    """How the relay's line says how it ended: how many polls, retries and events."""
+    fields: dict[str, Any] = {
         "outcome": outcome.kind,
         "reason": outcome.reason,
         "polls": outcome.polls,
         "retries": outcome.retries,
         "events": outcome.events,
         "segment": outcome.segment,
-        "seconds": round(time.monotonic() - started, 3),
     }
     if outcome.completed_lag_s is not None:  # the invocation that confirmed run.completed: how long after CDF's end
         fields["completedLagS"] = round(outcome.completed_lag_s, 3)
     if isinstance(outcome, SweepOutcome):
         fields |= outcome.fields()
     if isinstance(outcome, SweepOutcome) and outcome.kind in ("swept", "continued"):
-        level, message = logging.INFO, outcome.summary()
-    elif outcome.kind == "handed_back":
+        return logging.INFO, outcome.summary(), fields
+    if outcome.kind == "handed_back":
         # A run still going (budget spent, or the instance stopping) is routine: INFO. A failed publish is not.
         # A sweep too large for one invocation would come back for ever: an operator must look.
         level = logging.ERROR if outcome.reason in ("publish_failed", "sweep_too_large") else logging.INFO
-        message = f"handed the message back for redelivery: {outcome.detail}"
-    elif outcome.kind == "continued":
-        level, message = logging.INFO, f"published {outcome.events} events; the run continues: {outcome.detail}"
-    elif outcome.kind == "failed":
-        level, message = logging.WARNING, f"published run.failed ({outcome.reason}): {outcome.detail}"
-    else:
-        level, message = logging.INFO, f"published {outcome.events} events; run completed"
-    log.log(level, message, extra={"fields": fields})
-    annotate(fields, error=message if level >= logging.ERROR else None)  # the same, on the invocation's span
+        return level, f"handed the message back for redelivery: {outcome.detail}", fields
+    if outcome.kind == "continued":
+        return logging.INFO, f"published {outcome.events} events; the run continues: {outcome.detail}", fields
+    if outcome.kind == "failed":
+        return logging.WARNING, f"published run.failed ({outcome.reason}): {outcome.detail}", fields
+    return logging.INFO, f"published {outcome.events} events; run completed", fields

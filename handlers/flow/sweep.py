@@ -29,6 +29,7 @@ from handlers.core.normalize import failed_event
 from handlers.core.poll import Deadlines, Poller
 from handlers.core.trigger import WITHIN_PROJECT, Sweep
 from handlers.core.window import FIELD, Window, resolve
+from handlers.flow.invocation import ended
 from handlers.flow.relay import Outcome, Relay
 from handlers.process.logs import log_context
 
@@ -108,17 +109,17 @@ class _Job:
     pending: list[Event] = field(default_factory=list)
 
     def run(self) -> SweepOutcome:
-        try:
-            try:
-                self._sweep()
-            except PermanentError as exc:
-                self._flush()  # the runs found before CDF refused are real runs: relay them anyway
-                self._fail(exc)
-        except HandBack as exc:
-            self.outcome.kind, self.outcome.reason, self.outcome.detail = "handed_back", exc.code, str(exc)
+        ended(self._sweep, self._handed_back, self._refused)
         if self.outcome.kind == "swept":
             self.outcome.detail = f"{self.outcome.triggers} run triggers for runs created in [{self.window.text})"
         return self.outcome
+
+    def _refused(self, exc: PermanentError) -> None:
+        self._flush()  # the runs found before CDF refused are real runs: relay them anyway
+        self._fail(exc)
+
+    def _handed_back(self, exc: HandBack) -> None:
+        self.outcome.kind, self.outcome.reason, self.outcome.detail = "handed_back", exc.code, str(exc)
 
     def _sweep(self) -> None:
         one = self.sweep.pipeline_id
