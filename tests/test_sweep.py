@@ -19,7 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import (
+
+from handlers.cdf.listing import ListedRun, listed_runs, page_of, pipeline_ids
+from handlers.core.errors import InvalidTrigger
+from handlers.core.trigger import Sweep, parse_event
+from handlers.core.window import Rolling, Window, epoch_ms, parse_span, resolve
+from sim import CdfSimulator, Step, make_run
+from tests.conftest import (
     GCP_PROJECT,
     ROOT,
     PubSub,
@@ -31,12 +37,6 @@ from conftest import (
     pubsub_message,
     push_body,
 )
-
-from handlers.cdf.listing import ListedRun, listed_runs, page_of, pipeline_ids
-from handlers.core.errors import InvalidTrigger
-from handlers.core.trigger import Sweep, parse_event
-from handlers.core.window import Rolling, Window, epoch_ms, parse_span, resolve
-from sim import CdfSimulator, Step, make_run
 
 FROM, TO = 1_730_199_600_000, 1_730_203_200_000  # 2024-10-29T11:00Z to 12:00Z
 FAILED = "com.cognite.entitymatching.run.failed"

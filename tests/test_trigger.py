@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import PubSub, Topics, deliver, pubsub_message
 
 from handlers.core.errors import InvalidTrigger
 from handlers.core.trigger import Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Step, make_run
+from tests.conftest import PubSub, Topics, deliver, pubsub_message
 from tests.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
 
 MAX_ID = 9007199254740991
