@@ -21,7 +21,8 @@ import hcl2
 import pytest
 from hcl2.utils import SerializationOptions
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 DEPLOY = ROOT / "deploy"
 SCRIPT = DEPLOY / "deploy.sh"
 SECRET = "Zq9-not-for-eyes-7Hk"

@@ -15,8 +15,8 @@ import pytest
 from hcl2.utils import SerializationOptions
 
 from handlers.core.decision import OUTCOMES
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SCHEMA = json.loads((DEPLOY / "schema" / "monitoring-dashboard.json").read_text())
 OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)

@@ -16,7 +16,8 @@ import hcl2
 import pytest
 from hcl2.utils import SerializationOptions
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+
 DEPLOY = ROOT / "deploy"
 SCHEMA = json.loads((DEPLOY / "schema" / "google-provider.json").read_text())
 OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=True, strip_string_quotes=True)

@@ -32,9 +32,9 @@ from sim import CdfSimulator, Step, make_run
 from sim.emulator import free_port
 from sim.firestore_emulator import FirestoreEmulator, FirestoreEmulatorError
 from sim.framework import StartError, serve
-from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, function_process, pubsub_message, wait_for
+from tests.conftest import GCP_PROJECT, ROOT, PubSub, Topics, binary_event, function_process, pubsub_message, wait_for
 
-DOWNSTREAM = Path(__file__).resolve().parent.parent / "examples" / "downstream"
+DOWNSTREAM = ROOT / "examples" / "downstream"
 MIN_SCORE = 0.8
 PREFIX = "com.cognite.entitymatching."
 # A Firestore timeout for tests where it stays up: 2 s was once not enough for a busy emulator.

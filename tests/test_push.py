@@ -14,9 +14,7 @@ import pytest
 from hcl2.utils import SerializationOptions
 
 from sim import CdfSimulator, Step, make_run
-from tests.conftest import GCP_PROJECT, PubSub, Topics, function_process, wait_for
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import GCP_PROJECT, ROOT, PubSub, Topics, function_process, wait_for
 
 
 def _module_push_settings() -> dict[str, Any]:

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from handlers.core.errors import ConfigError
 from handlers.process.settings import Settings, load_settings
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "idp-Secret-Value-93ab71"
 TOKEN = "static-Token-Value-4c2e19"
 PREFIXES = ("CDF_", "IDP_", "RELAY_", "POLL_", "RUN_", "HTTP_")

@@ -7,15 +7,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from sim import CdfSimulator, Step, make_run, stream_run_body
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RUNS = "/api/v1/projects/demo/context/entitymatching/pipelines"
 FORM = {
     "grant_type": "client_credentials",

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +17,8 @@ from sim.classic import ItemState
 from sim.linkoracle import Lists, choose
 from sim.linkworld import link_world
 from sim.writes import Applied
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1/projects/demo"
 PIPELINES = f"{API}/context/entitymatching/pipelines"
 TS = 1_000_000_001  # a time series; assets are 1..10
