@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.architecture import check, read_tree
 from tests.conftest import ROOT
+from tests.support.architecture import check, read_tree
 
 
 def test_the_tree_keeps_the_import_rule() -> None:

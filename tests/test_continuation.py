@@ -2,7 +2,7 @@
 
 The format and the walk over a body are tested alone; then through real
 functions-framework processes with a short ``INVOCATION_TIMEOUT_S``, the trigger
-topic delivered back to the function as Eventarc would (``tests.eventarc``).
+topic delivered back to the function as Eventarc would (``tests.support.eventarc``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from handlers.core.deadline import Deadline
 from handlers.core.errors import InvalidResponse
 from sim import CdfSimulator, Step, stream_run_body
 from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, load_app, pubsub_message, wait_for
-from tests.eventarc import Bridge
+from tests.support.eventarc import Bridge
 from tests.test_crash import Collector, instance, kill_instance
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -31,7 +31,7 @@ from handlers.core.poll import summary_of
 from handlers.core.trigger import Trigger, parse_event
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Received, Topics, deliver, load_app, pubsub_message
-from tests.contract import (
+from tests.support.contract import (
     MAX_ID,
     RULE_DEFINITION_FIELDS,
     RULE_MATCH_FIELDS,
@@ -75,7 +75,7 @@ END_TO_END = settings(
 def assert_contract_event(
     attributes: Mapping[str, str], data: bytes | Mapping[str, Any], cdf_url: str | None = None
 ) -> dict[str, Any]:
-    """Check one event against the contract's section 5 (``tests.contract``) and return its data, decoded."""
+    """Check one event against the contract's section 5 (``tests.support.contract``) and return its data, decoded."""
     problems = contract_problems(attributes, data, cdf_url)
     assert problems == [], problems
     decoded: dict[str, Any] = json.loads(data) if isinstance(data, bytes | bytearray) else dict(data)

@@ -5,7 +5,7 @@ the events topic as deployed: a push subscription filtered to ``run.completed``
 (the emulator accepts the filter but delivers every message, so the link's own
 "ack every other type untouched" is exercised too). Where a test needs each
 delivery's answer and duration, or to point deliveries at a fresh process,
-``tests/eventarc.py``'s bridge delivers instead. A link scenario of
+``tests/support/eventarc.py``'s bridge delivers instead. A link scenario of
 sim/linkworld.py says what every source should look like afterwards; the
 simulator's write record says what each write request carried.
 """
@@ -31,7 +31,7 @@ from sim import CdfSimulator
 from sim.framework import StartError, serve
 from sim.linkworld import LinkWorld, link_world
 from tests.conftest import GCP_PROJECT, ROOT, PubSub, Received, Topics, binary_event, pubsub_message, wait_for
-from tests.eventarc import Bridge
+from tests.support.eventarc import Bridge
 
 PIPELINE, RUN = 7, 700
 LINKED = "com.cognite.entitymatching.run.linked"

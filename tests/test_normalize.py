@@ -17,7 +17,7 @@ from handlers.core.models import RunSummary
 from handlers.core.normalize import completed_event, counts, failed_event, match_event, results_events
 from handlers.core.rules import generated_rule_events, suggested_rule_events
 from sim import make_run
-from tests.contract import DATA_FIELDS, REASONS, TYPE_PREFIX
+from tests.support.contract import DATA_FIELDS, REASONS, TYPE_PREFIX
 
 CDF_URL = "https://westeurope-1.cognitedata.com"
 MAX_ID = 9007199254740991

@@ -23,7 +23,7 @@ from sim import make_run
 from sim.emulator import Emulator
 from sim.rules import heavy_rule
 from tests.conftest import ROOT, PubSub
-from tests.contract import PUBSUB_MAX_MESSAGE, RULE_DEFINITION_FIELDS, rule_problems
+from tests.support.contract import PUBSUB_MAX_MESSAGE, RULE_DEFINITION_FIELDS, rule_problems
 
 REF = RunRef("https://westeurope-1.cognitedata.com", "demo", 7, 456)
 SUMMARY = RunSummary.model_validate(

@@ -15,7 +15,7 @@ import pytest
 
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, deliver, load_app, pubsub_message
-from tests.contract import COMMON_ATTRIBUTES, DATA_FIELDS, TYPE_PREFIX
+from tests.support.contract import COMMON_ATTRIBUTES, DATA_FIELDS, TYPE_PREFIX
 
 
 def kind(event: Any) -> str:

@@ -16,7 +16,7 @@ from handlers.core.models import RunSummary
 from handlers.core.rules import generated_rule_events, suggested_rule_events
 from sim import make_run
 from sim.rules import definition, heavy_rule, scored_match
-from tests.contract import DATA_FIELDS, RULE_DEFINITION_FIELDS, SPLIT_FIELDS, contract_problems, rule_problems
+from tests.support.contract import DATA_FIELDS, RULE_DEFINITION_FIELDS, SPLIT_FIELDS, contract_problems, rule_problems
 
 CDF_URL = "https://westeurope-1.cognitedata.com"
 REF = RunRef(CDF_URL, "demo", 7, 456)

@@ -14,7 +14,7 @@ from handlers.core.errors import InvalidTrigger
 from handlers.core.trigger import Trigger, parse_event, parse_fields
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import PubSub, Topics, deliver, pubsub_message
-from tests.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
+from tests.support.contract import DATA_FIELDS, RFC3339_MS, TYPE_PREFIX
 
 MAX_ID = 9007199254740991
 DEFAULT = "demo"

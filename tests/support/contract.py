@@ -1,4 +1,4 @@
-"""The contract's section 5 (output events), written out once for the tests and ``bench/soak.py``.
+"""The contract's section 5 (output events), written out once for the tests and ``bench/soak/``.
 
 Copied from the text of the contract (``docs/contract.md``, section 5), never derived from ``handlers/``: it is
 the independent oracle the events ``handlers`` builds are checked against. ``contract_problems`` checks one

@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: the contract's output events written out, the import rule, Eventarc."""
