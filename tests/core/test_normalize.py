@@ -1,5 +1,5 @@
 """Output events (contract, section 5) built without I/O: attributes and data of every type, matches and run events
-in detail (rule events in detail: tests/test_rules.py)."""
+in detail (rule events in detail: tests/core/test_rules.py)."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from handlers.cdf.results import RunBody
 from handlers.core.errors import MalformedResponse
+from tests.cdf.test_results import BODIES, chunked
+from tests.flow.test_fuzz import results_bodies, split
 from tests.ijson_reader import RunBody as IjsonBody
-from tests.test_fuzz import results_bodies, split
-from tests.test_results import BODIES, chunked
 
 Read = tuple[dict[str, Any], list[tuple[int, Any]], dict[str, Any]] | str
 

@@ -17,8 +17,8 @@ from handlers.process import tracing
 from sim import CdfSimulator, Step
 from sim.data import run_summary
 from tests.conftest import PubSub, Topics, deliver
-from tests.test_link import EXTRA, PIPELINE, ROWS, RUN, build_world, completed, link_app, linked
-from tests.test_tracing import SPAN, TRACE_ID, hex_span, parent_of
+from tests.flow.test_link import EXTRA, PIPELINE, ROWS, RUN, build_world, completed, link_app, linked
+from tests.process.test_tracing import SPAN, TRACE_ID, hex_span, parent_of
 
 
 @pytest.fixture

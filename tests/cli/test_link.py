@@ -18,9 +18,9 @@ import pytest
 
 from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
+from tests.cli.test_display import _env as terminal_env
+from tests.cli.test_display import run_on_pty
 from tests.conftest import GCP_PROJECT, ROOT, PubSub
-from tests.test_progress import _env as terminal_env
-from tests.test_progress import run_on_pty
 
 PIPELINE, RUN = 5, 500
 ARGS = ["link", "--pipeline-id", str(PIPELINE), "--run-id", str(RUN)]

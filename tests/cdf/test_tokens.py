@@ -26,7 +26,7 @@ from handlers.core.deadline import Deadline
 from handlers.core.errors import AccessDenied, AuthFailed, RelayError, TransientError
 from handlers.core.poll import Backoff, Clock, Deadlines, Poller
 from handlers.process.settings import Settings
-from tests.test_cdf import CountingLock
+from tests.cdf.test_cdf import CountingLock
 
 RUN = {"status": "Completed", "jobId": 2, "statusTime": 1730204406000, "matches": []}
 IDP = {

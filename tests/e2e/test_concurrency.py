@@ -24,7 +24,7 @@ import pytest
 
 from sim import CdfSimulator, Step, make_run, stream_run_body
 from tests.conftest import SECRET, PubSub, binary_event, pubsub_message, wait_for
-from tests.test_crash import Collector, _children, instance
+from tests.e2e.test_crash import Collector, _children, instance
 
 RUNS = 120
 LARGE = 8_000  # matches in each large run

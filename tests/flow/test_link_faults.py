@@ -27,7 +27,7 @@ from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
 from sim.writes import Applied
 from tests.conftest import PubSub, Topics, deliver
-from tests.test_link import completed, link_app, linked
+from tests.flow.test_link import completed, link_app, linked
 
 PIPELINE, RUN = 7, 456
 

@@ -25,7 +25,7 @@ from handlers.process import tracing
 from handlers.process.settings import load_settings
 from sim import CdfSimulator, Step, make_run
 from tests.conftest import ROOT, SECRET, PubSub, Topics, binary_event, load_app, pubsub_message
-from tests.test_continuation import SLOW_POLLS
+from tests.core.test_continuation import SLOW_POLLS
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

@@ -21,8 +21,8 @@ from handlers.core.deadline import Deadline
 from handlers.core.errors import InvalidResponse
 from sim import CdfSimulator, Step, stream_run_body
 from tests.conftest import GCP_PROJECT, PubSub, Topics, binary_event, load_app, pubsub_message, wait_for
+from tests.e2e.test_crash import Collector, instance, kill_instance
 from tests.support.eventarc import Bridge
-from tests.test_crash import Collector, instance, kill_instance
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

@@ -15,8 +15,8 @@ import pytest
 
 from sim import CdfSimulator, Step, make_run
 from sim.data import CREATED_MS
-from tests import test_continuation as continuation
 from tests.conftest import PubSub, Topics, binary_event, load_app, pubsub_message
+from tests.core import test_continuation as continuation
 
 STATUS_S = (CREATED_MS + 60_000) / 1000  # the statusTime the simulator gives a finished run
 SLOW_POLLS = continuation.SLOW_POLLS | {"POLL_MAX_DELAY_S": "1.1"}  # a run found completed inside the margin

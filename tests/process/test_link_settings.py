@@ -9,7 +9,8 @@ import pytest
 
 from handlers.core.errors import ConfigError
 from handlers.process.settings import load_settings
-from tests.test_settings import BASE, ROOT, SECRET, TOPIC, configure, load
+from tests.conftest import ROOT
+from tests.process.test_settings import BASE, SECRET, TOPIC, configure, load
 
 LINK = "LINK_"
 
