@@ -1,8 +1,8 @@
 """The one reader of a run's results body: what the ijson reader it replaced read, in less time, or MalformedResponse.
 
-The relay's former reader (ijson's C backend, ``tests/ijson_reader.py``) is kept as an independent oracle: the one
-reader gives the same fields and items, in the same key order, except where that reader strayed from JSON (a form
-feed or vertical tab between tokens, a lone surrogate escape read as ``?``), which the one reader refuses."""
+The relay's former reader (ijson's C backend, ``tests/support/ijson_reader.py``) is kept as an independent oracle:
+the one reader gives the same fields and items, in the same key order, except where that reader strayed from JSON (a
+form feed or vertical tab between tokens, a lone surrogate escape read as ``?``), which the one reader refuses."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from handlers.cdf.results import RunBody
 from handlers.core.errors import MalformedResponse
 from tests.cdf.test_results import BODIES, chunked
 from tests.flow.test_fuzz import results_bodies, split
-from tests.ijson_reader import RunBody as IjsonBody
+from tests.support.ijson_reader import RunBody as IjsonBody
 
 Read = tuple[dict[str, Any], list[tuple[int, Any]], dict[str, Any]] | str
 
