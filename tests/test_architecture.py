@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.architecture import check, read_tree
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
+from tests.support.architecture import check, read_tree
 
 
 def test_the_tree_keeps_the_import_rule() -> None:

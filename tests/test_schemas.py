@@ -21,7 +21,7 @@ from handlers.core.rules import generated_rule_events, suggested_rule_events
 from sim import make_run
 from sim.rules import heavy_rule
 from tests.conftest import ROOT, PubSub
-from tests.contract import (
+from tests.support.contract import (
     DATA_FIELDS,
     REASONS,
     RULE_DEFINITION_FIELDS,

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from tests.contract import COMMON_ATTRIBUTES, DATA_FIELDS, TYPE_ATTRIBUTES, TYPE_PREFIX, contract_problems
+from tests.support.contract import COMMON_ATTRIBUTES, DATA_FIELDS, TYPE_ATTRIBUTES, TYPE_PREFIX, contract_problems
 
 
 def event_problems(topic: str, attributes: Mapping[str, str], raw: bytes, cdf_url: str) -> list[str]:

@@ -10,7 +10,7 @@ from bench.soak.config import Config
 from bench.soak.faults import ChaosSimulator
 from bench.soak.harness import Delivery, LogLines, Received
 from bench.soak.scenario import Owed, Plan
-from tests.contract import TYPE_PREFIX
+from tests.support.contract import TYPE_PREFIX
 
 
 @dataclass

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs checkov into .venv/checkov, its own virtual environment (its dependencies clash with the project's pins),
 # from deploy/requirements-checkov.txt; does nothing when that file has not changed since. `./dev test` runs it, and
-# so does tests/test_deploy_checkov.py when checkov is missing. Prints the checkov executable's path.
+# so does tests/deploy/test_checkov.py when checkov is missing. Prints the checkov executable's path.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 venv=$root/.venv/checkov

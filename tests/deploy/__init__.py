@@ -1,0 +1,1 @@
+"""Tests of deploy/: the Terraform module, its dashboard, checkov and deploy.sh, without a cloud."""

@@ -1,0 +1,1 @@
+"""Tests of handlers/pubsub/: the sinks and the Publish RPC on the emulator."""

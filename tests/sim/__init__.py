@@ -1,0 +1,1 @@
+"""Tests of the CDF simulator (sim/): it behaves like CDF and obeys its scripts."""

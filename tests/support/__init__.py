@@ -1,0 +1,1 @@
+"""What the tests share besides fixtures: the contract's events, the import rule, Eventarc, the former body reader."""
