@@ -50,6 +50,7 @@ _SUBJECTS = {
     "run.completed": "^run$",
     "run.failed": f"^({_FAILED}|{_SWEEP_FAILED})$",
     "run.linked": "^linked$",
+    "run.unlinked": "^unlinked$",
 }
 # A run's failure, an unresolved "latest" keyed by its message, an invalid trigger, a sweep CDF refused.
 _FAILED_ID = (
@@ -58,11 +59,13 @@ _FAILED_ID = (
 
 
 def _models() -> dict[str, type]:
-    """The data model of every ``ce-type``: the relay's (``handlers.core.event_data``) and the link's ``run.linked``."""
+    """The data model of every ``ce-type``: the relay's (``handlers.core.event_data``), the link's ``run.linked`` and
+    the undo's ``run.unlinked``."""
     from handlers.core.event_data import EVENT_DATA
     from handlers.core.link_events import LINKED, RunLinkedData
+    from handlers.core.undo_events import UNLINKED, RunUnlinkedData
 
-    return {**EVENT_DATA, LINKED: RunLinkedData}
+    return {**EVENT_DATA, LINKED: RunLinkedData, UNLINKED: RunUnlinkedData}
 
 
 def event_types() -> list[str]:
@@ -114,8 +117,8 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
     kind = event_type.removeprefix(PREFIX)
     failed = kind == "run.failed"
     event_id = _FAILED_ID if failed else f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
-    if kind == "run.linked":  # the subject, then a digest of the outcome (handlers.core.link_events)
-        event_id = f"^{_RUN}/linked/[0-9a-f]{{16}}$"
+    if kind in ("run.linked", "run.unlinked"):  # the subject, then a digest of the outcome
+        event_id = f"^{_RUN}/{kind[4:]}/[0-9a-f]{{16}}$"
     properties: dict[str, Any] = {
         "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},
         "ce-type": {"const": event_type, "description": "The event type."},

@@ -45,3 +45,13 @@ def missing_ids(response: httpx.Response) -> set[int] | None:
         return None
     ids = {e["id"] for e in entries if isinstance(e, dict) and is_integer(e.get("id"))}
     return ids or None
+
+
+def page(answer: dict[str, Any], path: str) -> tuple[list[dict[str, Any]], str | None]:
+    """``list``'s items and ``nextCursor`` (None on the last page); ``MalformedResponse`` unless items are objects
+    with CDF ids and the cursor is text or null."""
+    items, cursor = answer.get("items"), answer.get("nextCursor")
+    if not isinstance(cursor, str | None) or not isinstance(items, list):
+        raise MalformedResponse(f"CDF answered {path}/list without a list of items and a cursor")
+    by_id(items, path)  # each an object with an id
+    return items, cursor

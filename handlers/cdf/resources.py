@@ -1,4 +1,5 @@
-"""CDF's write edge for links (contract, section 8): one pipeline, classic resources' ``byids`` and ``update``.
+"""CDF's write edge for links, undo and review (contract, sections 8-10): the pipeline (read, and its lists set),
+the classic resources' ``byids``, ``list`` and ``update``.
 
 On the one request path to CDF (``handlers.cdf.request``: pooled client,
 deadline-bounded timeouts, the shared token, every answer translated once).
@@ -26,6 +27,7 @@ nothing in them is needed.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,14 +35,14 @@ from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
-from handlers.cdf.answers import by_id, glance
+from handlers.cdf.answers import by_id, glance, page
 from handlers.cdf.httpio import chunks, json_object
 from handlers.cdf.request import CdfRequest, MissingIds
 from handlers.cdf.tokens import TokenSource
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.decision import MAX_ITEMS
-from handlers.core.errors import InvalidRequest, OutOfTime
+from handlers.core.errors import InvalidRequest, OutOfTime, RunNotFound
 from handlers.core.poll import Clock
 from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried
@@ -131,6 +133,38 @@ class Resources:
             result.written += [u.source for u in pending]
             break
         return result
+
+    def list_page(
+        self,
+        project: str,
+        path: str,
+        metadata: dict[str, str],
+        deadline: Deadline,
+        cursor: str | None = None,
+        partition: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (1000 items at most) of ``path``'s items whose metadata holds ``metadata`` exactly, and the
+        cursor of the next page (None after the last); ``partition`` ``"k/n"`` lists the k-th of n parts."""
+        url = f"{self._base}/{project}/{path}/list"
+        request: dict[str, Any] = {"filter": {"metadata": metadata}, "limit": MAX_ITEMS}
+        if cursor is not None:
+            request["cursor"] = cursor
+        if partition is not None:
+            request["partition"] = partition
+        body = json.dumps(request, separators=(",", ":")).encode()
+        answer = self._retried(lambda: self._call("POST", url, body, deadline), deadline)
+        return page(answer, path)
+
+    def update_pipeline(self, project: str, pipeline_id: int, lists: dict[str, list[Any]], deadline: Deadline) -> None:
+        """Set the pipeline's lists (``confirmedMatches``, ``rejectedMatches``) whole: CDF's ``pipelines/update``
+        has ``set`` only. 400 naming the pipeline missing is ``RunNotFound``."""
+        url = f"{self._base}/{project}/context/entitymatching/pipelines/update"
+        update = {name: {"set": pairs} for name, pairs in lists.items()}
+        body = json.dumps({"items": [{"id": pipeline_id, "update": update}]}, separators=(",", ":")).encode()
+        try:
+            self._retried(lambda: self._call("POST", url, body, deadline, whole=False), deadline)
+        except MissingIds as exc:
+            raise RunNotFound(f"CDF has no pipeline {pipeline_id} to update") from exc
 
     def _without(
         self, project: str, path: str, pending: list[Update], ids: set[int], result: Written, deadline: Deadline

@@ -135,3 +135,19 @@ def read_pipeline(chunks: Iterable[bytes]) -> tuple[dict[str, Any], Pairs]:
         if PAIR_LISTS[key]:
             pairs.add(batch, PAIR_LISTS[key])
     return body.fields, pairs
+
+
+def read_lists(chunks: Iterable[bytes]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """A pipeline's body: its fields, and its ``confirmedMatches`` and ``rejectedMatches`` as CDF gives them (to be
+    merged and set whole); its ``trueMatches`` are read past."""
+    body = RunBody(chunks, tuple(PAIR_LISTS))
+    lists: dict[str, list[Any]] = {"confirmedMatches": [], "rejectedMatches": []}
+    for key, batch in body.lists():
+        if key in lists:
+            lists[key] += batch
+    return body.fields, lists
+
+
+def read_fields(chunks: Iterable[bytes]) -> dict[str, Any]:
+    """A pipeline's fields; its lists are read past a slab at a time."""
+    return RunBody(chunks, tuple(PAIR_LISTS)).drain()

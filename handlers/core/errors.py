@@ -158,6 +158,13 @@ class SweepTooLarge(HandBack):
     code = "sweep_too_large"
 
 
+class ListsRaced(HandBack):
+    """Another writer replaced the pipeline's lists after each of our writes (``pipelines/update`` sets a list
+    whole, unguarded): hand back, and the redelivery merges again from what CDF holds then."""
+
+    code = "lists_raced"
+
+
 class ShuttingDown(HandBack):
     """The instance got SIGTERM; hand the message back rather than lose it."""
 

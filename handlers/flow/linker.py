@@ -26,6 +26,7 @@ from handlers.core.progress import NO_PROGRESS, Progress
 from handlers.flow.invocation import Arrival, summarize
 from handlers.flow.link import LinkJob
 from handlers.flow.link import LinkOutcome as LinkOutcome  # the command and the runtime take it from here
+from handlers.flow.unlink import UnlinkJob, UnlinkOutcome, UnlinkRequest
 from handlers.process.logs import log_context, traceparent_of
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
@@ -48,6 +49,10 @@ class Linker:
         """Link one run; ``deadline`` None (the command) links to the end, however long it takes."""
         dry_run = self.settings.link_dry_run if request.dry_run is None else request.dry_run
         return LinkJob(self, request, deadline or Deadline.never(self.clock.monotonic), dry_run).run()
+
+    def unlink(self, request: UnlinkRequest, deadline: Deadline | None = None) -> UnlinkOutcome:
+        """Put back one run's links (contract, section 9); ``deadline`` None (the command): to the end."""
+        return UnlinkJob(self, request, deadline or Deadline.never(self.clock.monotonic)).run()
 
     def handle(self, arrival: Arrival) -> LinkOutcome:
         """One message of the events topic, start to end: accept it, link its run, log one summary line."""

@@ -1,0 +1,191 @@
+"""The undo of one run's links (contract, section 9): pipeline → the run's items → put back → reject → run.unlinked.
+
+The run's results are not read: CDF holds what the link wrote, in each item's
+metadata (``handlers.core.provenance``). The items whose ``matchrelay:run`` names
+the run are listed in ``LINK_CONCURRENCY`` partitions at once, each page by
+cursor; each page is decided item by item (``handlers.core.undo``) and what is
+put back is written in one ``update`` before the next page is listed. An item
+put back loses its ``matchrelay:`` keys and is listed no more, so CDF is the
+progress record: a second unlink writes nothing, and one that stopped goes on.
+A write is idempotent (a value set again, a key removed again), so a write whose
+answer was lost is simply sent again.
+
+Every ending is an ``UnlinkOutcome``: ``unlinked`` or ``refused``
+(``run.unlinked`` published, with or without a reason) or ``handed_back``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from handlers.cdf.resources import Update
+from handlers.cdf.results import read_fields
+from handlers.cdf.turn import Turn
+from handlers.core.deadline import Deadline
+from handlers.core.decision import Resource, resource_of
+from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError
+from handlers.core.events import RunRef
+from handlers.core.pair_lists import Pair
+from handlers.core.provenance import RUN_KEY, run_key
+from handlers.core.undo import CHANGED, PutBack, UndoCounts, undo, update_item
+from handlers.core.undo_events import UndoFacts, unlinked_event
+from handlers.flow.invocation import ended
+from handlers.flow.link import LinkParts
+from handlers.flow.lists import add_pairs
+
+
+@dataclass(frozen=True)
+class UnlinkRequest:
+    """A run whose links to put back, and how (the command's options)."""
+
+    project: str
+    pipeline_id: int
+    run_id: int
+    below: float | None = None  # only links whose score is below this
+    reject: bool = False  # also add the pairs put back to the pipeline's rejectedMatches
+    dry_run: bool = False
+
+
+@dataclass
+class UnlinkOutcome:
+    """How one unlink ended; ``ack`` is what a function would answer (200 or not)."""
+
+    kind: Literal["unlinked", "refused", "handed_back"]
+    reason: str | None = None
+    dry_run: bool = False
+    counts: UndoCounts = field(default_factory=UndoCounts)
+    detail: str = ""
+
+    @property
+    def ack(self) -> bool:
+        return self.kind != "handed_back"
+
+    def fields(self) -> dict[str, Any]:
+        return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
+
+
+@dataclass
+class UnlinkJob:
+    """The undo of one run's links, in one invocation."""
+
+    parts: LinkParts
+    request: UnlinkRequest
+    deadline: Deadline
+    counts: UndoCounts = field(default_factory=UndoCounts)
+    facts: UndoFacts = field(init=False)
+    put_back: list[Pair] = field(default_factory=list)  # (item, asset): what --reject adds
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.facts = UndoFacts(self.request.dry_run, self.request.below)
+
+    def run(self) -> UnlinkOutcome:
+        """The whole unlink; a refusal is reported on ``run.unlinked``, a ``HandBack`` hands back the counts."""
+        return ended(self._run, self._handed_back, lambda exc: self._report(exc.reason, str(exc)))
+
+    def _run(self) -> UnlinkOutcome:
+        r = self.request
+        fields = self.parts.resources.pipeline(r.project, r.pipeline_id, self.deadline, read_fields)
+        sources, targets = fields.get("sources"), fields.get("targets")
+        source = sources.get("resource") if isinstance(sources, dict) else None
+        target = targets.get("resource") if isinstance(targets, dict) else None
+        self.facts = UndoFacts(r.dry_run, r.below, source if isinstance(source, str) else None)
+        resource = resource_of(source, target)
+        if resource is None:
+            return self._report("unsupported_resource", f"the pipeline links {source} to {target}: nothing to undo")
+        self._partitions(resource)
+        if r.reject and self.put_back:
+            resources = self.parts.resources
+            args = (r.project, r.pipeline_id, "rejectedMatches", self.put_back, self.deadline)
+            self.counts.rejected = add_pairs(resources, *args, dry_run=r.dry_run)
+        return self._report(None, "")
+
+    def _partitions(self, resource: Resource) -> None:
+        """Every page of the run's items, ``LINK_CONCURRENCY`` partitions at once; the first refusal stops the rest."""
+        n = max(1, min(self.parts.settings.link_concurrency, 10))
+        stop, writes = threading.Event(), threading.Semaphore(n)
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="unlink") as pool:
+            jobs = [
+                pool.submit(contextvars.copy_context().run, self._partition, f"{k}/{n}", resource, stop, writes)
+                for k in range(1, n + 1)
+            ]
+            errors = [e for e in (job.result() for job in jobs) if e is not None]
+        first = next((e for e in errors if isinstance(e, PermanentError)), None) or next(iter(errors), None)
+        if first is not None:
+            raise first
+
+    def _partition(
+        self, partition: str, resource: Resource, stop: threading.Event, writes: threading.Semaphore
+    ) -> RelayError | None:
+        """One partition's pages, each decided and written before the next is listed."""
+        r, resources = self.request, self.parts.resources
+        metadata, cursor = {RUN_KEY: run_key(r.project, r.pipeline_id, r.run_id)}, None
+        try:
+            while not stop.is_set():
+                if not self.deadline.producing():
+                    raise OutOfTime("the deadline came before every item was listed")
+                items, cursor = resources.list_page(
+                    r.project, resource.path, metadata, self.deadline, cursor, partition
+                )
+                self._page(items, resource, Turn(writes, self._until_cutoff()))
+                if cursor is None:
+                    return None
+        except PermanentError as exc:
+            stop.set()
+            return exc
+        except HandBack as exc:
+            return exc
+        return None
+
+    def _page(self, items: list[dict[str, Any]], resource: Resource, turn: Turn) -> None:
+        counts, puts = UndoCounts(), []
+        for item in items:
+            decided = undo(item, resource, self.request.below)
+            if isinstance(decided, PutBack):
+                puts.append(decided)
+            else:
+                counts.add(decided)
+        done = self._write(puts, resource, turn) if puts and not self.request.dry_run else {p.source for p in puts}
+        for put in puts:
+            counts.add(put.outcome if put.source in done else CHANGED)  # gone since it was listed: changed
+        counts.written = 0 if self.request.dry_run else len(done)
+        with self._lock:
+            self.counts.merge(counts)
+            if self.request.reject:  # a million pairs would be a million tuples: kept only when they are wanted
+                self.put_back += [(p.source, p.asset) for p in puts if p.source in done]
+        self.parts.progress.linking(sources=len(items), written=counts.written)
+        self.parts.progress.decided(self.counts.data())
+
+    def _write(self, puts: list[PutBack], resource: Resource, turn: Turn) -> set[int]:
+        """The items CDF took; one missing (deleted since), or whose asset to restore is gone, is left out."""
+        updates = [Update(p.source, p.restore or 0, update_item(p, resource)) for p in puts]
+        if not turn.take():
+            raise OutOfTime("the deadline came while other writes were in flight")
+        try:
+            written = self.parts.resources.update(
+                self.request.project, resource.path, updates, self.deadline, turn=turn
+            )
+        finally:
+            turn.give()
+        return set(written.written)
+
+    def _until_cutoff(self) -> float | None:
+        if not self.deadline.bounded:
+            return None
+        return max(0.0, self.deadline.left() - self.deadline.margin)
+
+    def _handed_back(self, exc: HandBack) -> UnlinkOutcome:
+        return UnlinkOutcome("handed_back", exc.code, self.request.dry_run, self.counts, str(exc))
+
+    def _report(self, reason: str | None, detail: str) -> UnlinkOutcome:
+        """Publish ``run.unlinked`` with the counts reached; raises ``PublishFailed`` when it is not confirmed."""
+        r, parts = self.request, self.parts
+        ref = RunRef(parts.settings.base_url, r.project, r.pipeline_id, r.run_id)
+        facts = UndoFacts(r.dry_run, r.below, self.facts.source_resource, reason)
+        event = unlinked_event(ref, facts, self.counts, parts.now_ms())
+        parts.sink.publish(parts.topic, [event], self.deadline)
+        return UnlinkOutcome("unlinked" if reason is None else "refused", reason, r.dry_run, self.counts, detail)
