@@ -13,6 +13,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from demo.bus import ERRORS, EVENTS, GCP_PROJECT, TRIGGER, Bus, Received, topic_path
-from demo.links import LINK_ENV, linked_events, links, outcome
+from demo.links import LINK_ENV, linked_events, links, outcome, unlinked
 from demo.show import LogStream, compact, event_line, report, summary
 from demo.stack import READER_TOKEN, DemoError, Stack
 from sim.data import SWEEP_WINDOW_MS
@@ -133,9 +134,11 @@ def show_link(subscriber: Subscriber, cdf_url: str, times: int) -> None:
     print("\n".join(links(cdf_url, READER_TOKEN)), flush=True)
 
 
-def demonstrate(subscriber: Subscriber, cdf_url: str) -> None:
-    """Publish the triggers and wait until every event they owe has arrived."""
-    bus = subscriber.bus
+def demonstrate(subscriber: Subscriber, env: dict[str, str]) -> None:
+    """Publish the triggers and wait until every event they owe has arrived; link run 456, then undo its links."""
+    bus, cdf_url = subscriber.bus, env["CDF_URL"]
+    print("run 456's time series in CDF before the link:")
+    print("\n".join(links(cdf_url, READER_TOKEN)), flush=True)
     for body in FIRST:
         print(f"published trigger {json.dumps(body)} (message id {bus.publish(body)})", flush=True)
     print("waiting: run 456 answers Queued, Running, Running, Completed; run 789 answers Running, Failed ...")
@@ -154,6 +157,7 @@ def demonstrate(subscriber: Subscriber, cdf_url: str) -> None:
     print(f"  {len(subscriber.received) - before} messages in {time.monotonic() - began:.1f} s", flush=True)
     print("waiting: the run.completed came again, so the link runs again: every link is in place, nothing written")
     show_link(subscriber, cdf_url, 2)
+    undo(env)
     print(f"published sweep {json.dumps(SWEEP)} (message id {bus.publish(SWEEP)})", flush=True)
     print(
         "waiting: the function lists every pipeline and its runs, publishes a run trigger for each of runs 901, 902"
@@ -162,6 +166,19 @@ def demonstrate(subscriber: Subscriber, cdf_url: str) -> None:
     before, began = len(subscriber.received), time.monotonic()
     subscriber.wait("the events of runs 901, 902 and 903", lambda: all(subscriber.complete(1, run) for run in SWEPT))
     print(f"  {len(subscriber.received) - before} messages in {time.monotonic() - began:.1f} s", flush=True)
+
+
+def undo(env: dict[str, str]) -> None:
+    """``python main.py unlink`` of run 456, as a user runs it: what it says, and the links it leaves."""
+    command = [sys.executable, "main.py", "unlink", "--pipeline-id", "1", "--run-id", "456", "--stdout"]
+    print(f"running: {' '.join(['python', *command[1:]])}  (puts back what the link of run 456 wrote)", flush=True)
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(command, cwd=root, env={**env, **LINK_ENV}, capture_output=True, text=True, timeout=WAIT_S)
+    if result.returncode != 0:
+        raise DemoError(f"unlink exited {result.returncode}: {result.stderr[-2000:]}")
+    print(f"  {unlinked(json.loads(result.stdout.splitlines()[-1]))}")
+    print("  run 456's time series in CDF after the unlink:")
+    print("\n".join(links(env["CDF_URL"], READER_TOKEN)), flush=True)
 
 
 def keep_running(subscriber: Subscriber, env: dict[str, str]) -> None:
@@ -177,6 +194,7 @@ def keep_running(subscriber: Subscriber, env: dict[str, str]) -> None:
         print(f"  export {name}={env[name]}")
     print("  python main.py run --pipeline-id 1 --run-id 456 --stdout")
     print("  python main.py link --pipeline-id 1 --run-id 456 --dry-run --stdout")
+    print("  python main.py unlink --pipeline-id 1 --run-id 456 --dry-run --stdout")
     print(f"  python main.py sweep --from {SWEEP_WINDOW_MS[0]} --to {SWEEP_WINDOW_MS[1]} --stdout")
     print("new events, as the subscriber receives them:", flush=True)
     while True:
@@ -212,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subscriber: Subscriber | None = None
     try:
         subscriber, env = start(stack)
-        demonstrate(subscriber, env["CDF_URL"])
+        demonstrate(subscriber, env)
         print("\nwhat the subscriber received (one line per ce-id):")
         print("\n".join([*report(subscriber.received, TOPICS), summary(subscriber.received)]), flush=True)
         code = 0

@@ -35,6 +35,14 @@ def outcome(event: Received) -> str:
     return f"run.linked {event.id}: {counts or 'nothing to link'}; written {data.get('written')}"
 
 
+def unlinked(event: dict[str, Any]) -> str:
+    """One line: the run.unlinked's id and its counts (those above 0), and what it wrote."""
+    data: dict[str, Any] = event.get("data") or {}
+    names = ("unlinked", "restored", "changed", "unverified", "kept", "rejected")
+    counts = ", ".join(f"{name} {data[name]}" for name in names if data.get(name))
+    return f"run.unlinked {event['attributes']['ce-id']}: {counts or 'nothing to undo'}; written {data.get('written')}"
+
+
 def links(cdf_url: str, token: str) -> list[str]:
     """Run 456's time series as CDF holds them now: the asset each links to, and the link's provenance."""
     response = httpx.post(
