@@ -1,10 +1,11 @@
 """Run the simulator in the foreground: `python -m sim --port 0 --scenario demo`.
 
 Prints one JSON line {"url": ..., "token_url": ...} once listening, then serves
-until SIGTERM or SIGINT. `--write-limit`, `--write-latency-s` and `--byids-latency-s`
-shape the write side (concurrent updates allowed, time each update and each byids
-takes); `--scenario link` serves a link scenario (sim/linkworld.py): pipeline 5's
-completed run 500 over time series, with every case a link meets.
+until SIGTERM or SIGINT. `--write-limit`, `--write-latency-s`, `--byids-latency-s`
+and `--list-latency-s` shape the write side (concurrent updates allowed, time each
+update, byids and list takes); `--scenario link` serves a link scenario
+(sim/linkworld.py): pipeline 5's completed run 500 over time series, with every case
+a link meets.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--write-limit", type=int, default=None, help="concurrent updates per project (default: none)")
     parser.add_argument("--write-latency-s", type=float, default=0.0, help="time each update takes")
     parser.add_argument("--byids-latency-s", type=float, default=0.0, help="time each byids takes")
+    parser.add_argument("--list-latency-s", type=float, default=0.0, help="time each classic list takes")
     return parser.parse_args(argv)
 
 
@@ -110,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_limit=args.write_limit,
         write_latency_s=args.write_latency_s,
         byids_latency_s=args.byids_latency_s,
+        list_latency_s=args.list_latency_s,
     )
     sim.static_tokens.update(args.static_token)
     SCENARIOS[args.scenario](sim)

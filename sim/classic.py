@@ -196,6 +196,14 @@ class Resource:
         for block in self._blocks:
             yield from (block.first + i for i in range(block.count) if not block.gone[i])
 
+    def blocks(self, after: int = 0) -> list[Block]:
+        """The blocks that may hold ids above `after`, ascending (what a list reads, sim/listing.py)."""
+        return self._blocks[max(0, bisect.bisect_right(self._starts, after) - 1) :]
+
+    def pool(self, start: int = 0) -> list[tuple[tuple[str, str], ...]]:
+        """The distinct metadata (sorted pairs) from index `start` on, as blocks' `meta` number them; it only grows."""
+        return self._pool[start:]
+
     def body(self, item_id: int) -> dict[str, Any] | None:
         """The item as CDF's byids gives it, or None if it does not exist."""
         found, state = self._find(item_id), self.get(item_id)

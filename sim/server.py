@@ -48,7 +48,7 @@ class CdfSimulator(WriteSide):
     """CDF on 127.0.0.1: tokens, scripted run answers, and a record of every request.
 
     The write side (one pipeline, classic resources, assets) comes from `WriteSide`;
-    `write_limit`, `write_latency_s` and `byids_latency_s` configure it (sim/writes.py).
+    `write_limit`, `write_latency_s`, `byids_latency_s` and `list_latency_s` configure it (sim/writes.py).
     """
 
     def __init__(
@@ -64,6 +64,7 @@ class CdfSimulator(WriteSide):
         write_limit: int | None = None,
         write_latency_s: float = 0.0,
         byids_latency_s: float = 0.0,
+        list_latency_s: float = 0.0,
     ) -> None:
         self.project = project
         self.client_id = client_id
@@ -81,7 +82,7 @@ class CdfSimulator(WriteSide):
         self._issued: dict[str, float] = {}  # token -> monotonic time it was issued
         self._stopping = threading.Event()
         self._httpd: HttpServer | None = None
-        self._init_write_side(write_limit, write_latency_s, byids_latency_s)
+        self._init_write_side(write_limit, write_latency_s, byids_latency_s, list_latency_s)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -184,11 +185,16 @@ class CdfSimulator(WriteSide):
         if steps is not None:
             self.set_run(pipeline_id, job_id, steps)
 
-    def script_list(self, pipeline_id: int | None, steps: list[Step | None]) -> None:
+    def script_list(self, pipeline_id: int | str | None, steps: list[Step | None]) -> None:
         """Answer the next requests of a list (the pipelines' for None, else that pipeline's runs) with `steps`.
 
         `None` in `steps` answers that request normally; once the steps are used up, every request is.
+        A kind (`"timeseries"`) scripts the classic list of that kind instead (`script_classic_list`, where
+        None means any kind: here None was the pipelines' list first).
         """
+        if isinstance(pipeline_id, str):
+            self.script_classic_list(pipeline_id, steps)
+            return
         with self._lock:
             self._list_scripts[pipeline_id] = list(steps)
 

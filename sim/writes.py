@@ -1,9 +1,10 @@
-"""How the simulator answers `byids` and `update` on classic resources: limits, latency, faults, records.
+"""How the simulator answers `byids`, `update` and `list` on classic resources: limits, latency, faults, records.
 
 - Writes (`update`) are limited project-wide: with `write_limit` set, a write that
   arrives while that many are in flight answers 429 at once. `write_latency_s` is
   how long every write counts as in flight, from its arrival to its answer, its
-  own work included (as CDF's latency is); `byids_latency_s` is held by every read.
+  own work included (as CDF's latency is); `byids_latency_s` is held by every byids,
+  `list_latency_s` by every list (sim/listing.py serves those).
 - `hold_writes()` keeps admitted writes in flight until `release_writes()`, and
   `wait_in_flight(n)` waits until n are, so tests synchronise on the simulator's
   own state rather than on sleeps.
@@ -30,6 +31,8 @@ from typing import Any
 
 from sim.assets import Assets
 from sim.classic import KINDS, Resource
+from sim.listing import Listing
+from sim.listing import answer as answer_list
 from sim.openapi import problem
 from sim.quick import apply_quick, quick_body, quick_changes
 from sim.steps import Request, Step
@@ -93,10 +96,12 @@ class Classic:
         write_limit: int | None = None,
         write_latency_s: float = 0.0,
         byids_latency_s: float = 0.0,
+        list_latency_s: float = 0.0,
     ) -> None:
         self.write_limit = write_limit
         self.write_latency_s = write_latency_s
         self.byids_latency_s = byids_latency_s
+        self.list_latency_s = list_latency_s
         self.lock = threading.Lock()
         self.resources = {kind: Resource(kind) for kind in KINDS}
         self.assets = Assets()
@@ -104,7 +109,8 @@ class Classic:
         self.peak_in_flight = 0
         self.writes: list[Write] = []
         self.invalid: list[tuple[str, str]] = []  # (endpoint, message) of each body CDF's OpenAPI refuses
-        self._stopping = stopping
+        self.listing = Listing()  # what lists keep between requests
+        self.stopping = stopping
         self._changed = threading.Condition(self.lock)
         self._open = threading.Event()
         self._open.set()
@@ -119,6 +125,7 @@ class Classic:
             self.assets = Assets()
             self.writes.clear()
             self.invalid.clear()
+            self.listing = Listing()
             self._scripts.clear()
             self._after_byids.clear()
             self.peak_in_flight = self.in_flight
@@ -126,7 +133,7 @@ class Classic:
     # -- scripting --------------------------------------------------------------
 
     def script(self, op: str, kind: str | None, steps: list[Scripted]) -> None:
-        if op == "byids" and any(isinstance(s, Applied) for s in steps):
+        if op != "update" and any(isinstance(s, Applied) for s in steps):
             raise ValueError("Applied is for writes only")
         with self.lock:
             self._scripts[(op, kind)] = list(steps)
@@ -146,7 +153,7 @@ class Classic:
         with self._changed:
             return self._changed.wait_for(lambda: self.in_flight >= count, timeout_s)
 
-    def _next(self, op: str, kind: str) -> Scripted:
+    def next_scripted(self, op: str, kind: str) -> Scripted:
         with self.lock:
             for key in ((op, kind), (op, None)):
                 steps = self._scripts.get(key)
@@ -162,10 +169,12 @@ class Classic:
         if op == "byids":
             return self._byids(kind, request)
         if kind == "assets":
-            return Step.error(404, "The simulator does not update assets")
+            return Step.error(404, f"The simulator does not {op} assets")
+        if op == "list":
+            return answer_list(self, kind, request)
         return self._update(kind, request)
 
-    def _refused(self, endpoint: str, body: bytes) -> Step | None:
+    def refused(self, endpoint: str, body: bytes) -> Step | None:
         """CDF's 400 for a body its OpenAPI refuses (ids named twice in `duplicated`, as CDF does), else None."""
         message = problem(endpoint, body)
         if message is None:
@@ -175,15 +184,15 @@ class Classic:
         return Refusal(message, duplicated=duplicated_ids(body)).step()
 
     def _byids(self, kind: str, request: Request) -> Step:
-        invalid = self._refused(f"{kind}/byids", request.body)
+        invalid = self.refused(f"{kind}/byids", request.body)
         if invalid is not None:
             return invalid
-        scripted = self._next("byids", kind)
+        scripted = self.next_scripted("byids", kind)
         if isinstance(scripted, Step):
             step = scripted
         else:
             if self.byids_latency_s:
-                self._stopping.wait(self.byids_latency_s)
+                self.stopping.wait(self.byids_latency_s)
             try:
                 ids, ignore = parse_byids(request.body)
                 with self.lock:
@@ -202,10 +211,10 @@ class Classic:
 
     def _update(self, kind: str, request: Request) -> Step:
         received = request.time
-        invalid = self._refused(f"{kind}/update", request.body)
+        invalid = self.refused(f"{kind}/update", request.body)
         if invalid is not None:
             return self._record(kind, request, received, invalid, applied=False)
-        scripted = self._next("update", kind)
+        scripted = self.next_scripted("update", kind)
         if isinstance(scripted, Step):
             return self._record(kind, request, received, scripted, applied=False)
         if isinstance(scripted, Applied):
@@ -223,7 +232,7 @@ class Classic:
         try:
             if self._open.is_set():  # applied as it arrives, answered once its latency has passed
                 step, applied, unchanged = self._apply(kind, request.body)
-                self._stopping.wait(max(0.0, received + self.write_latency_s - time.monotonic()))
+                self.stopping.wait(max(0.0, received + self.write_latency_s - time.monotonic()))
             else:  # held: it lands when released, late, as a write whose answer never came in time may
                 self._wait()
                 step, applied, unchanged = self._apply(kind, request.body)
@@ -235,9 +244,9 @@ class Classic:
 
     def _wait(self) -> None:
         """Hold an admitted write: its latency, then the gate of `hold()`; a stopping server ends both."""
-        if self.write_latency_s and self._stopping.wait(self.write_latency_s):
+        if self.write_latency_s and self.stopping.wait(self.write_latency_s):
             return
-        while not self._open.wait(0.05) and not self._stopping.is_set():
+        while not self._open.wait(0.05) and not self.stopping.is_set():
             pass
 
     def _apply(self, kind: str, body: bytes) -> tuple[Step, bool, tuple[int, ...]]:

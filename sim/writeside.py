@@ -1,13 +1,16 @@
-"""The simulator's write side, for links: one pipeline by id, classic resources' byids and update, assets.
+"""The simulator's write side, for links and undo: one pipeline by id, classic resources' byids, update and list,
+assets.
 
 Endpoints (all behind the same token check as the runs, 403 for another project):
 - `GET .../context/entitymatching/pipelines/{id}`: the pipeline as the list shows it
   (`sources`/`targets` with `dataSetIds` and `resource`); 404 when unknown.
 - `POST .../{timeseries|files|events|sequences}/byids` and `.../assets/byids`.
 - `POST .../{timeseries|files|events|sequences}/update`.
-Every byids and update body is first checked against CDF's own OpenAPI (sim/openapi.py);
-sim/updates.py says what else the simulator's bodies may hold; sim/writes.py how writes
-are limited, delayed, faulted and recorded.
+- `POST .../{timeseries|files|events|sequences}/list`: by metadata, paged by cursor, split
+  by partition, sim/listing.py.
+Every byids, update and list body is first checked against CDF's own OpenAPI
+(sim/openapi.py); sim/updates.py says what else the simulator's bodies may hold;
+sim/writes.py how writes are limited, delayed, faulted and recorded.
 
 `WriteSide` gives `CdfSimulator` these methods (kinds as in URLs, `timeseries`, or as
 pipelines name them, `time_series`):
@@ -18,10 +21,11 @@ pipelines name them, `time_series`):
     sim.delete_after_next_byids(kind, items=(...), assets=(...))
     sim.script_writes(kind | None, [Step | Applied | None]), sim.script_byids(...)
     sim.script_pipeline(pipeline_id, [Step | None])
+    sim.script_classic_list(kind | None, [Step | None])  # also sim.script_list("timeseries", ...)
     sim.writes(kind=None) -> [Write], sim.item_state(kind, id), sim.item_states(kind)
-    sim.request_counts() -> {"byids": 2, "update": 1, "timeseries/update": 1, ...}
+    sim.request_counts() -> {"byids": 2, "update": 1, "list": 4, "timeseries/update": 1, ...}
     sim.hold_writes(), sim.release_writes(), sim.wait_writes_in_flight(n)
-    sim.classic.write_limit / write_latency_s / byids_latency_s / peak_in_flight
+    sim.classic.write_limit / write_latency_s / byids_latency_s / list_latency_s / peak_in_flight
     sim.classic.invalid -> [(endpoint, message)]          # bodies CDF's OpenAPI refused
 """
 
@@ -40,7 +44,7 @@ from sim.steps import Request, Step
 from sim.writes import Classic, Scripted, Write
 
 _PROJECT = r"/api/v1/projects/(?P<project>[^/]+)"
-CLASSIC_PATH = re.compile(_PROJECT + r"/(?P<kind>timeseries|files|events|sequences|assets)/(?P<op>byids|update)")
+CLASSIC_PATH = re.compile(_PROJECT + r"/(?P<kind>timeseries|files|events|sequences|assets)/(?P<op>byids|update|list)")
 PIPELINE_PATH = re.compile(_PROJECT + r"/context/entitymatching/pipelines/(?P<pipeline>[^/]+)")
 _PIPELINES = _PROJECT + r"/context/entitymatching/pipelines"
 _ENDPOINTS = (  # first match names a request in request_counts()
@@ -55,7 +59,7 @@ FORBIDDEN = "Resource not found. This may also be due to insufficient access rig
 
 
 def endpoint(path: str) -> str:
-    """The endpoint a request went to: token, pipelines, pipeline, runs, latest, results, byids, update, other."""
+    """The endpoint a request went to: token, pipelines, pipeline, runs, latest, results, byids, update, list, other."""
     found = CLASSIC_PATH.fullmatch(path)
     if found is not None:
         return str(found["op"])
@@ -73,9 +77,15 @@ class WriteSide:
     classic: Classic
     _pipeline_scripts: dict[int, list[Step | None]]
 
-    def _init_write_side(self, write_limit: int | None, write_latency_s: float, byids_latency_s: float) -> None:
+    def _init_write_side(
+        self, write_limit: int | None, write_latency_s: float, byids_latency_s: float, list_latency_s: float
+    ) -> None:
         self.classic = Classic(
-            self._stopping, write_limit=write_limit, write_latency_s=write_latency_s, byids_latency_s=byids_latency_s
+            self._stopping,
+            write_limit=write_limit,
+            write_latency_s=write_latency_s,
+            byids_latency_s=byids_latency_s,
+            list_latency_s=list_latency_s,
         )
         self._pipeline_scripts = {}
 
@@ -154,6 +164,10 @@ class WriteSide:
         """Answer the next byids of `kind` (`assets` too; any: None) with `steps`, in order, then normally."""
         self.classic.script("byids", None if kind in (None, "assets") else kind_of(kind), list(steps))
 
+    def script_classic_list(self, kind: str | None, steps: list[Step | None]) -> None:
+        """Answer the next lists of `kind` (any kind: None) with `steps`, in order, then normally."""
+        self.classic.script("list", None if kind is None else kind_of(kind), list(steps))
+
     def script_pipeline(self, pipeline_id: int, steps: list[Step | None]) -> None:
         """Answer the next GETs of the pipeline with `steps` (None: normally), then normally."""
         with self._lock:
@@ -165,7 +179,7 @@ class WriteSide:
             return [w for w in self.classic.writes if kind is None or w.kind == kind_of(kind)]
 
     def request_counts(self) -> dict[str, int]:
-        """Requests per endpoint (see `endpoint`), and per kind for byids and update (`timeseries/update`)."""
+        """Requests per endpoint (see `endpoint`), and per kind for byids, update and list (`timeseries/list`)."""
         with self._lock:
             paths = [r.path for r in self.requests]
         counts: Counter[str] = Counter()
