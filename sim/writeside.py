@@ -1,15 +1,17 @@
-"""The simulator's write side, for links and undo: one pipeline by id, classic resources' byids, update and list,
-assets.
+"""The simulator's write side, for links, undo and review: pipelines by id and their update, classic resources'
+byids, update and list, assets.
 
 Endpoints (all behind the same token check as the runs, 403 for another project):
 - `GET .../context/entitymatching/pipelines/{id}`: the pipeline as the list shows it
   (`sources`/`targets` with `dataSetIds` and `resource`); 404 when unknown.
+- `POST .../context/entitymatching/pipelines/update`: set a pipeline's lists (and other
+  fields) whole, sim/pipelineupdates.py.
 - `POST .../{timeseries|files|events|sequences}/byids` and `.../assets/byids`.
 - `POST .../{timeseries|files|events|sequences}/update`.
 - `POST .../{timeseries|files|events|sequences}/list`: by metadata, paged by cursor, split
   by partition, sim/listing.py.
-Every byids, update and list body is first checked against CDF's own OpenAPI
-(sim/openapi.py); sim/updates.py says what else the simulator's bodies may hold;
+Every byids, update, list and pipelines/update body is first checked against CDF's own
+OpenAPI (sim/openapi.py); sim/updates.py says what else the simulator's bodies may hold;
 sim/writes.py how writes are limited, delayed, faulted and recorded.
 
 `WriteSide` gives `CdfSimulator` these methods (kinds as in URLs, `timeseries`, or as
@@ -22,8 +24,11 @@ pipelines name them, `time_series`):
     sim.script_writes(kind | None, [Step | Applied | None]), sim.script_byids(...)
     sim.script_pipeline(pipeline_id, [Step | None])
     sim.script_classic_list(kind | None, [Step | None])  # also sim.script_list("timeseries", ...)
+    sim.script_pipeline_updates([Step | Applied | None])
+    sim.race_pipeline_update(pipeline_id, change)         # change(lists) -> lists, before our next update
+    sim.pipeline_updates() -> [PipelineWrite(pipeline, field, value)]
     sim.writes(kind=None) -> [Write], sim.item_state(kind, id), sim.item_states(kind)
-    sim.request_counts() -> {"byids": 2, "update": 1, "list": 4, "timeseries/update": 1, ...}
+    sim.request_counts() -> {"byids": 2, "update": 1, "list": 4, "timeseries/update": 1, "pipelines/update": 1, ...}
     sim.hold_writes(), sim.release_writes(), sim.wait_writes_in_flight(n)
     sim.classic.write_limit / write_latency_s / byids_latency_s / list_latency_s / peak_in_flight
     sim.classic.invalid -> [(endpoint, message)]          # bodies CDF's OpenAPI refused
@@ -40,6 +45,7 @@ from sim.classic import Describe, ItemState, kind_of
 from sim.data import MAX_ID, stream_json
 from sim.lists import Catalog
 from sim.names import Names
+from sim.pipelineupdates import PIPELINES_UPDATE, PipelineUpdates
 from sim.steps import Request, Step
 from sim.writes import Classic, Scripted, Write
 
@@ -50,6 +56,7 @@ _PIPELINES = _PROJECT + r"/context/entitymatching/pipelines"
 _ENDPOINTS = (  # first match names a request in request_counts()
     ("token", re.compile(r"/oauth2/token")),
     ("pipelines", re.compile(_PIPELINES)),
+    ("pipelines/update", PIPELINES_UPDATE),
     ("pipeline", PIPELINE_PATH),
     ("runs", re.compile(_PIPELINES + r"/[^/]+/runs")),
     ("latest", re.compile(_PIPELINES + r"/[^/]+/runs/latest")),
@@ -59,14 +66,15 @@ FORBIDDEN = "Resource not found. This may also be due to insufficient access rig
 
 
 def endpoint(path: str) -> str:
-    """The endpoint a request went to: token, pipelines, pipeline, runs, latest, results, byids, update, list, other."""
+    """The endpoint a request went to: token, pipelines, pipelines/update, pipeline, runs, latest, results, byids,
+    update, list, other."""
     found = CLASSIC_PATH.fullmatch(path)
     if found is not None:
         return str(found["op"])
     return next((name for name, pattern in _ENDPOINTS if pattern.fullmatch(path)), "other")
 
 
-class WriteSide:
+class WriteSide(PipelineUpdates):
     """Mixed into `CdfSimulator`: the endpoints above and their scripting (see the module's docstring)."""
 
     project: str
@@ -88,10 +96,12 @@ class WriteSide:
             list_latency_s=list_latency_s,
         )
         self._pipeline_scripts = {}
+        self._init_pipeline_updates()
 
     def _reset_write_side(self) -> None:
         self.classic.reset()
         self._pipeline_scripts.clear()
+        self._reset_pipeline_updates()
 
     # -- state ------------------------------------------------------------------
 
@@ -209,6 +219,10 @@ class WriteSide:
             if found["project"] != self.project:
                 return Step.error(403, FORBIDDEN)
             return self.classic.answer(found["kind"], found["op"], request)
+        found = PIPELINES_UPDATE.fullmatch(request.path)
+        if found is not None:
+            forbidden = found["project"] != self.project
+            return Step.error(403, FORBIDDEN) if forbidden else self._answer_pipeline_update(request)
         found = PIPELINE_PATH.fullmatch(request.path)
         if found is None or request.method != "GET":
             return None

@@ -178,7 +178,7 @@ def test_the_shapes_the_product_sends_are_taken(
     assert (client.post(f"{API}/{path}", json=body).status_code, sim.classic.invalid) == (200, [])
 
 
-# --- the validator alone: endpoints the simulator does not serve yet ---------------------------------------------
+# --- the validator alone: list and pipelines/update bodies (over HTTP: test_list.py, test_pipeline_update.py) ----
 
 LIST = {"filter": {"metadata": {"matchrelay:run": "demo/7/1"}}, "limit": 1000, "cursor": "x", "partition": "1/4"}
 PAIRS = {"confirmedMatches": {"set": [{"sourceId": 1, "targetExternalId": "a"}]}, "rejectedMatches": {"set": []}}
