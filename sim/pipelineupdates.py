@@ -53,7 +53,7 @@ class PipelineUpdates:
 
     def _init_pipeline_updates(self) -> None:
         self._pipeline_update_steps: list[Scripted] = []
-        self._races: dict[int, list[Callable[[Lists], Lists]]] = {}
+        self._races: dict[int, list[tuple[Callable[[Lists], Lists] | None, bool]]] = {}
         self._pipeline_writes: list[PipelineWrite] = []
 
     def _reset_pipeline_updates(self) -> None:
@@ -66,11 +66,12 @@ class PipelineUpdates:
         with self._lock:
             self._pipeline_update_steps = list(steps)
 
-    def race_pipeline_update(self, pipeline_id: int, change: Callable[[Lists], Lists]) -> None:
-        """Just before the next pipelines/update naming `pipeline_id` is applied, let another writer replace its
-        lists with `change(lists)` (lists by name, as MATCH_LISTS; a name left out of the result stays)."""
+    def race_pipeline_update(self, pipeline_id: int, change: Callable[[Lists], Lists], *, after: bool = False) -> None:
+        """Just before the next pipelines/update naming `pipeline_id` is applied (`after`: just after it), let another
+        writer replace its lists with `change(lists)` (lists by name, as MATCH_LISTS; a name left out of the result
+        stays). Races wait in order, one for each update: call it three times for three updates in a row."""
         with self._lock:
-            self._races.setdefault(pipeline_id, []).append(change)
+            self._races.setdefault(pipeline_id, []).append((change, after))
 
     def pipeline_updates(self) -> list[PipelineWrite]:
         """Every field our pipelines/update requests set, in order (the racing writer's changes are not ours)."""
@@ -107,9 +108,10 @@ class PipelineUpdates:
         for item, pipeline_id in zip(items, named, strict=True):
             assert pipeline_id is not None  # resolved above
             pipeline = pipelines[pipeline_id]
-            for change in self._races.pop(pipeline_id, []):
-                lists = {name: list(materialize(pipeline.get(name, []))) for name in MATCH_LISTS}
-                pipeline.update({name: list(value) for name, value in change(lists).items() if name in MATCH_LISTS})
+            races = self._races.get(pipeline_id) or [(None, False)]
+            change, after = races.pop(0)
+            if not after:
+                _race(pipeline, change)
             for field, op in item["update"].items():
                 if "set" in op:
                     pipeline[field] = op["set"]
@@ -118,9 +120,18 @@ class PipelineUpdates:
                 else:  # {"setNull": false}: nothing to do
                     continue
                 self._pipeline_writes.append(PipelineWrite(pipeline_id, field, op.get("set")))
+            if after:
+                _race(pipeline, change)
             pipeline["lastUpdatedTime"] = now_ms
             answered.append({k: v for k, v in pipeline.items() if k not in MATCH_LISTS})
         return Step.run({"items": answered})
+
+
+def _race(pipeline: dict[str, Any], change: Callable[[Lists], Lists] | None) -> None:
+    """Another writer replaces the pipeline's lists with what ``change`` makes of them."""
+    if change is not None:
+        lists = {name: list(materialize(pipeline.get(name, []))) for name in MATCH_LISTS}
+        pipeline.update({name: list(value) for name, value in change(lists).items() if name in MATCH_LISTS})
 
 
 def _identity(item: dict[str, Any]) -> dict[str, Any]:

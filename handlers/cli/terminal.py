@@ -203,7 +203,9 @@ class TerminalProgress(NoProgress):
         seconds = end - self._link_started
         written = f"{self._written:,} links written"
         written += f" in {seconds:.2f} s" if final and self._written else _rate(self._written, seconds)
-        parts = [f"{self._matches:,} matches read", f"{self._sources:,} sources checked", written]
+        parts = [f"{self._sources:,} sources checked", written]
+        if self._matches or not self._sources:  # an unlink reads no matches: it lists the sources the run wrote
+            parts.insert(0, f"{self._matches:,} matches read")
         parts += [f"{n:,} {_words(name)}" for name, n in self._decided.items() if n]
         return parts
 
@@ -214,7 +216,7 @@ class TerminalProgress(NoProgress):
 
 
 _DONE, _FAILED = ("✓", "green"), ("✗", "red")
-_MARKS = {"completed": _DONE, "swept": _DONE, "linked": _DONE, "failed": _FAILED, "refused": _FAILED}  # else "!"
+_MARKS = {"completed": _DONE, "swept": _DONE, "linked": _DONE, "unlinked": _DONE, "failed": _FAILED, "refused": _FAILED}
 
 
 def _words(name: str) -> str:

@@ -79,6 +79,7 @@ class UnlinkJob:
     facts: UndoFacts = field(init=False)
     put_back: list[Pair] = field(default_factory=list)  # (item, asset): what --reject adds
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)  # set by the first refusal: no write starts after
 
     def __post_init__(self) -> None:
         self.facts = UndoFacts(self.request.dry_run, self.request.below)
@@ -97,20 +98,25 @@ class UnlinkJob:
         resource = resource_of(source, target)
         if resource is None:
             return self._report("unsupported_resource", f"the pipeline links {source} to {target}: nothing to undo")
-        self._partitions(resource)
-        if r.reject and self.put_back:
-            resources = self.parts.resources
+        if r.reject:  # the pairs first: an unlink stopped after it still finds the links to put back, and their pairs
+            self._partitions(resource, write=False)
             args = (r.project, r.pipeline_id, "rejectedMatches", self.put_back, self.deadline)
-            self.counts.rejected = add_pairs(resources, *args, dry_run=r.dry_run)
+            rejected = add_pairs(self.parts.resources, *args, dry_run=r.dry_run) if self.put_back else 0
+            if r.dry_run:
+                self.counts.rejected = rejected
+                return self._report(None, "")
+            self.counts, self.put_back = UndoCounts(rejected=rejected), []
+        self._partitions(resource, write=not r.dry_run)
         return self._report(None, "")
 
-    def _partitions(self, resource: Resource) -> None:
-        """Every page of the run's items, ``LINK_CONCURRENCY`` partitions at once; the first refusal stops the rest."""
+    def _partitions(self, resource: Resource, *, write: bool) -> None:
+        """Every page of the run's items, ``LINK_CONCURRENCY`` partitions at once, put back (``write``) or only
+        decided (a dry run, or the pairs ``--reject`` adds first); the first refusal stops the rest."""
         n = max(1, min(self.parts.settings.link_concurrency, 10))
-        stop, writes = threading.Event(), threading.Semaphore(n)
+        stop, writes = self._stop, threading.Semaphore(n)
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="unlink") as pool:
             jobs = [
-                pool.submit(contextvars.copy_context().run, self._partition, f"{k}/{n}", resource, stop, writes)
+                pool.submit(contextvars.copy_context().run, self._partition, f"{k}/{n}", resource, write, stop, writes)
                 for k in range(1, n + 1)
             ]
             errors = [e for e in (job.result() for job in jobs) if e is not None]
@@ -119,7 +125,7 @@ class UnlinkJob:
             raise first
 
     def _partition(
-        self, partition: str, resource: Resource, stop: threading.Event, writes: threading.Semaphore
+        self, partition: str, resource: Resource, write: bool, stop: threading.Event, writes: threading.Semaphore
     ) -> RelayError | None:
         """One partition's pages, each decided and written before the next is listed."""
         r, resources = self.request, self.parts.resources
@@ -131,7 +137,7 @@ class UnlinkJob:
                 items, cursor = resources.list_page(
                     r.project, resource.path, metadata, self.deadline, cursor, partition
                 )
-                self._page(items, resource, Turn(writes, self._until_cutoff()))
+                self._page(items, resource, Turn(writes, self._until_cutoff()) if write else None)
                 if cursor is None:
                     return None
         except PermanentError as exc:
@@ -141,7 +147,8 @@ class UnlinkJob:
             return exc
         return None
 
-    def _page(self, items: list[dict[str, Any]], resource: Resource, turn: Turn) -> None:
+    def _page(self, items: list[dict[str, Any]], resource: Resource, turn: Turn | None) -> None:
+        """One page decided, and put back in one ``update`` when there is a ``turn`` to write in."""
         counts, puts = UndoCounts(), []
         for item in items:
             decided = undo(item, resource, self.request.below)
@@ -149,26 +156,34 @@ class UnlinkJob:
                 puts.append(decided)
             else:
                 counts.add(decided)
-        done = self._write(puts, resource, turn) if puts and not self.request.dry_run else {p.source for p in puts}
+        done = self._write(puts, resource, turn) if puts and turn else {p.source for p in puts}
+        if done is None:
+            return
         for put in puts:
             counts.add(put.outcome if put.source in done else CHANGED)  # gone since it was listed: changed
-        counts.written = 0 if self.request.dry_run else len(done)
+        counts.written = len(done) if turn else 0
         with self._lock:
             self.counts.merge(counts)
-            if self.request.reject:  # a million pairs would be a million tuples: kept only when they are wanted
-                self.put_back += [(p.source, p.asset) for p in puts if p.source in done]
+            if self.request.reject and not turn:  # only where wanted: a million pairs would be a million tuples
+                self.put_back += [(p.source, p.asset) for p in puts]
         self.parts.progress.linking(sources=len(items), written=counts.written)
-        self.parts.progress.decided(self.counts.data())
+        self.parts.progress.decided({k: n for k, n in counts.data().items() if k != "written"})  # this page's
 
-    def _write(self, puts: list[PutBack], resource: Resource, turn: Turn) -> set[int]:
-        """The items CDF took; one missing (deleted since), or whose asset to restore is gone, is left out."""
+    def _write(self, puts: list[PutBack], resource: Resource, turn: Turn) -> set[int] | None:
+        """The items CDF took (one missing, deleted since, or whose asset to restore is gone, is left out); None when
+        another partition was refused meanwhile, and nothing was sent."""
         updates = [Update(p.source, p.restore or 0, update_item(p, resource)) for p in puts]
         if not turn.take():
             raise OutOfTime("the deadline came while other writes were in flight")
         try:
+            if self._stop.is_set():  # refused while this page waited for its turn: it writes nothing more
+                return None
             written = self.parts.resources.update(
                 self.request.project, resource.path, updates, self.deadline, turn=turn
             )
+        except PermanentError:
+            self._stop.set()  # before the turn is given back: the write waiting for it must not start
+            raise
         finally:
             turn.give()
         return set(written.written)
