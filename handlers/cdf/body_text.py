@@ -35,11 +35,12 @@ _INK = re.compile(r"[^ \t\n\r]")  # JSON's whitespace is these four
 _NEAR_END = 64  # a scanner error this close to the text's end may be a value cut by the chunk's end
 _BOUNDARY = re.compile(r"\}[ \t\n\r]*,[ \t\n\r]*\{")  # between two items that are objects, as CDF's are
 _REACH = 4096  # the last boundary is looked for this far back from the slab's end: a few items at least
-_SLAB = 16384  # text a slab holds at most: its items as objects (some ten times the text) stay small beside a chunk
+_SLAB = 24576  # text a slab holds at most: its items as objects (some ten times the text) stay small beside a chunk
 # A run of 19 digits may be a number beyond 64 bits, which orjson reads as an int or a float: the text it comes in
-# is read item by item. The raw chunks are looked at once, digits as "0" and the rest as ".", which costs little.
+# is read item by item. The raw chunks are looked at once, every other byte of them (a run of 19 holds 9 in a row
+# of either parity; CDF's ids have 16 digits at most, so 8), digits as "0" and the rest as ".": this costs little.
 _DIGITS = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
-_LONG = b"0" * 19
+_LONG = b"0" * 9
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")  # an escape that json reads alone, unpaired, where orjson refuses
 _INT64 = 2**63 - 1
 
@@ -89,7 +90,7 @@ class BodyText:
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self.text, self.pos, self._end = "", 0, False
         self._careful = 0  # the text before this is read item by item: a slab of it was refused
-        self._tail = b""  # the last digits of the chunk before, as _DIGITS shows them: a run may span two chunks
+        self._tail = b""  # the last 18 bytes of the chunk before: a run of digits may span two chunks
 
     def peek(self) -> str:
         """The next character that is not whitespace, reading on as needed; empty at the body's end."""
@@ -136,19 +137,37 @@ class BodyText:
         text, pos = self.text, self.pos
         if pos < self._careful:
             return None
-        last, stop = None, min(len(text), pos + _SLAB)
-        for last in _BOUNDARY.finditer(text, max(pos, stop - _REACH), stop):  # noqa: B007 (the last one is wanted)
-            pass
-        if last is None:
+        stop = min(len(text), pos + _SLAB)
+        cut, after = self._boundary(pos, stop)
+        if cut < 0:
             return None
-        cut = last.start() + 1
         try:
             items: list[Any] = orjson.loads("[" + text[pos:cut] + "]")
         except orjson.JSONDecodeError:
             self._careful = cut
             return None
-        self.pos = last.end() - 1
+        self.pos = after
         return items
+
+    def _boundary(self, pos: int, stop: int) -> tuple[int, int]:
+        """The last boundary between two items in ``[pos, stop)``: where the first ends and the second starts (-1
+        when there is none in reach). The two spellings JSON writers use are found by ``rfind``; others by a regex."""
+        text, start = self.text, max(pos, stop - _REACH)
+        compact, spaced = text.rfind("},{", start, stop), text.rfind("}, {", start, stop)
+        if compact >= 0 or spaced >= 0:
+            return (compact + 1, compact + 2) if compact > spaced else (spaced + 1, spaced + 3)
+        last = None
+        for last in _BOUNDARY.finditer(text, start, stop):  # noqa: B007 (the last one is wanted)
+            pass
+        return (-1, -1) if last is None else (last.start() + 1, last.end() - 1)
+
+    def read_on(self) -> bool:
+        """Read the next chunk when the text ends inside an item that a slab of the next text will hold (no ``]``
+        after it: a list may end there, and its last item is read item by item); False when there is none to read,
+        or the item is large (read the careful way)."""
+        if self._end or len(self.text) - self.pos > _SLAB or self.text.find("]", self.pos) >= 0:
+            return False
+        return self._more()
 
     def next_of(self, close: str) -> bool:
         """After a member: True at a comma (more follow), False at ``close``."""
@@ -182,8 +201,8 @@ class BodyText:
         while got < wanted and not self._end:
             chunk = next(self._chunks, None)
             if chunk:
-                shown = self._tail + chunk.translate(_DIGITS)
-                long, self._tail = long or _LONG in shown, shown[-18:]
+                raw = self._tail + chunk
+                long, self._tail = long or _LONG in raw[::2].translate(_DIGITS), raw[-18:]
             try:
                 text = self._decoder.decode(chunk or b"", final=chunk is None)
             except UnicodeDecodeError:

@@ -122,6 +122,8 @@ class RunBody:
             if slab is not None:
                 yield "items", key, slab  # the position is at the next item, after the comma
                 continue
+            if text.read_on():  # an item cut by the chunk's end: the next slab holds it
+                continue
             yield "items", key, [text.item()]
             if not text.next_of("]"):
                 return
