@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from typing import NamedTuple
 
 from handlers.cli import display as progress
 from handlers.core.errors import ConfigError, InvalidTrigger
 from handlers.core.link_events import LinkRequest
 from handlers.core.trigger import parse_fields
-from handlers.flow.linker import LinkOutcome
+from handlers.flow.invocation import Counted
+from handlers.flow.linker import Linker, LinkOutcome
 from handlers.flow.runtime import Runtime
 from handlers.process.logs import log_context
 from handlers.process.shutdown import install as install_sigterm
@@ -39,32 +42,51 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     link.add_argument("--stdout", action="store_true", help="print run.linked as a JSON line instead of publishing")
 
 
-def main(args: argparse.Namespace) -> int:
-    """One link with no deadline; exit codes as ``run`` (see the module's docstring)."""
-    title = f"pipeline {args.pipeline_id} run {args.run_id}" + (" (dry run)" if args.dry_run else "")
+def prepared(args: argparse.Namespace, title: str, check: Callable[[], None] = lambda: None) -> Prepared | int:
+    """What a command on one run's links needs (the display, the linker, the run's coordinates), or the exit code
+    of a usage or configuration error; ``check`` raises ``InvalidTrigger`` for an option of the command's own."""
     shown = progress.on_terminal(title, events_to_stdout=args.stdout)
     try:
         settings = progress.settings_for(shown, to_stderr=args.stdout)
         fields = {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project}
         trigger = parse_fields(fields, default_project=settings.cdf_project, allowed=settings.allowed_projects)
         if not isinstance(trigger.run_id, int):
-            raise InvalidTrigger("--run-id: a link names its run by id, not 'latest'", message_id="")
+            raise InvalidTrigger(f"--run-id: {args.command} names its run by id, not 'latest'", message_id="")
+        check()
         install_sigterm(exit_by_default=False)
         linker = Runtime.build(settings, stdout=sys.stdout if args.stdout else None).linker  # LINK_TOPIC checked
     except (ConfigError, InvalidTrigger) as exc:
         return progress.usage(exc)
     linker.progress = shown
-    request = LinkRequest(trigger.project, trigger.pipeline_id, trigger.run_id, dry_run=True if args.dry_run else None)
+    return Prepared(shown, linker, trigger.project, trigger.pipeline_id, trigger.run_id)
+
+
+class Prepared(NamedTuple):
+    shown: progress.Display
+    linker: Linker
+    project: str
+    pipeline_id: int
+    run_id: int
+
+
+def main(args: argparse.Namespace) -> int:
+    """One link with no deadline; exit codes as ``run`` (see the module's docstring)."""
+    title = f"pipeline {args.pipeline_id} run {args.run_id}" + (" (dry run)" if args.dry_run else "")
+    ready = prepared(args, title)
+    if isinstance(ready, int):
+        return ready
+    shown, linker = ready.shown, ready.linker
+    request = LinkRequest(ready.project, ready.pipeline_id, ready.run_id, dry_run=True if args.dry_run else None)
     with shown, log_context(project=request.project, pipelineId=request.pipeline_id, runId=request.run_id):
         outcome = linker.link(request)
-        shown.done(outcome.kind, detail=_detail(outcome))
+        shown.done(outcome.kind, detail=detail(outcome))
     _summarize(outcome)
     return EXIT.get(outcome.kind, 3)
 
 
-def _detail(outcome: LinkOutcome) -> str:
-    """What the display's last line adds to the counts: a dry run, or why the link ended early."""
-    if outcome.kind == "linked":
+def detail(outcome: Counted) -> str:
+    """What the display's last line adds to the counts: a dry run, or why the link (or the undo) ended early."""
+    if outcome.kind in ("linked", "unlinked"):
         return "dry run: nothing written" if outcome.dry_run else ""
     return f"{outcome.reason}: {outcome.detail}" if outcome.detail else str(outcome.reason)
 

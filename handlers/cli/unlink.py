@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import sys
 
-from handlers.cli import display as progress
-from handlers.core.errors import ConfigError, InvalidTrigger
-from handlers.core.trigger import parse_fields
-from handlers.flow.runtime import Runtime
+from handlers.cli import link
+from handlers.core.errors import InvalidTrigger
 from handlers.flow.unlink import UnlinkOutcome, UnlinkRequest
 from handlers.process.logs import log_context
-from handlers.process.shutdown import install as install_sigterm
 
 EXIT = {"unlinked": 0, "refused": 1, "handed_back": 3}
 log = logging.getLogger("matchrelay")
@@ -44,34 +40,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def main(args: argparse.Namespace) -> int:
     """One unlink with no deadline; exit codes as ``link``."""
     title = f"undo pipeline {args.pipeline_id} run {args.run_id}" + (" (dry run)" if args.dry_run else "")
-    shown = progress.on_terminal(title, events_to_stdout=args.stdout)
-    try:
-        settings = progress.settings_for(shown, to_stderr=args.stdout)
-        fields = {"pipelineId": args.pipeline_id, "runId": args.run_id, "project": args.project}
-        trigger = parse_fields(fields, default_project=settings.cdf_project, allowed=settings.allowed_projects)
-        if not isinstance(trigger.run_id, int):
-            raise InvalidTrigger("--run-id: an unlink names its run by id, not 'latest'", message_id="")
+
+    def check() -> None:
         if args.below is not None and not math.isfinite(args.below):
             raise InvalidTrigger("--below: a finite number", message_id="")
-        install_sigterm(exit_by_default=False)
-        linker = Runtime.build(settings, stdout=sys.stdout if args.stdout else None).linker  # LINK_TOPIC checked
-    except (ConfigError, InvalidTrigger) as exc:
-        return progress.usage(exc)
-    linker.progress = shown
-    request = UnlinkRequest(
-        trigger.project, trigger.pipeline_id, trigger.run_id, args.below, args.reject, bool(args.dry_run)
-    )
+
+    ready = link.prepared(args, title, check)
+    if isinstance(ready, int):
+        return ready
+    shown, linker = ready.shown, ready.linker
+    request = UnlinkRequest(ready.project, ready.pipeline_id, ready.run_id, args.below, args.reject, args.dry_run)
     with shown, log_context(project=request.project, pipelineId=request.pipeline_id, runId=request.run_id):
         outcome = linker.unlink(request)
-        shown.done(outcome.kind, detail=_detail(outcome))
+        shown.done(outcome.kind, detail=link.detail(outcome))
     _summarize(outcome)
     return EXIT.get(outcome.kind, 3)
-
-
-def _detail(outcome: UnlinkOutcome) -> str:
-    if outcome.kind == "unlinked":
-        return "dry run: nothing written" if outcome.dry_run else ""
-    return f"{outcome.reason}: {outcome.detail}" if outcome.detail else str(outcome.reason)
 
 
 def _summarize(outcome: UnlinkOutcome) -> None:

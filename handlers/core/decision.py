@@ -27,6 +27,7 @@ from handlers.core.errors import MalformedResponse
 from handlers.core.models import is_integer
 from handlers.core.pairs import CONFIRMED as LISTED_CONFIRMED
 from handlers.core.pairs import REJECTED as LISTED_REJECTED
+from handlers.core.tally import Tally, camel
 
 CONFIRMED_TYPES = frozenset({"previously_mapped", "previously-confirmed"})  # CDF's OpenAPI's name, and one seen
 RULE_PREFIX = "rule"  # CDF's OpenAPI: rule_{inputPattern}->{predictPattern}
@@ -116,7 +117,7 @@ class Link(NamedTuple):
 
 
 @dataclass
-class Counts:
+class Counts(Tally):
     """One count per outcome, each source counted once, and the links written (contract, section 8.6)."""
 
     linked: int = 0
@@ -132,27 +133,13 @@ class Counts:
 
     def add(self, outcome: str, n: int = 1) -> None:
         """Count ``n`` sources of ``outcome`` (in place and written both count as linked)."""
-        name = {IN_PLACE: "linked", WRITE: "linked"}.get(outcome, outcome)
-        setattr(self, name, getattr(self, name) + n)
-
-    def merge(self, other: Counts) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def data(self) -> dict[str, int]:
-        """The counts as ``run.linked`` and the summary log line name them (camelCase)."""
-        return {_camel(f.name): getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+        super().add({IN_PLACE: "linked", WRITE: "linked"}.get(outcome, outcome), n)
 
 
 #: run.linked's counts of sources, one per outcome (each source counted in exactly one); ``reviews`` and
 #: ``written`` count other things.
 OUTCOMES: tuple[str, ...] = tuple(
-    _camel(f.name) for f in dataclasses.fields(Counts) if f.name not in ("reviews", "written")
+    camel(f.name) for f in dataclasses.fields(Counts) if f.name not in ("reviews", "written")
 )
 
 

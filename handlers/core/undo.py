@@ -19,7 +19,6 @@ more: a second unlink finds nothing to do, and one that stopped goes on.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -30,6 +29,7 @@ from typing import Any, NamedTuple
 from handlers.core.decision import Resource, links_of
 from handlers.core.models import MAX_ID
 from handlers.core.provenance import ASSET_KEY, PREVIOUS_KEY, RUN_KEY, SCORE_KEY
+from handlers.core.tally import Tally
 
 UNLINKED, RESTORED, CHANGED, UNVERIFIED, KEPT = "unlinked", "restored", "changed", "unverified", "kept"
 KEYS = (RUN_KEY, SCORE_KEY, ASSET_KEY, PREVIOUS_KEY)  # what an item put back loses
@@ -51,7 +51,7 @@ class PutBack(NamedTuple):
 
 
 @dataclass
-class UndoCounts:
+class UndoCounts(Tally):
     """``run.unlinked``'s counts: each listed item once, pairs added to ``rejectedMatches``, and writes."""
 
     unlinked: int = 0
@@ -61,16 +61,6 @@ class UndoCounts:
     kept: int = 0
     rejected: int = 0
     written: int = 0
-
-    def add(self, outcome: str, n: int = 1) -> None:
-        setattr(self, outcome, getattr(self, outcome) + n)
-
-    def merge(self, other: UndoCounts) -> None:
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def data(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
 
 
 def undo(item: Mapping[str, Any], resource: Resource, below: float | None = None) -> PutBack | str:

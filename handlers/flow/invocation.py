@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from handlers.core.deadline import Deadline
 from handlers.core.envelope import Envelope
 from handlers.core.errors import HandBack, PermanentError
+from handlers.core.tally import Tally
 from handlers.process.logs import Trace, gcp_project, parse_traceparent, trace_fields
 from handlers.process.tracing import annotate
 
@@ -63,6 +64,25 @@ class Arrival:
         message's topic or subscription (Cloud Run does not set that variable by itself)."""
         where = gcp_project(google_cloud_project, self.source, self.envelope.subscription)
         return trace_fields(self.trace, where)
+
+
+@dataclass
+class Counted:
+    """How a flow that reports counts ended (the link, the undo); ``ack`` is what a function answers (200 or not)."""
+
+    kind: str
+    reason: str | None = None
+    dry_run: bool = False
+    counts: Tally = field(default_factory=Tally)
+    detail: str = ""
+
+    @property
+    def ack(self) -> bool:
+        return self.kind != "handed_back"
+
+    def fields(self) -> dict[str, Any]:
+        """The summary line's fields; the deployment's log-based metrics read these names."""
+        return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
 
 
 def ended(

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
@@ -39,7 +39,7 @@ from handlers.core.plan import Candidates, Plan
 from handlers.core.poll import Clock, Poller, still_running, summary_of, waits
 from handlers.core.progress import Progress
 from handlers.core.provenance import run_key
-from handlers.flow.invocation import ended
+from handlers.flow.invocation import Counted, ended
 from handlers.flow.writer import READS, ChunkWriter, outcomes
 from handlers.process.settings import Settings
 from handlers.pubsub.publish import Sink
@@ -49,22 +49,11 @@ AHEAD = 2  # chunks made and queued per worker: enough to keep every worker busy
 
 
 @dataclass
-class LinkOutcome:
-    """How one link ended; ``ack`` is what the function answers (200 or not)."""
+class LinkOutcome(Counted):
+    """How one link ended."""
 
     kind: Literal["linked", "refused", "ignored", "handed_back"]
-    reason: str | None = None
-    dry_run: bool = False
     counts: Counts = field(default_factory=Counts)
-    detail: str = ""
-
-    @property
-    def ack(self) -> bool:
-        return self.kind != "handed_back"
-
-    def fields(self) -> dict[str, Any]:
-        """The summary line's fields; the deployment's log-based metrics read these names."""
-        return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
 
 
 class LinkParts(Protocol):

@@ -33,7 +33,7 @@ from handlers.core.pair_lists import Pair
 from handlers.core.provenance import RUN_KEY, run_key
 from handlers.core.undo import CHANGED, PutBack, UndoCounts, undo, update_item
 from handlers.core.undo_events import UndoFacts, unlinked_event
-from handlers.flow.invocation import ended
+from handlers.flow.invocation import Counted, ended
 from handlers.flow.link import LinkParts
 from handlers.flow.lists import add_pairs
 
@@ -51,21 +51,11 @@ class UnlinkRequest:
 
 
 @dataclass
-class UnlinkOutcome:
-    """How one unlink ended; ``ack`` is what a function would answer (200 or not)."""
+class UnlinkOutcome(Counted):
+    """How one unlink ended."""
 
     kind: Literal["unlinked", "refused", "handed_back"]
-    reason: str | None = None
-    dry_run: bool = False
     counts: UndoCounts = field(default_factory=UndoCounts)
-    detail: str = ""
-
-    @property
-    def ack(self) -> bool:
-        return self.kind != "handed_back"
-
-    def fields(self) -> dict[str, Any]:
-        return {"outcome": self.kind, "reason": self.reason, "dryRun": self.dry_run, **self.counts.data()}
 
 
 @dataclass
