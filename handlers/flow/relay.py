@@ -105,29 +105,11 @@ class Relay:
         nowhere = deadline.bounded and continue_to is None
         if nowhere:  # no topic to continue on: the run is published to the end, whatever the deadline
             deadline = Deadline.never(self.clock.monotonic)
-        poller = self.poller()
         deadlines = self._deadlines(trigger, budget_s, started_wall)
-        run_id = trigger.run_id if isinstance(trigger.run_id, int) else None
-        # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
-        latest_key = None if run_id is not None else (trigger.message_id or f"run-{self.now_ms()}")
-        ref = self._ref(trigger, run_id, latest_key)
-
-        def work() -> Outcome:
-            nonlocal run_id, ref
-            if run_id is None:
-                run_id = poller.until_done(lambda: self._latest(trigger, deadline), deadlines)
-                ref = self._ref(trigger, run_id)
-                log.info("resolved the latest run of pipeline %s: %s", trigger.pipeline_id, run_id)
-            step = _Step(self, trigger, ref, poller, deadline, continue_to, warn_unbounded=nowhere)
-            return poller.until_done(step, deadlines)
-
-        def answer(exc: PermanentError) -> Outcome:
-            return self._failed(
-                failed_event(ref, exc.reason, str(exc), poller.stats.last, self.now_ms()), exc, deadline
-            )
-
-        outcome = ended(work, _handed_back, answer)
-        outcome.polls, outcome.retries, outcome.run_id = poller.stats.polls, poller.stats.retries, run_id
+        attempt = _Attempt(self, trigger, self.poller(), deadline, deadlines, continue_to, nowhere)
+        outcome = ended(attempt.work, _handed_back, attempt.answer)
+        stats = attempt.poller.stats
+        outcome.polls, outcome.retries, outcome.run_id = stats.polls, stats.retries, attempt.run_id
         outcome.segment = trigger.continuation.segment
         return outcome
 
@@ -163,6 +145,42 @@ class Relay:
     def now_ms(self) -> int:
         """The time of a decision, epoch milliseconds (ce-time of an event with no run)."""
         return int(self.wall() * 1000)
+
+
+@dataclass
+class _Attempt:
+    """One trigger's run: resolved first when it is "latest", then polled until it is finished and published."""
+
+    relay: Relay
+    trigger: Trigger
+    poller: Poller
+    deadline: Deadline
+    deadlines: Deadlines
+    continue_to: str | None
+    nowhere: bool  # the invocation has a deadline, but no topic to continue on
+    run_id: int | None = field(init=False)
+    ref: RunRef = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.trigger
+        self.run_id = t.run_id if isinstance(t.run_id, int) else None
+        # Until "latest" is resolved, a failure is keyed by the message, so distinct failures keep distinct ids.
+        latest_key = None if self.run_id is not None else (t.message_id or f"run-{self.relay.now_ms()}")
+        self.ref = self.relay._ref(t, self.run_id, latest_key)
+
+    def work(self) -> Outcome:
+        r, t, poller = self.relay, self.trigger, self.poller
+        if self.run_id is None:
+            self.run_id = poller.until_done(lambda: r._latest(t, self.deadline), self.deadlines)
+            self.ref = r._ref(t, self.run_id)
+            log.info("resolved the latest run of pipeline %s: %s", t.pipeline_id, self.run_id)
+        step = _Step(r, t, self.ref, poller, self.deadline, self.continue_to, warn_unbounded=self.nowhere)
+        return poller.until_done(step, self.deadlines)
+
+    def answer(self, exc: PermanentError) -> Outcome:
+        """A refusal: ``run.failed`` with the last status the poller saw."""
+        event = failed_event(self.ref, exc.reason, str(exc), self.poller.stats.last, self.relay.now_ms())
+        return self.relay._failed(event, exc, self.deadline)
 
 
 @dataclass

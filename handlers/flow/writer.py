@@ -89,6 +89,16 @@ class ChunkWriter:
         if self.stop.is_set():
             return
         self._in_time()
+        writes = self._to_write(links, counts)
+        if not writes or self.stop.is_set():
+            return
+        if self.dry_run:
+            self._plan_writes(writes, counts)
+            return
+        self._write(writes, counts)
+
+    def _to_write(self, links: list[Link], counts: Counts) -> list[Link]:
+        """The links CDF does not hold yet, from the sources' links as ``byids`` reads them; the others counted."""
         items = self.resources.by_ids(self.project, self.resource.path, [link.source for link in links], self.deadline)
         resource, overwrite, field = self.resource, self.overwrite, self.resource.field
         writes, others = [], Counter[str]()
@@ -105,11 +115,10 @@ class ChunkWriter:
                 others[outcome] += 1
         for outcome, n in others.items():
             counts.add(outcome, n)
-        if not writes or self.stop.is_set():
-            return
-        if self.dry_run:
-            self._plan_writes(writes, counts)
-            return
+        return writes
+
+    def _write(self, writes: list[Link], counts: Counts) -> None:
+        """One ``update`` of ``writes`` in a write's turn; a refusal stops every chunk not started."""
         updates = [Update(w.source, w.target, item) for w, item in zip(writes, self.items.items(writes), strict=True)]
         turn = Turn(self.writes, self._until_cutoff())
         if not turn.take():
