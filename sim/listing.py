@@ -7,7 +7,8 @@ In order, as `byids` (sim/writes.py): CDF's OpenAPI checks the body (refused: 40
 `classic.invalid`), then sim/listquery.py reads it (a field no schema names is refused and kept
 as invalid too; a filter the simulator does not implement is its own 400), then a script step
 if one waits (`sim.script_classic_list(kind, ...)`: a 429, a 5xx, a dropped connection...),
-then `list_latency_s`, then the page.
+then the page, built as the request arrives and answered once `list_latency_s`
+has passed since (its own work included, as a write's is).
 
 - The filter is exact: an item matches when its metadata holds every pair given.
 - Pages go up by id, and a cursor says "after id N": an item that stops matching between
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import operator
+import time
 import zlib
 from functools import cache
 from itertools import compress, repeat
@@ -155,7 +157,8 @@ def answer(classic: Classic, kind: str, request: Request) -> Step:
     scripted = classic.next_scripted("list", kind)
     if isinstance(scripted, Step):
         return scripted
-    if classic.list_latency_s:
-        classic.stopping.wait(classic.list_latency_s)
     with classic.lock:
-        return Step(body=classic.listing.page(classic.resources[kind], query))
+        body = classic.listing.page(classic.resources[kind], query)
+    if classic.list_latency_s:  # its own work included, as a write's is (sim/writes.py)
+        classic.stopping.wait(max(0.0, request.time + classic.list_latency_s - time.monotonic()))
+    return Step(body=body)

@@ -284,3 +284,27 @@ def test_list_latency_holds_every_list_and_pages_overlap(sim: CdfSimulator, clie
     assert (codes, 0.3 <= took < 1.2) == ([200] * 4, True)
     counts = sim.request_counts()
     assert (counts["list"], counts["timeseries/list"], counts.get("byids")) == (4, 4, None)
+
+
+def test_list_latency_includes_its_own_work(
+    monkeypatch: pytest.MonkeyPatch, sim: CdfSimulator, client: httpx.Client
+) -> None:
+    """A list is built as it arrives and answered once list_latency_s has passed since, as writes are: a page that
+    takes 0.2 s to build is answered after 0.3 s, not 0.5 s, and holds the items as they were when it arrived."""
+    page = sim.classic.listing.page
+
+    def slow_page(*args: Any) -> bytes:
+        built = page(*args)
+        time.sleep(0.2)
+        return built
+
+    monkeypatch.setattr(sim.classic.listing, "page", slow_page)
+    sim.classic.list_latency_s = 0.3
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        listed = pool.submit(_list, client, _by({KEY: RUN}, limit=1))
+        time.sleep(0.25)  # built by now, not yet answered
+        sim.delete_item("timeseries", FIRST)
+        answer = listed.result()
+    took = time.monotonic() - started
+    assert ([item["id"] for item in answer.json()["items"]], 0.3 <= took < 0.48) == ([FIRST], True)
