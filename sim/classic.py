@@ -17,6 +17,7 @@ import bisect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from sim.blocks import MORE, Block, encode
@@ -145,25 +146,36 @@ class Resource:
         return places
 
     def change(
-        self, places: list[tuple[Block, int]], links: list[Links | None], added: list[Added | None], now_ms: int
+        self,
+        places: list[tuple[Block, int]],
+        links: list[Links | None],
+        added: list[Added | None],
+        now_ms: int,
+        removing: list[bool] | None = None,
     ) -> list[int]:
-        """At `places`, set the link (one asset) or add links (a list), and add metadata; the ids of the
-        items left as they were. A link's updates are most of a benchmark's work, hence one tight loop."""
+        """At `places`, set the link (one asset; () sets null) or add links (a list; or remove them where
+        `removing` says so), and add (or remove) metadata; the ids of the items left as they were. A link's and an
+        unlink's updates are most of their benchmarks' work, hence one tight loop."""
         unchanged, single, merged = [], self.single, self._merged
-        for (block, i), linked, more in zip(places, links, added, strict=True):
+        for (block, i), linked, more, out in zip(
+            places, links, added, removing or repeat(False, len(places)), strict=True
+        ):
             meta = old_meta = block.meta[i]
-            if more is not None:
-                meta = merged.get((meta, more)) or self._merge(meta, more)
+            if more is not None:  # 0, no metadata left, is a merge too
+                meta = merged.get((old_meta, more), -1)
+                meta = self._merge(old_meta, more) if meta < 0 else meta
             value = block.link[i]
             if single and value != MORE:
-                new = value if linked is None else linked[0]
+                new = value if linked is None else linked[0] if linked else 0
                 if new == value and meta == old_meta:
                     unchanged.append(block.first + i)
                     continue
                 block.link[i], block.meta[i], block.updated[i] = new, meta, now_ms
                 continue
             now = self._links(block, i)
-            if linked is not None:
+            if linked is not None and out:
+                now = tuple(a for a in now if a not in linked)
+            elif linked is not None:
                 now = linked if single else now + tuple(a for a in dict.fromkeys(linked) if a not in now)
             if not self._put_at(block, i, now, meta, now_ms):
                 unchanged.append(block.first + i)

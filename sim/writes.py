@@ -34,7 +34,8 @@ from sim.classic import KINDS, Resource
 from sim.listing import Listing
 from sim.listing import answer as answer_list
 from sim.openapi import problem
-from sim.quick import apply_quick, quick_body, quick_changes
+from sim.quick import apply_quick, quick_changes
+from sim.quickbody import quick_body
 from sim.steps import Request, Step
 from sim.updates import (
     Refusal,
@@ -250,7 +251,8 @@ class Classic:
             pass
 
     def _apply(self, kind: str, body: bytes) -> tuple[Step, bool, tuple[int, ...]]:
-        """Check and apply an update (quickly when shaped as a link's, sim/quick.py): (answer, applied, unchanged)."""
+        """Check and apply an update (quickly when shaped as a link's or an unlink's, sim/quick.py): (answer,
+        applied, unchanged)."""
         resource, changes = self.resources[kind], None
         try:
             quick = quick_body(body, resource.single)

@@ -16,7 +16,8 @@ from sim.classic import KINDS, ItemState, Resource
 from sim.data import MAX_ID
 from sim.linkworld import link_world
 from sim.names import Names
-from sim.quick import quick_body, quick_changes
+from sim.quick import quick_changes
+from sim.quickbody import quick_body
 from sim.updates import Refusal, update_items
 
 API = "/api/v1/projects/demo"
@@ -90,7 +91,7 @@ UPDATES = [
     pytest.param("timeseries", _items(_link(TS, 4, metadata={"k": "}{"})), "parsed", id="braces-in-metadata"),
     pytest.param("timeseries", _items(_link(TS, 4, metadata={})), "split", id="empty-metadata"),
     pytest.param("timeseries", _items({"id": TS, "update": {"metadata": {"add": RUN}}}), "parsed", id="no-link"),
-    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"set": 2}}}), "parsed", id="no-metadata"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"set": 2}}}), "split", id="no-metadata"),
     pytest.param(
         "timeseries",
         _items({"id": TS, "update": {"metadata": {"add": RUN}, "assetId": {"set": 2}}}),
@@ -99,7 +100,7 @@ UPDATES = [
     ),
     pytest.param("timeseries", _items({**_link(TS, 4), "x": 1}), "parsed", id="extra-item-field"),
     pytest.param("timeseries", {**_items(_link(TS, 4)), "ignoreUnknownIds": True}, "parsed", id="extra-top-field"),
-    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"setNull": True}}}), "full", id="set-null"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"setNull": True}}}), "split", id="set-null"),
     pytest.param("files", _items({"id": FILE, "update": {"assetIds": {"set": [5]}}}), "full", id="list-set"),
     pytest.param("timeseries", _items(_link(TS, 4, metadata={"k": 1})), "full", id="number-in-metadata"),
     pytest.param("timeseries", _items(_link(TS, 4, metadata={"": "v"})), "full", id="empty-key"),
