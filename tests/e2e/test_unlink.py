@@ -187,6 +187,41 @@ def test_unlink_through_faults_ends_as_a_clean_unlink(env: dict[str, str], sim: 
     assert sim.item_states("timeseries") == before
 
 
+def test_unlink_an_item_deleted_since_it_was_listed_is_left_out(env: dict[str, str], sim: CdfSimulator) -> None:
+    """An item deleted between its page and its write: CDF answers 400 missing, the write goes again without it, and
+    it counts changed; every other item is put back."""
+    before = linked(sim, env)
+    written = of_run(sim)
+    gone = min(written)
+    sim.hold_writes()
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    process = subprocess.Popen(
+        [sys.executable, "main.py", *UNLINK],
+        cwd=ROOT,
+        env={**base, **env, "LINK_CONCURRENCY": "1"},  # one page, one write
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.wait_writes_in_flight(1)
+        assert sim.delete_item("timeseries", gone)
+    finally:
+        sim.release_writes()
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    data = json.loads(out)["data"]
+    assert (data["changed"], data["unlinked"] + data["restored"], data["written"]) == (
+        1,
+        len(written) - 1,
+        len(written) - 1,
+    )
+    assert [w.status for w in sim.writes()][-2:] == [400, 200]
+    after = sim.item_states("timeseries")
+    assert gone not in after
+    assert after == {i: s for i, s in before.items() if i != gone}
+
+
 def test_unlink_killed_then_run_again_ends_as_one_clean_unlink(env: dict[str, str], sim: CdfSimulator) -> None:
     """SIGKILL while the second write is in flight, then a fresh process: CDF as before the link, and the second
     process puts back what the first left."""
