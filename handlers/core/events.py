@@ -7,6 +7,7 @@ attributes of contract section 5.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,6 +89,11 @@ class RunRef:
         if self.traceparent is not None:
             attributes["ce-traceparent"] = self.traceparent
         return attributes
+
+
+def epoch_ms(wall: Callable[[], float]) -> int:
+    """The time of a decision, epoch milliseconds, from an injected wall clock (epoch seconds)."""
+    return int(wall() * 1000)
 
 
 def rfc3339(epoch_ms: int | float) -> str:

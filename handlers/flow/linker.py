@@ -20,6 +20,7 @@ from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
 from handlers.core.deadline import Deadline
 from handlers.core.errors import OutOfTime
+from handlers.core.events import epoch_ms
 from handlers.core.link_events import LinkRequest, Other, Rejected, accept_envelope
 from handlers.core.poll import Clock
 from handlers.core.progress import NO_PROGRESS, Progress
@@ -75,7 +76,8 @@ class Linker:
         return outcome
 
     def now_ms(self) -> int:
-        return int(self.wall() * 1000)
+        """The time of a decision, epoch milliseconds (ce-time of an event with no run)."""
+        return epoch_ms(self.wall)
 
 
 def _ignored(accepted: Other | Rejected, dry_run: bool) -> LinkOutcome:

@@ -20,7 +20,7 @@ from handlers.cdf.results import RunBody
 from handlers.core.continuation import Segment, continuation_message
 from handlers.core.deadline import Deadline
 from handlers.core.errors import HandBack, InvalidTrigger, MalformedResponse, NothingPublished, PermanentError
-from handlers.core.events import Event, RunRef
+from handlers.core.events import Event, RunRef, epoch_ms
 from handlers.core.models import RunSummary, is_integer
 from handlers.core.normalize import completed_event, failed_event, stream_events
 from handlers.core.poll import Clock, Deadlines, Poller, still_running, summary_of, waits
@@ -144,7 +144,7 @@ class Relay:
 
     def now_ms(self) -> int:
         """The time of a decision, epoch milliseconds (ce-time of an event with no run)."""
-        return int(self.wall() * 1000)
+        return epoch_ms(self.wall)
 
 
 @dataclass
