@@ -99,6 +99,15 @@ RESOURCES: Mapping[str, Resource] = {
 }
 
 
+def resources_named(pipeline: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A pipeline's ``sources.resource`` and ``targets.resource`` as it names them (None where it names none)."""
+    named = []
+    for side in (pipeline.get("sources"), pipeline.get("targets")):
+        resource = side.get("resource") if isinstance(side, dict) else None
+        named.append(resource if isinstance(resource, str) else None)
+    return named[0], named[1]
+
+
 def resource_of(source: Any, target: Any) -> Resource | None:
     """The source resource a pipeline links, or None when the pair is not one links are made for."""
     if target != TARGET_RESOURCE or not isinstance(source, str):

@@ -29,7 +29,7 @@ from handlers.cdf.api import CdfClient
 from handlers.cdf.resources import Resources
 from handlers.cdf.results import RunBody, read_pipeline
 from handlers.core.deadline import Deadline
-from handlers.core.decision import Counts, Resource, resource_of
+from handlers.core.decision import Counts, Resource, resource_of, resources_named
 from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError, RunFailed
 from handlers.core.events import RunRef
 from handlers.core.link_events import LinkFacts, LinkRequest, linked_event
@@ -112,11 +112,8 @@ class LinkJob:
         confirmed and rejected pairs are kept for the decision."""
         r = self.request
         pipeline, self.pairs = self.linker.resources.pipeline(r.project, r.pipeline_id, self.deadline, read_pipeline)
-        sources, targets = pipeline.get("sources"), pipeline.get("targets")
-        source = sources.get("resource") if isinstance(sources, dict) else None
-        target = targets.get("resource") if isinstance(targets, dict) else None
-        text = (source if isinstance(source, str) else None, target if isinstance(target, str) else None)
-        self.facts = dataclasses.replace(self.facts, source_resource=text[0], target_resource=text[1])
+        source, target = resources_named(pipeline)
+        self.facts = dataclasses.replace(self.facts, source_resource=source, target_resource=target)
         return resource_of(source, target)
 
     def _plan(self) -> Plan:

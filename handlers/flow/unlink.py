@@ -26,7 +26,7 @@ from handlers.cdf.resources import Update
 from handlers.cdf.results import read_fields
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
-from handlers.core.decision import Resource, resource_of
+from handlers.core.decision import Resource, resource_of, resources_named
 from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError
 from handlers.core.events import RunRef
 from handlers.core.pair_lists import Pair
@@ -81,10 +81,8 @@ class UnlinkJob:
     def _run(self) -> UnlinkOutcome:
         r = self.request
         fields = self.parts.resources.pipeline(r.project, r.pipeline_id, self.deadline, read_fields)
-        sources, targets = fields.get("sources"), fields.get("targets")
-        source = sources.get("resource") if isinstance(sources, dict) else None
-        target = targets.get("resource") if isinstance(targets, dict) else None
-        self.facts = UndoFacts(r.dry_run, r.below, source if isinstance(source, str) else None)
+        source, target = resources_named(fields)
+        self.facts = UndoFacts(r.dry_run, r.below, source)
         resource = resource_of(source, target)
         if resource is None:
             return self._report("unsupported_resource", f"the pipeline links {source} to {target}: nothing to undo")
@@ -156,8 +154,9 @@ class UnlinkJob:
             self.counts.merge(counts)
             if self.request.reject and not turn:  # only where wanted: a million pairs would be a million tuples
                 self.put_back += [(p.source, p.asset) for p in puts]
-        self.parts.progress.linking(sources=len(items), written=counts.written)
-        self.parts.progress.decided({k: n for k, n in counts.data().items() if k != "written"})  # this page's
+        if turn is not None or self.request.dry_run:  # --reject's first pass is counted again by the second
+            self.parts.progress.linking(sources=len(items), written=counts.written)
+            self.parts.progress.decided({k: n for k, n in counts.data().items() if k != "written"})  # this page's
 
     def _write(self, puts: list[PutBack], resource: Resource, turn: Turn) -> set[int] | None:
         """The items CDF took (one missing, deleted since, or whose asset to restore is gone, is left out); None when
