@@ -2,6 +2,7 @@
 
 - ``on_run_message``: the CloudEvent function Eventarc (or a Pub/Sub push) calls.
 - ``on_run_completed``: the link, a subscriber of the events topic's ``run.completed``.
+- ``on_review_decision``: people's decisions, taken into the pipeline's lists and CDF's links.
 - ``python main.py run ...``: the same flow once, from a terminal.
 
 Settings are read at import, so a wrong deployment fails at start with one clear
@@ -78,6 +79,12 @@ def on_run_message(event: CloudEvent) -> None:
 def on_run_completed(event: CloudEvent) -> None:
     """Link the run a run.completed event names (contract, section 8); 200 acks it, 503 hands it back."""
     _deliver(event, runtime().handle_completed)
+
+
+@functions_framework.cloud_event
+def on_review_decision(event: CloudEvent) -> None:
+    """Apply people's decisions on one pipeline's matches (contract, section 10); 200 acks, 503 hands back."""
+    _deliver(event, runtime().handle_decision)
 
 
 def _deliver(event: CloudEvent, handle: Callable[[str, Any, Delivery], Ended]) -> None:

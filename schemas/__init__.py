@@ -32,6 +32,18 @@ _SOURCE = (
     r"^https?://\S+/api/v1/projects/[A-Za-z0-9][A-Za-z0-9_-]*/context/entitymatching/pipelines"
     r"(/[0-9]+/runs(/([0-9]+|latest))?)?$"
 )
+_PIPELINE_SOURCE = (
+    r"^https?://\S+/api/v1/projects/[A-Za-z0-9][A-Za-z0-9_-]*/context/entitymatching/pipelines(/[0-9]+)?$"
+)
+_RUN_URL = (
+    "The run's URL in CDF: {CDF_URL}/api/v1/projects/{project}/context/entitymatching/pipelines/{pipelineId}/runs/"
+    "{runId}; ends at /pipelines for an invalid trigger or a project sweep, at /runs/latest for an unresolved latest "
+    "run, at /runs for a sweep of one pipeline."
+)
+_PIPELINE_URL = (
+    "The pipeline's URL in CDF: {CDF_URL}/api/v1/projects/{project}/context/entitymatching/pipelines/{pipelineId}; "
+    "ends at /pipelines for an invalid message whose pipeline could not be read."
+)
 _TRACEPARENT = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
@@ -51,6 +63,7 @@ _SUBJECTS = {
     "run.failed": f"^({_FAILED}|{_SWEEP_FAILED})$",
     "run.linked": "^linked$",
     "run.unlinked": "^unlinked$",
+    "review.applied": "^review/([0-9a-f]{16}|invalid)$",
 }
 # A run's failure, an unresolved "latest" keyed by its message, an invalid trigger, a sweep CDF refused.
 _FAILED_ID = (
@@ -63,9 +76,10 @@ def _models() -> dict[str, type]:
     the undo's ``run.unlinked``."""
     from handlers.core.event_data import EVENT_DATA
     from handlers.core.link_events import LINKED, RunLinkedData
+    from handlers.core.review_events import APPLIED, ReviewAppliedData
     from handlers.core.undo_events import UNLINKED, RunUnlinkedData
 
-    return {**EVENT_DATA, LINKED: RunLinkedData, UNLINKED: RunUnlinkedData}
+    return {**EVENT_DATA, LINKED: RunLinkedData, UNLINKED: RunUnlinkedData, APPLIED: ReviewAppliedData}
 
 
 def event_types() -> list[str]:
@@ -119,15 +133,16 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
     event_id = _FAILED_ID if failed else f"^{_RUN}/{_SUBJECTS[kind][1:-1]}$"
     if kind in ("run.linked", "run.unlinked"):  # the subject, then a digest of the outcome
         event_id = f"^{_RUN}/{kind[4:]}/[0-9a-f]{{16}}$"
+    reviewed = kind == "review.applied"  # a pipeline's, not a run's: its digest is of the decisions as given
+    if reviewed:
+        event_id = "^([^/]+/[0-9]+/review/[0-9a-f]{16}|invalid-decision/.+)$"
     properties: dict[str, Any] = {
         "ce-specversion": {"const": "1.0", "description": "CloudEvents version."},
         "ce-type": {"const": event_type, "description": "The event type."},
         "ce-source": {
             "type": "string",
-            "pattern": _SOURCE,
-            "description": "The run's URL in CDF: {CDF_URL}/api/v1/projects/{project}/context/entitymatching/"
-            "pipelines/{pipelineId}/runs/{runId}; ends at /pipelines for an invalid trigger or a project sweep, at "
-            "/runs/latest for an unresolved latest run, at /runs for a sweep of one pipeline.",
+            "pattern": _PIPELINE_SOURCE if reviewed else _SOURCE,
+            "description": _PIPELINE_URL if reviewed else _RUN_URL,
         },
         "ce-id": {
             "type": "string",
@@ -159,7 +174,7 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
     if failed:
         properties["ce-reason"] = {"enum": list(get_args(Reason)), "description": "Why the run failed (data.reason)."}
         required.append("ce-reason")
-    else:  # a run that completed has all its coordinates; a failed one may lack those an invalid trigger lacked
+    elif not reviewed:  # a completed run has all its coordinates; a failed one may lack what an invalid trigger lacked
         required += ["ce-cdfproject", "ce-pipelineid", "ce-runid"]
     if kind == "match":
         properties["ce-matchtype"] = {

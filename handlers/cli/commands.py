@@ -14,7 +14,7 @@ import sys
 import time
 
 from handlers.cli import display as progress
-from handlers.cli import link, unlink
+from handlers.cli import link, review, unlink
 from handlers.core.deadline import Deadline
 from handlers.core.errors import ConfigError, InvalidTrigger
 from handlers.core.trigger import parse_fields, parse_sweep
@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--stdout", action="store_true", help="print each run trigger as a JSON line instead")
     link.add_parser(sub)
     unlink.add_parser(sub)
+    review.add_parser(sub)
     return p
 
 
@@ -58,6 +59,8 @@ def main(argv: list[str]) -> int:
         return link.main(args)
     if args.command == "unlink":
         return unlink.main(args)
+    if args.command == "review":
+        return review.main(args)
     started = time.time()
     shown = progress.on_terminal(f"pipeline {args.pipeline_id} run {args.run_id}", events_to_stdout=args.stdout)
     try:

@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 
 from handlers.core.deadline import Deadline
-from handlers.core.errors import ConfigError, InvalidTrigger
+from handlers.core.errors import ConfigError, InvalidDecision, InvalidTrigger
 from handlers.core.events import Event
 from handlers.core.progress import NO_PROGRESS, Progress
 from handlers.flow.relay import Relay
@@ -123,7 +123,7 @@ def settings_for(shown: Display, to_stderr: bool) -> Settings:
     return settings
 
 
-def usage(exc: ConfigError | InvalidTrigger) -> int:
+def usage(exc: ConfigError | InvalidTrigger | InvalidDecision) -> int:
     """A configuration or usage error: one CRITICAL line, exit 2."""
     logging.getLogger("matchrelay").critical("configuration error: %s" if isinstance(exc, ConfigError) else "%s", exc)
     return 2

@@ -7,6 +7,8 @@ Pub/Sub sends it (base64 text). Nothing else picks the raw body apart. Pure.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+MAX_BODY_BYTES = 1_000_000  # a message's data read as JSON: a run.completed or 1000 decisions is far less
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # ids as Pub/Sub and push tools write them
 
 
@@ -49,6 +52,17 @@ class Envelope:
             publish_time_of(message.get("publishTime")) if message is not None else None,
             message.get("data") if message is not None else None,
         )
+
+    def body(self) -> dict[str, Any] | None:
+        """The message's data as the JSON object it carries (base64, UTF-8, at most 1 MB); None for anything else."""
+        data = self.data
+        if not isinstance(data, str) or len(data) > MAX_BODY_BYTES * 4 // 3 + 4:
+            return None
+        try:
+            body = json.loads(base64.b64decode(data, validate=True).decode("utf-8"))
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        return body if isinstance(body, dict) else None
 
     def attribute(self, name: str) -> str | None:
         """An attribute's value when it is text."""

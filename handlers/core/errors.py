@@ -67,6 +67,17 @@ class InvalidTrigger(PermanentError):
         self.publish_time = publish_time
 
 
+class InvalidDecision(PermanentError):
+    """A decisions message that cannot be applied (contract, section 10), with the project and pipeline it could
+    read; no request is sent to CDF."""
+
+    reason = "invalid_decision"
+
+    def __init__(self, message: str, *, project: str | None = None, pipeline_id: int | None = None) -> None:
+        super().__init__(message)
+        self.project, self.pipeline_id = project, pipeline_id
+
+
 class RunFailed(PermanentError):
     """CDF says the run failed: there is nothing to link."""
 

@@ -14,8 +14,6 @@ same id and a link that changes the outcome gets a new one.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -34,7 +32,6 @@ from handlers.core.models import Reason, is_integer
 COMPLETED = "com.cognite.entitymatching.run.completed"
 LINKED = "com.cognite.entitymatching.run.linked"
 DIGEST_HEX = 16  # 64 bits of sha256: distinct outcomes of one run never meet by chance
-MAX_BODY_BYTES = 1_000_000  # a run.completed is a few hundred bytes
 MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z: the last time RFC 3339 writes
 
 
@@ -86,7 +83,7 @@ def accept_envelope(
     message_id, attributes, ce_type = envelope.message_id, envelope.attributes, envelope.attribute("ce-type")
     if ce_type != COMPLETED or envelope.message is None:
         return Other(ce_type, message_id)
-    body = _body(envelope.data)
+    body = envelope.body()
     if body is None:
         return Rejected("invalid_event", "the run.completed body is not a JSON object", message_id)
     project, pipeline_id, run_id = body.get("project"), body.get("pipelineId"), body.get("runId")
@@ -109,16 +106,6 @@ def accept_envelope(
     status_time = body.get("statusTime")
     status = status_time if is_integer(status_time, 0, MAX_EPOCH_MS) else None  # ce-time must be writable
     return LinkRequest(allowed_project, pipeline, run, message_id, envelope.publish_time, status)
-
-
-def _body(data: Any) -> dict[str, Any] | None:
-    if not isinstance(data, str) or len(data) > MAX_BODY_BYTES * 4 // 3 + 4:
-        return None
-    try:
-        body = json.loads(base64.b64decode(data, validate=True).decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _doc(text: str) -> Any:

@@ -24,9 +24,12 @@ from handlers.core.events import epoch_ms
 from handlers.core.link_events import LinkRequest, Other, Rejected, accept_envelope
 from handlers.core.poll import Clock
 from handlers.core.progress import NO_PROGRESS, Progress
+from handlers.core.review import Decisions
+from handlers.flow import review
 from handlers.flow.invocation import Arrival, summarize
 from handlers.flow.link import LinkJob
 from handlers.flow.link import LinkOutcome as LinkOutcome  # the command and the runtime take it from here
+from handlers.flow.review import ReviewJob, ReviewOutcome
 from handlers.flow.unlink import UnlinkJob, UnlinkOutcome, UnlinkRequest
 from handlers.process.logs import log_context, traceparent_of
 from handlers.process.settings import Settings
@@ -45,6 +48,7 @@ class Linker:
     topic: str  # LINK_TOPIC (anything under --stdout)
     wall: Callable[[], float] = time.time
     progress: Progress = NO_PROGRESS  # the command's display on a terminal; a no-op otherwise
+    review_topic: str = "-"  # REVIEW_TOPIC, where review.applied goes (anything under --stdout)
 
     def link(self, request: LinkRequest, deadline: Deadline | None = None) -> LinkOutcome:
         """Link one run; ``deadline`` None (the command) links to the end, however long it takes."""
@@ -54,6 +58,15 @@ class Linker:
     def unlink(self, request: UnlinkRequest, deadline: Deadline | None = None) -> UnlinkOutcome:
         """Put back one run's links (contract, section 9); ``deadline`` None (the command): to the end."""
         return UnlinkJob(self, request, deadline or Deadline.never(self.clock.monotonic)).run()
+
+    def review(self, decisions: Decisions, deadline: Deadline | None = None, dry_run: bool = False) -> ReviewOutcome:
+        """Apply one message's decisions (contract, section 10); ``deadline`` None (the command): to the end."""
+        job = ReviewJob(self, decisions, deadline or Deadline.never(self.clock.monotonic), self.review_topic, dry_run)
+        return job.run()
+
+    def decide(self, arrival: Arrival) -> ReviewOutcome:
+        """One message of the decisions topic, start to end, with its summary line."""
+        return review.handle(self, arrival, self.review_topic)
 
     def handle(self, arrival: Arrival) -> LinkOutcome:
         """One message of the events topic, start to end: accept it, link its run, log one summary line."""

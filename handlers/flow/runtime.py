@@ -28,6 +28,7 @@ from handlers.core.trigger import Sweep, read_trigger
 from handlers.flow.invocation import LINK_TRACE, RELAY_TRACE, Arrival, Delivery, summarize
 from handlers.flow.linker import Linker, LinkOutcome
 from handlers.flow.relay import Outcome, Relay, Topics
+from handlers.flow.review import ReviewOutcome
 from handlers.flow.sweep import Sweeper, SweepOutcome
 from handlers.process.logs import log_context, traceparent_of
 from handlers.process.settings import Settings
@@ -57,8 +58,11 @@ class Runtime:
             chosen, topics = sink or PubSubSink(), Topics(settings.topic(), settings.error_topic())
         clock = Clock(time.monotonic, STOP.wait, random.Random())  # SIGTERM wakes the poller's sleep
         link_topic = "-" if stdout is not None else settings.linked_topic()
+        review_topic = "-" if stdout is not None else settings.reviewed_topic()
         resources = Resources(settings, http, tokens, clock)
-        linker = Linker(settings, cdf, resources, chosen, clock, link_topic, progress=tracing_progress())
+        linker = Linker(
+            settings, cdf, resources, chosen, clock, link_topic, progress=tracing_progress(), review_topic=review_topic
+        )
         return cls(settings, Relay(settings, cdf, chosen, clock, topics=topics, progress=tracing_progress()), linker)
 
     def handle_completed(self, event_id: str, data: Any, delivery: Delivery | None = None) -> LinkOutcome:
@@ -67,6 +71,12 @@ class Runtime:
         completed = arrival.envelope.attribute("ce-type") == COMPLETED  # not every event of a run is a link's
         with invocation("on_run_completed", arrival.trace, arrival.deadline, arrival.received, record=completed) as t:
             return self.linker.handle(dataclasses.replace(arrival, trace=t))
+
+    def handle_decision(self, event_id: str, data: Any, delivery: Delivery | None = None) -> ReviewOutcome:
+        """One message of people's decisions (contract, section 10); never raises for what it or CDF did."""
+        arrival = self._arrived(event_id, data, delivery, RELAY_TRACE)
+        with invocation("on_review_decision", arrival.trace, arrival.deadline, arrival.received) as trace:
+            return self.linker.decide(dataclasses.replace(arrival, trace=trace))
 
     def handle_event(self, event_id: str, data: Any, delivery: Delivery | None = None) -> Outcome:
         """One trigger message, start to end; never raises for anything the message or CDF did."""

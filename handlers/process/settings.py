@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     link_dry_run: bool = False
     link_trust_rules: bool = True  # a rule match links whatever its score (contract, section 8.3)
     link_topic: str | None = None  # unset: RELAY_TOPIC (``linked_topic``)
+    review_topic: str | None = None  # unset: LINK_TOPIC (``reviewed_topic``): review.applied (contract, section 10)
     log_level: str = "INFO"
     otel_traces_exporter: str | None = None  # OpenTelemetry's own variables: traces off unless an exporter is named
     otel_service_name: str | None = None
@@ -117,6 +118,8 @@ class Settings(BaseSettings):
         _ = self.link_pipeline_ids
         if self.link_topic is not None:
             topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
+        if self.review_topic is not None:
+            topic_path("REVIEW_TOPIC", self.review_topic, self.google_cloud_project)
         return self
 
     @property
@@ -136,6 +139,12 @@ class Settings(BaseSettings):
         if self.link_topic is None:
             return self.topic()
         return topic_path("LINK_TOPIC", self.link_topic, self.google_cloud_project)
+
+    def reviewed_topic(self) -> str:
+        """The full path of ``REVIEW_TOPIC``, else where ``run.linked`` goes: where ``review.applied`` goes."""
+        if self.review_topic is None:
+            return self.linked_topic()
+        return topic_path("REVIEW_TOPIC", self.review_topic, self.google_cloud_project)
 
     @property
     def timeout_s(self) -> float:
