@@ -12,10 +12,14 @@ locals {
     ? google_pubsub_subscription.trigger[0].name
     : "eventarc-${var.region}-${basename(google_cloudfunctions2_function.matchrelay.event_trigger[0].trigger)}-sub-.*"
   )
-  # The relay's dead letters, and the link's when it is deployed.
-  dead_letter_subscriptions = concat([google_pubsub_subscription.dead_letter.name], google_pubsub_subscription.link_dead_letter[*].name)
-  dead_letter_regex         = join("|", local.dead_letter_subscriptions)
-  function_logs             = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name}\""
+  # The relay's dead letters, and the link's and the review's when they are deployed.
+  dead_letter_subscriptions = concat(
+    [google_pubsub_subscription.dead_letter.name],
+    google_pubsub_subscription.link_dead_letter[*].name,
+    google_pubsub_subscription.review_dead_letter[*].name,
+  )
+  dead_letter_regex = join("|", local.dead_letter_subscriptions)
+  function_logs     = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${var.name}\""
 }
 
 # One count per run.failed event, labelled with its reason: the summary line of each invocation that published one
@@ -71,7 +75,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "A message failed ${var.max_delivery_attempts} deliveries and moved to a dead-letter subscription (${join(", ", local.dead_letter_subscriptions)}): a trigger message, or with the link a run.completed event; nothing retries it. Find the cause by its messageId, fix it, then replay and ack it: docs/operating.md, \"Draining the dead-letter subscription\"."
+    content   = "A message failed ${var.max_delivery_attempts} deliveries and moved to a dead-letter subscription (${join(", ", local.dead_letter_subscriptions)}): a trigger message, with the link a run.completed event, with the review a message of decisions; nothing retries it. Find the cause by its messageId, fix it, then replay and ack it: docs/operating.md, \"Draining the dead-letter subscription\"."
   }
 
   depends_on = [google_project_service.apis]

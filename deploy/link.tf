@@ -1,8 +1,9 @@
 # The link (link = true): the function NAME-link, entry point on_run_completed, built from the same source as the
 # relay. Its own push subscription on the events topic hands it only run.completed events; it applies each run's
-# confident matches to CDF as asset links and publishes run.linked to LINK_TOPIC. It writes to CDF, so it runs with
-# its own service account and its own CDF client (whose secret only that account may read); the relay keeps its
-# read-only client.
+# confident matches to CDF as asset links and publishes run.linked to LINK_TOPIC, and what it leaves for people as
+# link.review events to REVIEW_TOPIC (review.tf deploys the function that applies their decisions). It writes to
+# CDF, so it runs with its own service account and its own CDF client (whose secret only that account may read); the
+# relay keeps its read-only client.
 
 locals {
   link                 = var.link ? 1 : 0
@@ -23,6 +24,9 @@ locals {
       LINK_PIPELINES    = length(var.link_pipelines) > 0 ? join(",", [for id in var.link_pipelines : format("%d", id)]) : null
       LINK_DRY_RUN      = tostring(var.link_dry_run)
       LINK_TOPIC        = local.link_topic
+      REVIEW_MIN_SCORE  = tostring(var.review_min_score)
+      REVIEW_MAX_EVENTS = tostring(var.review_max_events)
+      REVIEW_TOPIC      = local.review_topic
       OTEL_SERVICE_NAME = var.tracing ? "${var.name}-link" : null
       THREADS           = tostring(var.link_instance_concurrency)
     }) : key => value if value != null
@@ -41,6 +45,16 @@ resource "google_pubsub_topic_iam_member" "link_publisher" {
   count = local.link
 
   topic  = local.link_topic # projects/P/topics/T: the project is the topic's own
+  role   = "roles/pubsub.publisher"
+  member = local.link_sa
+}
+
+# link.review events go to REVIEW_TOPIC: a grant of its own when review_topic names another topic than LINK_TOPIC.
+# Decided from the variables alone, which Terraform knows when it plans the count.
+resource "google_pubsub_topic_iam_member" "link_review_publisher" {
+  count = var.link && var.review_topic != null && var.review_topic != var.link_topic ? 1 : 0
+
+  topic  = var.review_topic
   role   = "roles/pubsub.publisher"
   member = local.link_sa
 }

@@ -10,8 +10,8 @@
 # the eventarc_subscription_commands output (deploy.sh runs the same ones) after every apply that recreates the
 # trigger. Until then Pub/Sub redelivers a message 10 s after each push starts, while the first delivery still polls.
 #
-# The link is in link.tf, scheduled sweeps in sweeps.tf, alert policies in alerts.tf, the dashboard in
-# dashboard.tf, the BigQuery subscription in bigquery.tf.
+# The link is in link.tf, the review in review.tf, scheduled sweeps in sweeps.tf, alert policies in alerts.tf, the
+# dashboard in dashboard.tf, the BigQuery subscription in bigquery.tf.
 
 locals {
   eventarc    = var.trigger == "eventarc" ? 1 : 0
@@ -28,7 +28,8 @@ locals {
   create_secret = var.idp_client_secret_id == null
   secret_id     = local.create_secret ? google_secret_manager_secret.idp_client_secret[0].secret_id : var.idp_client_secret_id
 
-  # What the relay and the link share: CDF, the identity provider but the client, the timeout, logs and tracing.
+  # What the relay, the link and the review share: CDF, the identity provider but the client, the timeout, logs and
+  # tracing.
   shared_environment = {
     CDF_PROJECT          = var.cdf_project
     CDF_CLUSTER          = var.cdf_cluster
@@ -183,7 +184,7 @@ moved {
 
 # tracing = true: the functions' accounts may write their spans to Cloud Trace.
 resource "google_project_iam_member" "trace_agent" {
-  for_each = var.tracing ? merge({ relay = local.function_sa }, var.link ? { link = local.link_sa } : {}) : {}
+  for_each = var.tracing ? merge({ relay = local.function_sa }, var.link ? { link = local.link_sa } : {}, var.review ? { review = local.review_sa } : {}) : {}
 
   project = var.project
   role    = "roles/cloudtrace.agent"

@@ -106,6 +106,20 @@ output "link" {
   } : null
 }
 
+output "review" {
+  description = "The review's function, service account, decisions topic (publish decisions here, with the ordering key {project}/{pipelineId}), push subscription, dead-letter subscription and REVIEW_TOPIC (null when review is false)."
+  value = var.review ? {
+    function_name               = google_cloudfunctions2_function.review[0].name
+    function_uri                = google_cloudfunctions2_function.review[0].service_config[0].uri
+    service_account_email       = google_service_account.review[0].email
+    idp_client_secret_id        = local.review_secret_id
+    decisions_topic_id          = google_pubsub_topic.decisions[0].id
+    subscription_id             = google_pubsub_subscription.review[0].id
+    dead_letter_subscription_id = google_pubsub_subscription.review_dead_letter[0].id
+    topic_id                    = local.review_topic
+  } : null
+}
+
 output "dashboard_id" {
   description = "The Cloud Monitoring dashboard (projects/NUMBER/dashboards/ID; null when dashboard is false)."
   value       = one(google_monitoring_dashboard.matchrelay[*].id)

@@ -1,12 +1,12 @@
-# Push delivery, owned by this module: the trigger topic's push subscription (trigger = "push") and the link's
-# (link.tf) push to their function's URL with an OIDC token of the invoker service account, which may invoke the
-# two functions and do nothing else. Terraform owns every setting of these subscriptions, so nothing is left to set
-# by hand after an apply.
+# Push delivery, owned by this module: the trigger topic's push subscription (trigger = "push"), the link's
+# (link.tf) and the review's (review.tf) push to their function's URL with an OIDC token of the invoker service
+# account, which may invoke the functions and do nothing else. Terraform owns every setting of these subscriptions,
+# so nothing is left to set by hand after an apply.
 
 locals {
   push = var.trigger == "push" ? 1 : 0
   # The invoker exists while any push subscription does.
-  invoker    = var.trigger == "push" || var.link ? 1 : 0
+  invoker    = var.trigger == "push" || var.link || var.review ? 1 : 0
   invoker_sa = local.invoker == 1 ? "serviceAccount:${google_service_account.invoker[0].email}" : null
 
   # The ack deadline is also how long Pub/Sub waits for a push request: 600 s (the most) outlasts an invocation

@@ -79,7 +79,7 @@ variable "timeout_s" {
 }
 
 variable "kms_key_name" {
-  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the four topics; null uses Google-managed keys. The Pub/Sub service agent must hold the Cloud KMS CryptoKey Encrypter/Decrypter role on it (grant that outside this module)."
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the topics; null uses Google-managed keys. The Pub/Sub service agent must hold the Cloud KMS CryptoKey Encrypter/Decrypter role on it (grant that outside this module)."
   type        = string
   default     = null
 
@@ -221,7 +221,7 @@ variable "log_level" {
 }
 
 variable "extra_environment_variables" {
-  description = "Further environment variables of the functions (the relay's and the link's), e.g. CDF_API_VERSION, POLL_INITIAL_DELAY_S, POLL_MAX_DELAY_S, HTTP_TIMEOUT_S. Variables this module sets itself and secrets are refused."
+  description = "Further environment variables of the functions (the relay's, the link's and the review's), e.g. CDF_API_VERSION, POLL_INITIAL_DELAY_S, POLL_MAX_DELAY_S, HTTP_TIMEOUT_S. Variables this module sets itself and secrets are refused."
   type        = map(string)
   default     = {}
 
@@ -231,7 +231,8 @@ variable "extra_environment_variables" {
       "IDP_CLIENT_SECRET", "IDP_SCOPES", "IDP_AUDIENCE", "CDF_TOKEN", "RELAY_TOPIC", "RELAY_ERROR_TOPIC",
       "RELAY_TRIGGER_TOPIC", "POLL_BUDGET_S", "INVOCATION_TIMEOUT_S", "RUN_MAX_WAIT_S", "LOG_LEVEL", "THREADS",
       "LINK_MIN_SCORE", "LINK_OVERWRITE", "LINK_CONCURRENCY", "LINK_PIPELINES", "LINK_DRY_RUN", "LINK_TOPIC",
-      "LINK_TRUST_RULES", "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME",
+      "LINK_TRUST_RULES", "REVIEW_MIN_SCORE", "REVIEW_MAX_EVENTS", "REVIEW_TOPIC", "OTEL_TRACES_EXPORTER",
+      "OTEL_SERVICE_NAME",
     ])) == 0
     error_message = "extra_environment_variables must not set a variable that has its own module variable, nor IDP_CLIENT_SECRET or CDF_TOKEN."
   }
@@ -465,6 +466,93 @@ variable "link_instance_concurrency" {
   validation {
     condition     = var.link_instance_concurrency >= 1 && var.link_instance_concurrency <= 80 && floor(var.link_instance_concurrency) == var.link_instance_concurrency
     error_message = "link_instance_concurrency must be a whole number from 1 to 80."
+  }
+}
+
+# The review (review.tf): a third function, on_review_decision, that applies people's decisions on what the link left.
+
+variable "review" {
+  description = "Deploy the review: the function NAME-review (entry point on_review_decision, the same source) with its own service account and CDF client credentials, fed by its own push subscription NAME-review, with message ordering, on the new decisions topic NAME-decisions. Needs link = true."
+  type        = bool
+  default     = false
+}
+
+variable "review_idp_client_id" {
+  description = "OAuth 2.0 client id of the review's own CDF identity (its IDP_CLIENT_ID), which may write the pipeline's confirmed and rejected matches and the asset links. Required with review = true."
+  type        = string
+  default     = null
+}
+
+variable "review_idp_client_secret" {
+  description = "The review's client secret; stored in a new Secret Manager secret NAME-review-idp-client-secret that only the review's service account may read. It ends up in the Terraform state. Set this or review_idp_client_secret_id when review = true."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "review_idp_client_secret_id" {
+  description = "Id of an existing Secret Manager secret in the project holding the review's client secret, instead of review_idp_client_secret."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.review_idp_client_secret_id == null || can(regex("^[A-Za-z0-9_-]{1,255}$", var.review_idp_client_secret_id))
+    error_message = "review_idp_client_secret_id must be a secret id (letters, digits, _ and -), not a resource path."
+  }
+}
+
+variable "review_topic" {
+  description = "REVIEW_TOPIC, of the link and the review: the topic link.review and review.applied events go to, projects/PROJECT/topics/TOPIC; null: LINK_TOPIC (link_topic, else the events topic). The link's and the review's service accounts are granted publish on it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.review_topic == null || can(regex("^projects/[^/]+/topics/[^/]+$", var.review_topic))
+    error_message = "review_topic must be projects/PROJECT/topics/TOPIC."
+  }
+}
+
+variable "review_min_score" {
+  description = "REVIEW_MIN_SCORE, of the link: a source below link_min_score gets a link.review event only if its best score is at or above this (0 to 1)."
+  type        = number
+  default     = 0.5
+
+  validation {
+    condition     = var.review_min_score >= 0 && var.review_min_score <= 1
+    error_message = "review_min_score must be a number from 0 to 1."
+  }
+}
+
+variable "review_max_events" {
+  description = "REVIEW_MAX_EVENTS, of the link: at most this many link.review events per run, the best-scored first; 0: none."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.review_max_events >= 0 && var.review_max_events <= 1000000000 && floor(var.review_max_events) == var.review_max_events
+    error_message = "review_max_events must be a whole number from 0 to 1000000000."
+  }
+}
+
+variable "review_max_instances" {
+  description = "Most instances of the review function at once. Message ordering already applies one pipeline's decisions one message at a time; more instances serve more pipelines at once."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.review_max_instances >= 1 && var.review_max_instances <= 100 && floor(var.review_max_instances) == var.review_max_instances
+    error_message = "review_max_instances must be a whole number from 1 to 100."
+  }
+}
+
+variable "review_instance_concurrency" {
+  description = "Decision messages one review instance handles at a time (its max_instance_request_concurrency and THREADS)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.review_instance_concurrency >= 1 && var.review_instance_concurrency <= 80 && floor(var.review_instance_concurrency) == var.review_instance_concurrency
+    error_message = "review_instance_concurrency must be a whole number from 1 to 80."
   }
 }
 

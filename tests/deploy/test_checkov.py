@@ -29,8 +29,10 @@ SKIPPED = {
 # The module as deployed by default, and with every option on (each option's resources exist only when it is).
 OPTIONS = {
     "defaults": "",
-    "everything": "link = true\nbigquery = true\ntracing = true\ndashboard = true\n",
-    "eventarc": 'trigger = "eventarc"\nlink = true\n',
+    "everything": "link = true\nreview = true\nbigquery = true\ntracing = true\ndashboard = true\n",
+    "eventarc": 'trigger = "eventarc"\nlink = true\nreview = true\n',
+    # REVIEW_TOPIC a topic of its own: the link's grant there exists too.
+    "review_topic": 'link = true\nreview = true\nreview_topic = "projects/acme-gcp/topics/reviews"\n',
 }
 
 
@@ -96,8 +98,12 @@ def test_deploy_checkov_finds_nothing_and_every_skip_says_why(checkov: Path, tmp
     topics = {resource for check, resource in passed if check == "CKV_GCP_83"}
     expected = {f"google_pubsub_topic.{name}" for name in ("trigger", "events", "errors", "dead_letter")}
     if option != "defaults":
-        expected.add("google_pubsub_topic.link_dead_letter")
+        expected |= {f"google_pubsub_topic.{name}" for name in ("link_dead_letter", "decisions", "review_dead_letter")}
         assert ("CKV_GCP_124", "google_cloudfunctions2_function.link") in passed  # not public
+        assert ("CKV_GCP_124", "google_cloudfunctions2_function.review") in passed
+        assert ("CKV_GCP_99", "google_pubsub_topic_iam_member.review_publisher") in passed  # not to allUsers
+    if option == "review_topic":
+        assert ("CKV_GCP_99", "google_pubsub_topic_iam_member.link_review_publisher") in passed
     assert topics == expected
     assert ("CKV_GCP_78", "google_storage_bucket.source") in passed  # versioning
     if option == "everything":

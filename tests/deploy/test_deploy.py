@@ -257,10 +257,10 @@ def _check_push(tf: Module, subscription: dict[str, Any], url: str, dead_letter_
 
 
 def test_deploy_invoker_may_invoke_the_functions_and_nothing_else(tf: Module) -> None:
-    """The invoker exists with any push subscription, holds run.invoker on the two services only, and Pub/Sub mints."""
+    """The invoker exists with any push subscription, holds run.invoker on the functions only, and Pub/Sub mints."""
     invoker = tf.resources["google_service_account", "invoker"]
     assert invoker["count"] == "${local.invoker}"
-    assert tf.locals["invoker"] == '${var.trigger == "push" || var.link ? 1 : 0}'
+    assert tf.locals["invoker"] == '${var.trigger == "push" || var.link || var.review ? 1 : 0}'
     assert invoker["account_id"] == "${substr(var.name, 0, 22)}-invoker"  # at most 30 characters
     assert len("x" * 22 + "-invoker") == 30
     grants = [
@@ -271,6 +271,7 @@ def test_deploy_invoker_may_invoke_the_functions_and_nothing_else(tf: Module) ->
     assert sorted(grants) == [
         ("google_cloud_run_v2_service_iam_member", "link_invoker", "roles/run.invoker"),
         ("google_cloud_run_v2_service_iam_member", "push_invoker", "roles/run.invoker"),
+        ("google_cloud_run_v2_service_iam_member", "review_invoker", "roles/run.invoker"),
     ]
     creator = tf.resources["google_service_account_iam_member", "invoker_token_creator"]
     assert (creator["service_account_id"], creator["role"], creator["member"]) == (
@@ -362,7 +363,7 @@ def test_deploy_client_secret_comes_from_secret_manager(tf: Module) -> None:
 
 
 def test_deploy_topics_and_a_seven_day_dead_letter_subscription(tf: Module) -> None:
-    """Trigger, events, error and dead-letter topics exist, and a subscription keeps dead letters for 7 days."""
+    """Trigger, events, error, dead-letter (and the options') topics exist; a subscription keeps dead letters 7 days."""
     topics = {name: body["name"] for (type_, name), body in tf.resources.items() if type_ == "google_pubsub_topic"}
     assert topics == {
         "trigger": "${var.name}-trigger",
@@ -370,16 +371,26 @@ def test_deploy_topics_and_a_seven_day_dead_letter_subscription(tf: Module) -> N
         "errors": "${var.name}-errors",
         "dead_letter": "${var.name}-dead-letter",
         "link_dead_letter": "${var.name}-link-dead-letter",  # with the link only
+        "decisions": "${var.name}-decisions",  # with the review only
+        "review_dead_letter": "${var.name}-review-dead-letter",
     }
     subscriptions = {name for type_, name in tf.resources if type_ == "google_pubsub_subscription"}
-    assert subscriptions == {"dead_letter", "trigger", "link", "link_dead_letter", "bigquery"}
+    assert subscriptions == {
+        "dead_letter",
+        "trigger",
+        "link",
+        "link_dead_letter",
+        "review",
+        "review_dead_letter",
+        "bigquery",
+    }
     subscription = tf.resources["google_pubsub_subscription", "dead_letter"]
     assert subscription["topic"] == "${google_pubsub_topic.dead_letter.id}"
     assert subscription["message_retention_duration"] == "${var.dead_letter_retention}"
     assert tf.variables["dead_letter_retention"]["default"] == "604800s"
     assert _one(subscription, "expiration_policy") == {"ttl": ""}
     kms = [body["kms_key_name"] for (type_, _), body in tf.resources.items() if type_ == "google_pubsub_topic"]
-    assert kms == ["${var.kms_key_name}"] * 5
+    assert kms == ["${var.kms_key_name}"] * 7
     assert tf.variables["kms_key_name"]["default"] is None
 
 
@@ -401,11 +412,12 @@ def test_deploy_roles_are_exactly_the_ones_the_deployment_needs(tf: Module) -> N
         )
         for type_, body in iam
     }
-    sa, agent, invoker, link = (
+    sa, agent, invoker, link, review = (
         "${local.function_sa}",
         "${local.pubsub_service_agent}",
         "${local.invoker_sa}",
         "${local.link_sa}",
+        "${local.review_sa}",
     )
     assert grants == {
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.events.name}", sa),
@@ -426,6 +438,13 @@ def test_deploy_roles_are_exactly_the_ones_the_deployment_needs(tf: Module) -> N
         ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.link[0].name}", invoker),
         ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.link_dead_letter[0].name}", agent),
         ("pubsub_subscription", "roles/pubsub.subscriber", "${google_pubsub_subscription.link[0].name}", agent),
+        ("pubsub_topic", "roles/pubsub.publisher", "${var.review_topic}", link),  # link.review, to REVIEW_TOPIC
+        # the review: the same, on its own secret, REVIEW_TOPIC and decisions' dead letters
+        ("pubsub_topic", "roles/pubsub.publisher", "${local.review_topic}", review),
+        ("secret_manager_secret", "roles/secretmanager.secretAccessor", "${local.review_secret_id}", review),
+        ("cloud_run_v2_service", "roles/run.invoker", "${google_cloudfunctions2_function.review[0].name}", invoker),
+        ("pubsub_topic", "roles/pubsub.publisher", "${google_pubsub_topic.review_dead_letter[0].name}", agent),
+        ("pubsub_subscription", "roles/pubsub.subscriber", "${google_pubsub_subscription.review[0].name}", agent),
         # BigQuery: the Pub/Sub agent writes the events table and nothing else
         ("bigquery_table", "roles/bigquery.dataEditor", "${google_bigquery_table.events[0].table_id}", agent),
     }
@@ -435,7 +454,8 @@ def test_deploy_roles_are_exactly_the_ones_the_deployment_needs(tf: Module) -> N
     )
     tracing = tf.resources["google_project_iam_member", "trace_agent"]
     assert tracing["for_each"] == (
-        "${var.tracing ? merge({relay = local.function_sa}, var.link ? {link = local.link_sa} : {}) : {}}"
+        "${var.tracing ? merge({relay = local.function_sa}, var.link ? {link = local.link_sa} : {},"
+        " var.review ? {review = local.review_sa} : {}) : {}}"
     )
 
 
@@ -455,6 +475,7 @@ def test_deploy_outputs_name_the_function_topics_and_eventarc_subscription_comma
         "trigger_subscription_id",
         "invoker_service_account_email",
         "link",
+        "review",
         "dashboard_id",
         "bigquery",
     }
@@ -539,7 +560,7 @@ def test_deploy_link_function_runs_on_run_completed_as_its_own_account_with_its_
 
 
 def test_deploy_link_environment_carries_the_link_settings_and_its_own_client(tf: Module) -> None:
-    """LINK_* come from the link_ variables, IDP_CLIENT_ID from link_idp_client_id, the rest is the relay's."""
+    """LINK_* and REVIEW_* come from their variables, IDP_CLIENT_ID from link_idp_client_id, the rest is the relay's."""
     environment = tf.locals["link_environment"]
     assert "merge(local.shared_environment, {" in environment
     assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) += ", environment)) == {
@@ -551,11 +572,17 @@ def test_deploy_link_environment_carries_the_link_settings_and_its_own_client(tf
         "LINK_PIPELINES",
         "LINK_DRY_RUN",
         "LINK_TOPIC",
+        "REVIEW_MIN_SCORE",
+        "REVIEW_MAX_EVENTS",
+        "REVIEW_TOPIC",
         "OTEL_SERVICE_NAME",
         "THREADS",
     }
     for fragment in (
         "IDP_CLIENT_ID = var.link_idp_client_id",
+        "REVIEW_MIN_SCORE = tostring(var.review_min_score)",
+        "REVIEW_MAX_EVENTS = tostring(var.review_max_events)",
+        "REVIEW_TOPIC = local.review_topic",
         "LINK_MIN_SCORE = tostring(var.link_min_score)",
         "LINK_CONCURRENCY = tostring(var.link_concurrency)",
         'join(",", [for id in var.link_pipelines : format("%d", id)])',
@@ -590,13 +617,201 @@ def test_deploy_link_subscription_takes_only_run_completed_and_pushes_like_the_t
     assert dead["message_retention_duration"] == "${var.dead_letter_retention}"
 
 
+# --- the review -----------------------------------------------------------------------------------------------------
+
+REVIEW_RESOURCES = {
+    ("google_service_account", "review"),
+    ("google_pubsub_topic_iam_member", "review_publisher"),
+    ("google_secret_manager_secret_iam_member", "review_idp_client_secret_accessor"),
+    ("google_pubsub_topic", "decisions"),
+    ("google_pubsub_topic", "review_dead_letter"),
+    ("google_pubsub_subscription", "review_dead_letter"),
+    ("google_pubsub_topic_iam_member", "review_dead_letter_publisher"),
+    ("google_cloudfunctions2_function", "review"),
+    ("google_cloud_run_v2_service_iam_member", "review_invoker"),
+    ("google_pubsub_subscription", "review"),
+    ("google_pubsub_subscription_iam_member", "review_dead_letter_subscriber"),
+}
+
+
+def test_deploy_review_is_off_by_default_and_every_part_of_it_follows_the_switch(tf: Module) -> None:
+    """review defaults to false; each of its resources exists once with it, its secret only when the module makes it."""
+    assert tf.variables["review"]["default"] is False
+    assert tf.locals["review"] == "${var.review ? 1 : 0}"
+    assert {key: tf.resources[key]["count"] for key in REVIEW_RESOURCES} == dict.fromkeys(
+        REVIEW_RESOURCES, "${local.review}"
+    )
+    for created in ("google_secret_manager_secret", "google_secret_manager_secret_version"):
+        assert tf.resources[created, "review_idp_client_secret"]["count"] == "${local.create_review_secret ? 1 : 0}"
+    assert tf.locals["create_review_secret"] == "${var.review && var.review_idp_client_secret_id == null}"
+    assert tf.variables["review_idp_client_secret"]["sensitive"] is True
+    secret = tf.resources["google_secret_manager_secret", "review_idp_client_secret"]
+    assert secret["secret_id"] == "${var.name}-review-idp-client-secret"
+    assert tf.resources["google_pubsub_topic", "decisions"]["name"] == "${var.name}-decisions"
+    assert "var.review_idp_client_secret_id" in tf.locals["review_secret_id"]
+
+
+def test_deploy_review_function_runs_on_review_decision_as_its_own_account_with_its_own_secret(tf: Module) -> None:
+    """The review is the same source at on_review_decision, with its own account, client id and secret, and the link."""
+    review, relay = (tf.resources["google_cloudfunctions2_function", name] for name in ("review", "matchrelay"))
+    assert review["name"] == "${var.name}-review"
+    build = _one(review, "build_config")
+    assert build["entry_point"] == "on_review_decision"
+    assert _one(build, "source") == _one(_one(relay, "build_config"), "source")
+    service = _one(review, "service_config")
+    assert service["service_account_email"] == "${google_service_account.review[0].email}"
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
+    assert (service["timeout_seconds"], service["available_cpu"]) == ("${var.timeout_s}", "1")
+    assert service["environment_variables"] == "${local.review_environment}"
+    assert _one(service, "secret_environment_variables") == {
+        "key": "IDP_CLIENT_SECRET",
+        "project_id": "${var.project}",
+        "secret": "${local.review_secret_id}",
+        "version": "latest",
+    }
+    assert service["max_instance_request_concurrency"] == "${var.review_instance_concurrency}"
+    assert service["max_instance_count"] == "${var.review_max_instances}"
+    assert not {"dynamic", "event_trigger"} & set(review), "the review is fed by its own push subscription"
+    account_id = tf.resources["google_service_account", "review"]["account_id"]
+    assert account_id == "${substr(var.name, 0, 23)}-review"
+    assert len("x" * 23 + "-review") == 30
+    conditions = [rule["condition"] for rule in _one(review, "lifecycle")["precondition"]]
+    assert conditions == [
+        "${var.link}",
+        "${var.review_idp_client_id != null}",
+        "${var.review_idp_client_secret == null || var.review_idp_client_secret_id == null}",
+    ]
+    accessor = tf.resources["google_secret_manager_secret_iam_member", "review_idp_client_secret_accessor"]
+    assert (accessor["secret_id"], accessor["member"]) == ("${local.review_secret_id}", "${local.review_sa}")
+    assert tf.locals["review_sa"] == '${var.review ? "serviceAccount:${google_service_account.review[0].email}" : null}'
+    secrets = [
+        (body["secret_id"], body["member"])
+        for (type_, _), body in tf.resources.items()
+        if type_ == "google_secret_manager_secret_iam_member"
+    ]
+    assert [member for secret, member in secrets if secret == "${local.review_secret_id}"] == ["${local.review_sa}"]
+
+
+def test_deploy_review_environment_carries_the_cdf_settings_its_client_and_review_topic(tf: Module) -> None:
+    """The review's environment is built as the link's: the shared settings, its own client, REVIEW_TOPIC, THREADS."""
+    environment = tf.locals["review_environment"]
+    assert environment.startswith("${merge(var.extra_environment_variables, {for key, value in merge(")
+    assert "merge(local.shared_environment, {" in environment
+    assert environment.endswith(": key => value if value != null})}")
+    assert set(re.findall(r"\b([A-Z][A-Z0-9_]+) += ", environment)) == {
+        "IDP_CLIENT_ID",
+        "REVIEW_TOPIC",
+        "OTEL_SERVICE_NAME",
+        "THREADS",
+    }
+    for fragment in (
+        "IDP_CLIENT_ID = var.review_idp_client_id",
+        "REVIEW_TOPIC = local.review_topic",
+        'OTEL_SERVICE_NAME = var.tracing ? "${var.name}-review" : null',
+        "THREADS = tostring(var.review_instance_concurrency)",
+    ):
+        assert fragment in re.sub(r" +", " ", environment), fragment
+    # REVIEW_TOPIC: review_topic, else the link's topic (link_topic, else the events topic).
+    assert tf.locals["review_topic"] == "${coalesce(var.review_topic, local.link_topic)}"
+    publisher = tf.resources["google_pubsub_topic_iam_member", "review_publisher"]
+    assert (publisher["topic"], publisher["member"]) == ("${local.review_topic}", "${local.review_sa}")
+    extra = tf.variables["extra_environment_variables"]["validation"][0]["condition"]
+    assert all(f'"{name}"' in extra for name in ("REVIEW_MIN_SCORE", "REVIEW_MAX_EVENTS", "REVIEW_TOPIC"))
+
+
+def test_deploy_review_variables_default_to_the_contract_and_refuse_what_it_does_not_allow(tf: Module) -> None:
+    """REVIEW_MIN_SCORE 0.5, REVIEW_MAX_EVENTS 10000, REVIEW_TOPIC the link's; instances and concurrency bounded."""
+    defaults = {name: tf.variables[name].get("default") for name in tf.variables if name.startswith("review")}
+    assert defaults == {
+        "review": False,
+        "review_idp_client_id": None,
+        "review_idp_client_secret": None,
+        "review_idp_client_secret_id": None,
+        "review_topic": None,
+        "review_min_score": 0.5,
+        "review_max_events": 10000,
+        "review_max_instances": 1,
+        "review_instance_concurrency": 4,
+    }
+    cases = {
+        "review_min_score": ((0, 0.5, 1, -0.1, 1.1), [1, 1, 1, 0, 0]),
+        "review_max_events": ((0, 10000, 1000000000, -1, 2.5), [1, 1, 1, 0, 0]),
+        "review_max_instances": ((1, 100, 0, 101, 1.5), [1, 1, 0, 0, 0]),
+        "review_instance_concurrency": ((1, 80, 0, 81, 2.5), [1, 1, 0, 0, 0]),
+    }
+    for name, (values, expected) in cases.items():
+        assert [_validates(tf.variables[name], name, value) for value in values] == expected, name
+    (topic,) = tf.variables["review_topic"]["validation"]
+    assert 'regex("^projects/[^/]+/topics/[^/]+$", var.review_topic)' in topic["condition"]
+
+
+def test_deploy_link_publishes_link_review_to_review_topic(tf: Module) -> None:
+    """The link may publish to REVIEW_TOPIC: by its LINK_TOPIC grant, else by its own, counted from variables alone."""
+    grant = tf.resources["google_pubsub_topic_iam_member", "link_review_publisher"]
+    assert grant["count"] == "${var.link && var.review_topic != null && var.review_topic != var.link_topic ? 1 : 0}"
+    assert (grant["topic"], grant["role"], grant["member"]) == (
+        "${var.review_topic}",
+        "roles/pubsub.publisher",
+        "${local.link_sa}",
+    )
+
+
+def test_deploy_review_subscription_orders_the_decisions_and_pushes_like_the_others(tf: Module) -> None:
+    """The review's push subscription is on the decisions topic, unfiltered, ordered, with its own dead letters."""
+    subscription = tf.resources["google_pubsub_subscription", "review"]
+    assert subscription["name"] == "${var.name}-review"
+    assert subscription["topic"] == "${google_pubsub_topic.decisions[0].id}"
+    assert subscription["enable_message_ordering"] is True
+    assert "filter" not in subscription, "every decision message is the review's"
+    url = "${google_cloudfunctions2_function.review[0].service_config[0].uri}"
+    _check_push(tf, subscription, url, "${google_pubsub_topic.review_dead_letter[0].id}")
+    assert set(subscription["depends_on"]) == {
+        "${google_cloud_run_v2_service_iam_member.review_invoker}",
+        "${google_service_account_iam_member.invoker_token_creator}",
+        "${google_pubsub_topic_iam_member.review_dead_letter_publisher}",
+    }
+    dead = tf.resources["google_pubsub_subscription", "review_dead_letter"]
+    assert dead["topic"] == "${google_pubsub_topic.review_dead_letter[0].id}"
+    assert dead["message_retention_duration"] == "${var.dead_letter_retention}"
+    assert _one(dead, "expiration_policy") == {"ttl": ""}
+    subscriber = tf.resources["google_pubsub_subscription_iam_member", "review_dead_letter_subscriber"]
+    assert (subscriber["subscription"], subscriber["member"]) == (
+        "${google_pubsub_subscription.review[0].name}",
+        "${local.pubsub_service_agent}",
+    )
+    invoker = tf.resources["google_cloud_run_v2_service_iam_member", "review_invoker"]
+    assert (invoker["name"], invoker["member"]) == (
+        "${google_cloudfunctions2_function.review[0].name}",
+        "${local.invoker_sa}",
+    )
+
+
+def test_deploy_review_output_names_its_function_topics_and_subscriptions(tf: Module) -> None:
+    """The review output gives the function, account, secret, decisions topic, subscriptions and REVIEW_TOPIC."""
+    value = tf.outputs["review"]["value"]
+    assert value.startswith("${var.review ? {")
+    assert value.endswith("} : null}")
+    for key, expression in {
+        "function_name": "google_cloudfunctions2_function.review[0].name",
+        "service_account_email": "google_service_account.review[0].email",
+        "idp_client_secret_id": "local.review_secret_id",
+        "decisions_topic_id": "google_pubsub_topic.decisions[0].id",
+        "subscription_id": "google_pubsub_subscription.review[0].id",
+        "dead_letter_subscription_id": "google_pubsub_subscription.review_dead_letter[0].id",
+        "topic_id": "local.review_topic",
+    }.items():
+        assert re.search(rf"\b{key} = {re.escape(expression)}\b", re.sub(r"\s+", " ", value)), key
+
+
 def test_deploy_tracing_sets_the_exporter_and_service_names_only_when_on(tf: Module) -> None:
-    """tracing (off by default) sets OTEL_TRACES_EXPORTER for both functions and names each one's service."""
+    """tracing (off by default) sets OTEL_TRACES_EXPORTER for every function and names each one's service."""
     assert tf.variables["tracing"]["default"] is False
     assert tf.locals["shared_environment"]["OTEL_TRACES_EXPORTER"] == '${var.tracing ? "gcp_trace" : null}'
     assert "OTEL_SERVICE_NAME = var.tracing ? var.name : null" in re.sub(r" +", " ", tf.locals["environment"])
     link = re.sub(r" +", " ", tf.locals["link_environment"])
     assert 'OTEL_SERVICE_NAME = var.tracing ? "${var.name}-link" : null' in link
+    review = re.sub(r" +", " ", tf.locals["review_environment"])
+    assert 'OTEL_SERVICE_NAME = var.tracing ? "${var.name}-review" : null' in review
     apis = tf.resources["google_project_service", "apis"]["for_each"]
     assert 'var.tracing ? ["cloudtrace.googleapis.com"] : []' in apis
 
@@ -1398,8 +1613,9 @@ def test_deploy_alerts_watch_dead_letters_failed_runs_and_the_trigger_backlog(tf
         'resource.labels.subscription_id = monitoring.regex.full_match("${local.dead_letter_regex}")' in dead["filter"]
     )
     assert tf.locals["dead_letter_regex"] == '${join("|", local.dead_letter_subscriptions)}'
-    assert tf.locals["dead_letter_subscriptions"] == (
-        "${concat([google_pubsub_subscription.dead_letter.name], google_pubsub_subscription.link_dead_letter[*].name)}"
+    assert re.sub(r"\s+", " ", tf.locals["dead_letter_subscriptions"]) == (
+        "${concat([google_pubsub_subscription.dead_letter.name], google_pubsub_subscription.link_dead_letter[*].name,"
+        " google_pubsub_subscription.review_dead_letter[*].name)}"
     )
     assert "subscription/num_undelivered_messages" in dead["filter"]
     assert (dead["comparison"], dead["threshold_value"]) == ("COMPARISON_GT", 0)

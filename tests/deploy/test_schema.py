@@ -204,6 +204,24 @@ BREAKAGES = [
     ("bigquery.tf", "write_metadata = true", "write_meta = true", "bigquery_config: attribute write_meta is unknown"),
     ("dashboard.tf", "  dashboard_json = ", "  json = ", "google_monitoring_dashboard.matchrelay: attribute json"),
     ("push.tf", "  service_account_id = ", "  account_id = ", "invoker_token_creator: attribute account_id"),
+    (
+        "review.tf",
+        "  enable_message_ordering    =",
+        "  message_ordering           =",
+        "google_pubsub_subscription.review: attribute message_ordering is unknown",
+    ),
+    (
+        "review.tf",
+        "    max_instance_request_concurrency = var.review_instance_concurrency",
+        "    max_request_concurrency = var.review_instance_concurrency",
+        "google_cloudfunctions2_function.review.service_config: attribute max_request_concurrency is unknown",
+    ),
+    (
+        "outputs.tf",
+        "google_pubsub_topic.decisions[0].id",
+        "google_pubsub_topic.decisions[0].topic_id",
+        "google_pubsub_topic.decisions: reads topic_id, which does not exist",
+    ),
 ]
 
 
