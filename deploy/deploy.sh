@@ -18,9 +18,13 @@ dead-letter policy. With TRIGGER=eventarc it gets an Eventarc trigger, and the
 ack deadline (600 s) and dead-letter policy are set on the subscription Eventarc
 creates. LINK=true adds the link: the function NAME-link (on_run_completed)
 with its own service account and client secret, fed run.completed events by the
-push subscription NAME-link on the events topic. Running it again keeps what
-exists, redeploys the functions, puts the subscriptions' settings back, updates
-the sweep jobs and deletes the sweep jobs SWEEPS no longer names.
+push subscription NAME-link on the events topic. REVIEW=true (with LINK=true)
+adds the review: the function NAME-review (on_review_decision) with its own
+service account and client secret, the decisions topic NAME-decisions, and the
+push subscription NAME-review on it, with message ordering, the same ack
+deadline, retries and its own dead letters. Running it again keeps what exists,
+redeploys the functions, puts the subscriptions' settings back, updates the
+sweep jobs and deletes the sweep jobs SWEEPS no longer names.
 
 Options:
   --dry-run   print the gcloud commands instead of running them; needs neither
@@ -87,6 +91,16 @@ Settings (environment variables):
                                     may publish there
   LINK_MAX_INSTANCES     1          most link instances at once, 1 to 100
   LINK_INSTANCE_CONCURRENCY 4       run.completed events one link instance handles at once, 1 to 80
+  REVIEW_MIN_SCORE       0.5        the link's REVIEW_MIN_SCORE, 0 to 1
+  REVIEW_MAX_EVENTS      10000      the link's REVIEW_MAX_EVENTS: link.review events per run at most, 0: none
+  REVIEW_TOPIC           LINK_TOPIC the link's and the review's REVIEW_TOPIC, projects/P/topics/T;
+                                    both may publish there
+  REVIEW                 false      true: deploy the review, FUNCTION_NAME-review (needs LINK=true)
+  REVIEW_IDP_CLIENT_ID   with REVIEW  OAuth 2.0 client id of the review's own CDF identity
+  REVIEW_IDP_CLIENT_SECRET stdin    its secret, a new version of FUNCTION_NAME-review-idp-client-secret;
+                                    read from stdin's next line when unset; empty keeps it
+  REVIEW_MAX_INSTANCES   1          most review instances at once, 1 to 100
+  REVIEW_INSTANCE_CONCURRENCY 4     decision messages one review instance handles at once, 1 to 80
 
 Exit status: 0 deployed (or printed), 2 a setting is missing or wrong, other: a
 gcloud command failed.
@@ -155,6 +169,7 @@ MAX_DELIVERY_ATTEMPTS=${MAX_DELIVERY_ATTEMPTS:-100}
 TRIGGER=${TRIGGER:-push}
 TRACING=${TRACING:-false}
 LINK=${LINK:-false}
+REVIEW=${REVIEW:-false}
 source_dir=${SOURCE_DIR:-$(dirname "$script_dir")}
 
 [[ $name =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
@@ -177,6 +192,8 @@ esac
 [[ $TRIGGER == push || $TRIGGER == eventarc ]] || die "TRIGGER must be push or eventarc, not '$TRIGGER'"
 boolean TRACING
 boolean LINK
+boolean REVIEW
+[[ $REVIEW == false || $LINK == true ]] || die "REVIEW=true needs LINK=true: the review applies decisions on what the link leaves"
 if [[ $LINK == true ]]; then
   require LINK_IDP_CLIENT_ID
   LINK_MIN_SCORE=${LINK_MIN_SCORE:-0.9}
@@ -197,6 +214,20 @@ if [[ $LINK == true ]]; then
   [[ -z ${LINK_PIPELINES:-} || $LINK_PIPELINES =~ ^[1-9][0-9]{0,15}(,[1-9][0-9]{0,15})*$ ]] ||
     die "LINK_PIPELINES must be pipeline ids separated by commas, not '$LINK_PIPELINES'"
   [[ $LINK_TOPIC =~ ^projects/[^/]+/topics/[^/]+$ ]] || die "LINK_TOPIC must be projects/PROJECT/topics/TOPIC"
+  REVIEW_MIN_SCORE=${REVIEW_MIN_SCORE:-0.5}
+  REVIEW_MAX_EVENTS=${REVIEW_MAX_EVENTS:-10000}
+  REVIEW_TOPIC=${REVIEW_TOPIC:-$LINK_TOPIC}
+  [[ $REVIEW_MIN_SCORE =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] ||
+    die "REVIEW_MIN_SCORE must be a number from 0 to 1, not '$REVIEW_MIN_SCORE'"
+  in_range REVIEW_MAX_EVENTS 0 1000000000
+  [[ $REVIEW_TOPIC =~ ^projects/[^/]+/topics/[^/]+$ ]] || die "REVIEW_TOPIC must be projects/PROJECT/topics/TOPIC"
+fi
+if [[ $REVIEW == true ]]; then
+  require REVIEW_IDP_CLIENT_ID
+  REVIEW_MAX_INSTANCES=${REVIEW_MAX_INSTANCES:-1}
+  REVIEW_INSTANCE_CONCURRENCY=${REVIEW_INSTANCE_CONCURRENCY:-4}
+  in_range REVIEW_MAX_INSTANCES 1 100
+  in_range REVIEW_INSTANCE_CONCURRENCY 1 80
 fi
 
 trigger_topic=$name-trigger
@@ -213,12 +244,17 @@ link_name=$name-link
 link_email=${name:0:25}-link@$project.iam.gserviceaccount.com
 link_secret=$name-link-idp-client-secret
 link_dead_letter=$name-link-dead-letter
+review_name=$name-review
+review_email=${name:0:23}-review@$project.iam.gserviceaccount.com
+review_secret=$name-review-idp-client-secret
+review_dead_letter=$name-review-dead-letter
+decisions_topic=$name-decisions
 pushes=0 # whether anything is pushed, and so whether the invoker account exists
-[[ $TRIGGER == push || $LINK == true ]] && pushes=1
+[[ $TRIGGER == push || $LINK == true || $REVIEW == true ]] && pushes=1
 
 # The functions' environment; '|' separates the pairs (gcloud's ^|^ syntax), so
 # commas may appear in values (CDF_ALLOWED_PROJECTS, IDP_SCOPES, LINK_PIPELINES).
-# What the relay and the link share:
+# What the relay, the link and the review share:
 shared_vars=(
   "CDF_PROJECT=$CDF_PROJECT"
   "CDF_ALLOWED_PROJECTS=${CDF_ALLOWED_PROJECTS:-$CDF_PROJECT}"
@@ -249,18 +285,33 @@ if [[ $LINK == true ]]; then
     "LINK_CONCURRENCY=$LINK_CONCURRENCY"
     "LINK_DRY_RUN=$LINK_DRY_RUN"
     "LINK_TOPIC=$LINK_TOPIC"
+    "REVIEW_MIN_SCORE=$REVIEW_MIN_SCORE"
+    "REVIEW_MAX_EVENTS=$REVIEW_MAX_EVENTS"
+    "REVIEW_TOPIC=$REVIEW_TOPIC"
     "THREADS=$LINK_INSTANCE_CONCURRENCY"
   )
   [[ -z ${LINK_PIPELINES:-} ]] || link_vars+=("LINK_PIPELINES=$LINK_PIPELINES") # unset: every pipeline
   [[ $TRACING == false ]] || link_vars+=("OTEL_SERVICE_NAME=$link_name")
 fi
+review_vars=()
+if [[ $REVIEW == true ]]; then
+  review_vars=(
+    "${shared_vars[@]}"
+    "IDP_CLIENT_ID=$REVIEW_IDP_CLIENT_ID"
+    "REVIEW_TOPIC=$REVIEW_TOPIC"
+    "THREADS=$REVIEW_INSTANCE_CONCURRENCY"
+  )
+  [[ $TRACING == false ]] || review_vars+=("OTEL_SERVICE_NAME=$review_name")
+fi
 optional_vars=(CDF_CLUSTER CDF_URL IDP_SCOPES IDP_AUDIENCE)
 managed=" ${env_vars[*]%%=*} ${optional_vars[*]} LINK_MIN_SCORE LINK_OVERWRITE LINK_CONCURRENCY LINK_PIPELINES"
-managed+=" LINK_DRY_RUN LINK_TOPIC LINK_TRUST_RULES OTEL_TRACES_EXPORTER OTEL_SERVICE_NAME "
+managed+=" LINK_DRY_RUN LINK_TOPIC LINK_TRUST_RULES REVIEW_MIN_SCORE REVIEW_MAX_EVENTS REVIEW_TOPIC"
+managed+=" OTEL_TRACES_EXPORTER OTEL_SERVICE_NAME "
 for optional in "${optional_vars[@]}"; do
   if [[ -n ${!optional:-} ]]; then
     env_vars+=("$optional=${!optional}")
     ((${#link_vars[@]} == 0)) || link_vars+=("$optional=${!optional}")
+    ((${#review_vars[@]} == 0)) || review_vars+=("$optional=${!optional}")
   fi
 done
 if [[ -n ${EXTRA_ENV_VARS:-} ]]; then
@@ -272,9 +323,10 @@ if [[ -n ${EXTRA_ENV_VARS:-} ]]; then
     [[ $key != IDP_CLIENT_SECRET && $key != CDF_TOKEN ]] || die "EXTRA_ENV_VARS: $key is a secret, not for the environment"
     env_vars+=("$pair")
     ((${#link_vars[@]} == 0)) || link_vars+=("$pair")
+    ((${#review_vars[@]} == 0)) || review_vars+=("$pair")
   done
 fi
-for pair in "${env_vars[@]}" "${link_vars[@]}"; do
+for pair in "${env_vars[@]}" "${link_vars[@]}" "${review_vars[@]}"; do
   [[ $pair != *'|'* ]] || die "${pair%%=*} must not contain '|'"
 done
 env_flag() { # env_flag PAIR...: the pairs as one --set-env-vars value
@@ -402,6 +454,10 @@ if ((!dry_run)); then
     read_secret LINK_IDP_CLIENT_SECRET "The link's IDP client secret"
     keeps_secret LINK_IDP_CLIENT_SECRET "$link_secret"
   fi
+  if [[ $REVIEW == true ]]; then
+    read_secret REVIEW_IDP_CLIENT_SECRET "The review's IDP client secret"
+    keeps_secret REVIEW_IDP_CLIENT_SECRET "$review_secret"
+  fi
   # Eventarc or not is fixed when a function is created: switching needs the function deleted first.
   if deployed=$(gcloud functions describe "$name" --gen2 --project="$project" --region="$REGION" \
     --format='value(eventTrigger.trigger)' 2>/dev/null); then
@@ -429,6 +485,9 @@ dead_letters=("$dead_letter_topic")
 if [[ $LINK == true ]]; then
   topics+=("$link_dead_letter") dead_letters+=("$link_dead_letter")
 fi
+if [[ $REVIEW == true ]]; then
+  topics+=("$decisions_topic" "$review_dead_letter") dead_letters+=("$review_dead_letter")
+fi
 for topic in "${topics[@]}"; do
   if exists gcloud pubsub topics describe "$topic" --project="$project"; then
     ((${#kms_flags[@]} == 0)) || run gcloud pubsub topics update "$topic" --project="$project" "${kms_flags[@]}"
@@ -450,6 +509,7 @@ account() { # account EMAIL ID DESCRIPTION: the service account, created when mi
 account "$sa_email" "$name" "matchrelay function $name"
 ((!pushes)) || account "$invoker_email" "${invoker_email%%@*}" "matchrelay push invoker $name"
 [[ $LINK == false ]] || account "$link_email" "${link_email%%@*}" "matchrelay link $name"
+[[ $REVIEW == false ]] || account "$review_email" "${review_email%%@*}" "matchrelay review $name"
 
 # The function's identity: publisher on its two topics and on the trigger topic (continuation and sweep
 # triggers); with Eventarc, event receiver too.
@@ -469,6 +529,7 @@ done
 if [[ $TRACING == true ]]; then
   tracers=("$sa_member")
   [[ $LINK == false ]] || tracers+=("serviceAccount:$link_email")
+  [[ $REVIEW == false ]] || tracers+=("serviceAccount:$review_email")
   for member in "${tracers[@]}"; do
     bind gcloud projects add-iam-policy-binding "$project" --member="$member" \
       --role=roles/cloudtrace.agent --condition=None
@@ -506,7 +567,8 @@ run gcloud functions deploy "$name" --gen2 --project="$project" --region="$REGIO
   --ingress-settings=internal-only --service-account="$sa_email" \
   --set-env-vars="$(env_flag "${env_vars[@]}")" --set-secrets="IDP_CLIENT_SECRET=$secret:latest" --quiet
 
-push_to() { # push_to FUNCTION SUBSCRIPTION TOPIC DEAD_LETTER_TOPIC [FILTER]: FUNCTION's push subscription, as push.tf
+push_to() { # push_to FUNCTION SUBSCRIPTION TOPIC DEAD_LETTER_TOPIC [FLAG...]: FUNCTION's push subscription, as
+  # push.tf; the FLAGs (a filter, message ordering) are fixed when a subscription is created, so given only then
   local url='' settings placeholder=${1^^}
   bind gcloud run services add-iam-policy-binding "$1" --project="$project" --region="$REGION" \
     --member="serviceAccount:$invoker_email" --role=roles/run.invoker
@@ -517,9 +579,9 @@ push_to() { # push_to FUNCTION SUBSCRIPTION TOPIC DEAD_LETTER_TOPIC [FILTER]: FU
     --dead-letter-topic="projects/$project/topics/$4" --max-delivery-attempts="$MAX_DELIVERY_ATTEMPTS"
     --message-retention-duration=1d --expiration-period=never)
   if exists gcloud pubsub subscriptions describe "$2" --project="$project"; then
-    run gcloud pubsub subscriptions update "$2" "${settings[@]}" # a filter is fixed at creation
+    run gcloud pubsub subscriptions update "$2" "${settings[@]}"
   else
-    run gcloud pubsub subscriptions create "$2" --topic="$3" "${settings[@]}" ${5:+--message-filter="$5"}
+    run gcloud pubsub subscriptions create "$2" --topic="$3" "${settings[@]}" "${@:5}"
   fi
   # The Pub/Sub service agent acks what it moves to the dead-letter topic.
   bind gcloud pubsub subscriptions add-iam-policy-binding "$2" --project="$project" \
@@ -556,7 +618,27 @@ if [[ $LINK == true ]]; then
     --max-instances="$LINK_MAX_INSTANCES" --ingress-settings=internal-only --service-account="$link_email" \
     --set-env-vars="$(env_flag "${link_vars[@]}")" --set-secrets="IDP_CLIENT_SECRET=$link_secret:latest" --quiet
   push_to "$link_name" "$link_name" "$events_topic" "$link_dead_letter" \
-    'attributes.ce-type = "com.cognite.entitymatching.run.completed"'
+    --message-filter='attributes.ce-type = "com.cognite.entitymatching.run.completed"'
+  # link.review events go to REVIEW_TOPIC, when it is not LINK_TOPIC.
+  if [[ $REVIEW_TOPIC != "$LINK_TOPIC" ]]; then
+    bind gcloud pubsub topics add-iam-policy-binding "$REVIEW_TOPIC" \
+      --member="serviceAccount:$link_email" --role=roles/pubsub.publisher
+  fi
+fi
+
+# The review: its own account, secret and function, and a push subscription on the decisions topic that delivers
+# the messages of one ordering key ({project}/{pipelineId}) one at a time, in order.
+if [[ $REVIEW == true ]]; then
+  bind gcloud pubsub topics add-iam-policy-binding "$REVIEW_TOPIC" \
+    --member="serviceAccount:$review_email" --role=roles/pubsub.publisher
+  store_secret "$review_secret" REVIEW_IDP_CLIENT_SECRET "serviceAccount:$review_email"
+  run gcloud functions deploy "$review_name" --gen2 --project="$project" --region="$REGION" \
+    --runtime="$runtime" --source="$source_dir" --ignore-file="$script_dir/.gcloudignore" \
+    --entry-point=on_review_decision --trigger-http --no-allow-unauthenticated \
+    --timeout="${TIMEOUT_S}s" --memory="$memory" --cpu=1 --concurrency="$REVIEW_INSTANCE_CONCURRENCY" \
+    --max-instances="$REVIEW_MAX_INSTANCES" --ingress-settings=internal-only --service-account="$review_email" \
+    --set-env-vars="$(env_flag "${review_vars[@]}")" --set-secrets="IDP_CLIENT_SECRET=$review_secret:latest" --quiet
+  push_to "$review_name" "$review_name" "$decisions_topic" "$review_dead_letter" --enable-message-ordering
 fi
 
 # Sweep jobs, once the subscription exists (a message on a topic without one is lost). Cloud Scheduler publishes

@@ -1422,6 +1422,224 @@ def test_deploy_script_refuses_a_wrong_link_or_delivery_setting(
     assert run.calls == []
 
 
+def test_deploy_script_link_gets_the_review_settings_with_the_contract_defaults(linked: Run) -> None:
+    """Unset, the link gets REVIEW_MIN_SCORE 0.5, REVIEW_MAX_EVENTS 10000 and REVIEW_TOPIC = LINK_TOPIC."""
+    (deploy,) = [argv for argv in linked.calls if argv[:3] == ["functions", "deploy", "matchrelay-link"]]
+    environment = _environment(deploy)
+    assert {key: value for key, value in environment.items() if key.startswith("REVIEW_")} == {
+        "REVIEW_MIN_SCORE": "0.5",
+        "REVIEW_MAX_EVENTS": "10000",
+        "REVIEW_TOPIC": environment["LINK_TOPIC"],
+    }
+    assert not [argv for argv in linked.calls if "matchrelay-review" in " ".join(argv)]
+    assert "matchrelay-decisions" not in json.dumps(linked.calls)
+
+
+# --- deploy.sh: the review ------------------------------------------------------------------------------------------
+
+REVIEW_SA = f"serviceAccount:matchrelay-review@{PROJECT}.iam.gserviceaccount.com"
+REVIEW_SECRET = "Rv7-nor-this-one-3Xw"
+REVIEW_SETTINGS = {**LINK_SETTINGS, "REVIEW": "true", "REVIEW_IDP_CLIENT_ID": "matchrelay-review-client"}
+REVIEWS_TOPIC = f"projects/{PROJECT}/topics/reviews"
+REVIEW_URL = "https://matchrelay-review-abc123-ew.a.run.app"
+
+
+def _environment(deploy: list[str]) -> dict[str, str]:
+    """A functions deploy command's --set-env-vars, by name."""
+    return dict(pair.split("=", 1) for pair in _flags(deploy)["--set-env-vars"].removeprefix("^|^").split("|"))
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """deploy.sh with LINK, REVIEW and TRACING, REVIEW_TOPIC a topic of its own, the three secrets on stdin."""
+    settings = {
+        **SETTINGS,
+        **REVIEW_SETTINGS,
+        "TRACING": "true",
+        "REVIEW_TOPIC": REVIEWS_TOPIC,
+        "REVIEW_MIN_SCORE": "0.6",
+        "REVIEW_MAX_EVENTS": "500",
+        "REVIEW_INSTANCE_CONCURRENCY": "8",
+    }
+    stdin = f"{SECRET}\n{LINK_SECRET}\n{REVIEW_SECRET}\n"
+    return _deploy(tmp_path_factory.mktemp("reviewed"), settings, stdin=stdin)
+
+
+def test_deploy_script_review_runs_on_review_decision_as_its_own_account_with_its_settings(reviewed: Run) -> None:
+    """REVIEW=true deploys NAME-review at on_review_decision as its account, with its client, secret, REVIEW_TOPIC."""
+    assert reviewed.code == 0, reviewed.stderr
+    (deploy,) = [argv for argv in reviewed.calls if argv[:3] == ["functions", "deploy", "matchrelay-review"]]
+    flags = _flags(deploy)
+    assert {
+        key: flags.get(key)
+        for key in ("--entry-point", "--service-account", "--set-secrets", "--concurrency", "--max-instances")
+    } == {
+        "--entry-point": "on_review_decision",
+        "--service-account": REVIEW_SA.removeprefix("serviceAccount:"),
+        "--set-secrets": "IDP_CLIENT_SECRET=matchrelay-review-idp-client-secret:latest",
+        "--concurrency": "8",
+        "--max-instances": "1",
+    }
+    assert {key: flags.get(key) for key in ("--trigger-http", "--no-allow-unauthenticated", "--ingress-settings")} == {
+        "--trigger-http": "",
+        "--no-allow-unauthenticated": "",
+        "--ingress-settings": "internal-only",
+    }
+    assert (flags["--timeout"], flags["--memory"], flags["--cpu"]) == ("540s", "1Gi", "1")
+    assert "--trigger-topic" not in flags
+    environment = _environment(deploy)
+    (link,) = [argv for argv in reviewed.calls if argv[:3] == ["functions", "deploy", "matchrelay-link"]]
+    link_environment = _environment(link)
+    shared = ("CDF_PROJECT", "CDF_CLUSTER", "CDF_ALLOWED_PROJECTS", "IDP_TOKEN_URL", "IDP_SCOPES", "RELAY_TOPIC")
+    shared += ("INVOCATION_TIMEOUT_S", "LOG_LEVEL", "OTEL_TRACES_EXPORTER", "CDF_API_VERSION", "HTTP_TIMEOUT_S")
+    assert environment == {
+        **{key: link_environment[key] for key in shared},
+        "IDP_CLIENT_ID": "matchrelay-review-client",
+        "REVIEW_TOPIC": REVIEWS_TOPIC,
+        "THREADS": "8",
+        "OTEL_SERVICE_NAME": "matchrelay-review",
+    }
+    assert {key: value for key, value in link_environment.items() if key.startswith("REVIEW_")} == {
+        "REVIEW_MIN_SCORE": "0.6",
+        "REVIEW_MAX_EVENTS": "500",
+        "REVIEW_TOPIC": REVIEWS_TOPIC,
+    }
+    (relay,) = [argv for argv in reviewed.calls if argv[:3] == ["functions", "deploy", "matchrelay"]]
+    assert "REVIEW_" not in _flags(relay)["--set-env-vars"]
+
+
+def test_deploy_script_review_subscription_orders_the_decisions_topic_and_pushes_like_the_others(
+    reviewed: Run, fresh: Run
+) -> None:
+    """The review's push subscription: the decisions topic, no filter, ordering, OIDC, 600 s, its own dead letters."""
+    (create,) = [
+        argv for argv in reviewed.calls if argv[:4] == ["pubsub", "subscriptions", "create", "matchrelay-review"]
+    ]
+    (trigger,) = [
+        argv for argv in fresh.calls if argv[:4] == ["pubsub", "subscriptions", "create", "matchrelay-trigger"]
+    ]
+    expected = {
+        **_flags(trigger),
+        "--topic": "matchrelay-decisions",
+        "--push-endpoint": REVIEW_URL,
+        "--push-auth-token-audience": REVIEW_URL,
+        "--dead-letter-topic": f"projects/{PROJECT}/topics/matchrelay-review-dead-letter",
+        "--enable-message-ordering": "",
+    }
+    assert _flags(create) == expected
+    topics = [argv[3] for argv in reviewed.calls if argv[:3] == ["pubsub", "topics", "create"]]
+    assert topics[-2:] == ["matchrelay-decisions", "matchrelay-review-dead-letter"]
+    dead = [argv for argv in reviewed.calls if argv[:3] == ["pubsub", "subscriptions", "create"]]
+    assert ["pubsub", "subscriptions", "create", "matchrelay-review-dead-letter"] in [argv[:4] for argv in dead]
+    changes = _changes(reviewed.calls)
+    deployed = [argv[2] for argv in changes if argv[:2] == ["functions", "deploy"]]
+    assert deployed == ["matchrelay", "matchrelay-link", "matchrelay-review"]
+    assert changes.index(create) > [argv[:3] for argv in changes].index(["functions", "deploy", "matchrelay-review"])
+
+
+def _grants(run: Run) -> set[tuple[str, str, str, str]]:
+    """(kind of resource, the resource, role, member) of every IAM binding deploy.sh added."""
+    return {
+        (
+            argv[0],
+            argv[3] if argv[0] in ("pubsub", "run") else argv[2],
+            _flags(argv)["--role"],
+            _flags(argv)["--member"],
+        )
+        for argv in run.calls
+        if "add-iam-policy-binding" in argv
+    }
+
+
+def test_deploy_script_review_grants(reviewed: Run) -> None:
+    """The review reads only its secret and publishes to REVIEW_TOPIC, as the link may; Pub/Sub pushes, dead-letters."""
+    grants = _grants(reviewed)
+    review_secret = "matchrelay-review-idp-client-secret"
+    assert {grant for grant in grants if grant[3] == REVIEW_SA} == {
+        ("pubsub", REVIEWS_TOPIC, "roles/pubsub.publisher", REVIEW_SA),
+        ("secrets", review_secret, "roles/secretmanager.secretAccessor", REVIEW_SA),
+        ("projects", PROJECT, "roles/cloudtrace.agent", REVIEW_SA),
+    }
+    assert {grant for grant in grants if grant[1] in (review_secret, REVIEWS_TOPIC)} == {
+        ("pubsub", REVIEWS_TOPIC, "roles/pubsub.publisher", REVIEW_SA),
+        ("pubsub", REVIEWS_TOPIC, "roles/pubsub.publisher", LINK_SA),
+        ("secrets", review_secret, "roles/secretmanager.secretAccessor", REVIEW_SA),
+    }
+    assert {grant for grant in grants if grant[1].startswith("matchrelay-review")} == {
+        ("secrets", review_secret, "roles/secretmanager.secretAccessor", REVIEW_SA),
+        ("run", "matchrelay-review", "roles/run.invoker", INVOKER),
+        ("pubsub", "matchrelay-review-dead-letter", "roles/pubsub.publisher", PUBSUB_AGENT),
+        ("pubsub", "matchrelay-review", "roles/pubsub.subscriber", PUBSUB_AGENT),
+    }
+    assert {role for _, _, role, _ in grants} <= ROLES | OPTIONAL_ROLES
+    accounts = [argv[3] for argv in reviewed.calls if argv[:3] == ["iam", "service-accounts", "create"]]
+    assert accounts == ["matchrelay", "matchrelay-invoker", "matchrelay-link", "matchrelay-review"]
+
+
+def test_deploy_script_stores_the_reviews_secret_from_the_third_line_of_stdin(reviewed: Run) -> None:
+    """The relay's secret is stdin's first line, the link's the second, the review's the third; none is shown."""
+    assert reviewed.stdin == (
+        _stored("matchrelay-idp-client-secret", SECRET)
+        + _stored("matchrelay-link-idp-client-secret", LINK_SECRET)
+        + _stored("matchrelay-review-idp-client-secret", REVIEW_SECRET)
+    )
+    for secret in (SECRET, LINK_SECRET, REVIEW_SECRET):
+        assert secret not in json.dumps(reviewed.calls) + reviewed.stdout + reviewed.stderr
+
+
+def test_deploy_script_review_keeps_what_exists_and_puts_its_subscription_back(tmp_path: Path) -> None:
+    """Run again with everything in place, it creates nothing and updates the review's subscription (ordering stays)."""
+    secrets = dict.fromkeys(("IDP_CLIENT_SECRET", "LINK_IDP_CLIENT_SECRET", "REVIEW_IDP_CLIENT_SECRET"), "")
+    run = _deploy(tmp_path, {**SETTINGS, **REVIEW_SETTINGS, **secrets}, existing=True)
+    assert run.code == 0, run.stderr
+    changes = _changes(run.calls)
+    assert not [argv for argv in changes if "create" in argv or argv[:3] == ["secrets", "versions", "add"]]
+    (update,) = [argv for argv in changes if argv[:4] == ["pubsub", "subscriptions", "update", "matchrelay-review"]]
+    flags = _flags(update)
+    assert (flags["--ack-deadline"], flags["--push-endpoint"]) == ("600", REVIEW_URL)
+    assert "--enable-message-ordering" not in flags, "ordering is fixed when the subscription is created"
+
+
+def test_deploy_script_dry_run_prints_the_review_and_runs_nothing(tmp_path: Path) -> None:
+    """--dry-run with REVIEW=true prints the review's function and ordered subscription, calls and reads nothing."""
+    stdin = f"{SECRET}\n{LINK_SECRET}\n{REVIEW_SECRET}\n"
+    run = _deploy(tmp_path, {**SETTINGS, **REVIEW_SETTINGS}, "--dry-run", stdin=stdin)
+    assert run.code == 0, run.stderr
+    assert run.calls == []
+    lines = [line for line in run.stdout.splitlines() if line.startswith("gcloud ")]
+    assert any(line.startswith("gcloud functions deploy matchrelay-review --gen2 ") for line in lines)
+    (create,) = [line for line in lines if line.startswith("gcloud pubsub subscriptions create matchrelay-review ")]
+    assert "--topic=matchrelay-decisions " in create
+    assert "--push-endpoint=MATCHRELAY_REVIEW_URL " in create
+    assert create.endswith(" --enable-message-ordering")
+    assert "gcloud pubsub topics create matchrelay-decisions --project=acme-gcp" in lines
+    for secret in (SECRET, LINK_SECRET, REVIEW_SECRET):
+        assert secret not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"LINK": "false"}, "REVIEW=true needs LINK=true"),
+        ({"REVIEW": "yes"}, "REVIEW must be true or false"),
+        ({"REVIEW_IDP_CLIENT_ID": ""}, "REVIEW_IDP_CLIENT_ID is required"),
+        ({"REVIEW_MIN_SCORE": "1.5"}, "REVIEW_MIN_SCORE must be a number from 0 to 1"),
+        ({"REVIEW_MAX_EVENTS": "-1"}, "REVIEW_MAX_EVENTS must be a whole number from 0 to 1000000000"),
+        ({"REVIEW_TOPIC": "reviews"}, "REVIEW_TOPIC must be projects/PROJECT/topics/TOPIC"),
+        ({"REVIEW_MAX_INSTANCES": "0"}, "REVIEW_MAX_INSTANCES must be a whole number from 1 to 100"),
+        ({"REVIEW_INSTANCE_CONCURRENCY": "81"}, "REVIEW_INSTANCE_CONCURRENCY must be a whole number from 1 to 80"),
+        ({"EXTRA_ENV_VARS": "REVIEW_TOPIC=elsewhere"}, "EXTRA_ENV_VARS: REVIEW_TOPIC is set by deploy.sh"),
+        ({"EXTRA_ENV_VARS": "REVIEW_MAX_EVENTS=5"}, "EXTRA_ENV_VARS: REVIEW_MAX_EVENTS is set by deploy.sh"),
+    ],
+)
+def test_deploy_script_refuses_a_wrong_review_setting(tmp_path: Path, settings: dict[str, str], named: str) -> None:
+    """A wrong review setting, or the review without the link, stops deploy.sh with exit 2 before any call."""
+    run = _deploy(tmp_path, {**SETTINGS, **REVIEW_SETTINGS, "IDP_CLIENT_SECRET": SECRET, **settings})
+    assert run.code == 2
+    assert named in run.stderr
+    assert run.calls == []
+
+
 # --- scheduled sweeps -----------------------------------------------------------------------------------------------
 
 # (window_s, schedule, accepted): a sweep covers the last whole window before it fires, so its cron must fire once in
