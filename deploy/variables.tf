@@ -567,7 +567,7 @@ variable "tracing" {
 # The dashboard (dashboard.tf).
 
 variable "dashboard" {
-  description = "Create the Cloud Monitoring dashboard \"NAME\" and the log-based metrics it charts (NAME_outcomes, NAME_events, NAME_completed_lag, and with the link NAME_link_*)."
+  description = "Create the Cloud Monitoring dashboard \"NAME\" and the log-based metrics it charts (NAME_outcomes, NAME_events, NAME_completed_lag, with the link NAME_link_*, and with the review NAME_review_*)."
   type        = bool
   default     = true
 }

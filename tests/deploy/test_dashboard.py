@@ -4,6 +4,7 @@ aggregations and tiles), and every log-based metric it charts is one the module 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,7 +15,8 @@ import jsonschema
 import pytest
 from hcl2.utils import SerializationOptions
 
-from handlers.core.decision import OUTCOMES
+from handlers.core.decision import OUTCOMES, Counts
+from handlers.core.review import ReviewCounts
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -22,7 +24,8 @@ SCHEMA = json.loads((DEPLOY / "schema" / "monitoring-dashboard.json").read_text(
 OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 NAME, REGION = "mr-prod", "europe-west1"  # a name with a dash: PromQL names turn it into an underscore
 
-# What dashboard.tf gives each template value, and what that is for the deployment NAME with push and the link.
+# What dashboard.tf gives each template value, and what that is for the deployment NAME with push, the link and the
+# review.
 VALUES = {
     "outcomes_metric": (
         "logging.googleapis.com/user/${var.name}_outcomes",
@@ -34,9 +37,17 @@ VALUES = {
     ),
     "events_promql": ("${local.promql_user_prefix}_events", "logging_googleapis_com:user_mr_prod_events"),
     "link_promql": ("${local.promql_user_prefix}_link_", "logging_googleapis_com:user_mr_prod_link_"),
+    "review_promql": ("${local.promql_user_prefix}_review_", "logging_googleapis_com:user_mr_prod_review_"),
     "trigger_subscription_regex": ("${local.trigger_subscription_regex}", f"{NAME}-trigger"),
-    "dead_letter_regex": ("${local.dead_letter_regex}", f"{NAME}-dead-letter|{NAME}-link-dead-letter"),
-    "services_regex": ('${var.link ? "${var.name}|${var.name}-link" : var.name}', f"{NAME}|{NAME}-link"),
+    "dead_letter_regex": (
+        "${local.dead_letter_regex}",
+        f"{NAME}-dead-letter|{NAME}-link-dead-letter|{NAME}-review-dead-letter",
+    ),
+    "services_regex": (
+        '${join("|", concat([var.name], var.link ? ["${var.name}-link"] : [],'
+        ' var.review ? ["${var.name}-review"] : []))}',
+        f"{NAME}|{NAME}-link|{NAME}-review",
+    ),
     "backlog_alert_s": ("${var.trigger_backlog_alert_s}", 10800),
 }
 # Cloud Monitoring's own metrics the dashboard charts: (kind, value type), from the metrics lists.
@@ -84,22 +95,25 @@ def render(template: str, values: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def dashboard(module: dict[str, Any]) -> dict[str, Any]:
-    """The dashboard JSON of the deployment NAME with the link, as dashboard.tf composes it."""
+    """The dashboard JSON of the deployment NAME with the link and the review, as dashboard.tf composes it."""
     values = {key: rendered for key, (_, rendered) in VALUES.items()}
-    tiles = render("relay.json.tftpl", values) + render("link.json.tftpl", values)
+    tiles = render("relay.json.tftpl", values) + render("link.json.tftpl", values) + render("review.json.tftpl", values)
     return {"displayName": NAME, "mosaicLayout": {"columns": 48, "tiles": tiles}}
 
 
 def test_deploy_dashboard_templates_get_the_values_dashboard_tf_passes(module: dict[str, Any]) -> None:
     """dashboard.tf passes each template exactly these values, composed into the dashboard as the tests do."""
     local_values = module["locals"]
-    assert local_values["dashboard_values"] == {key: expression for key, (expression, _) in VALUES.items()}
+    passed = {key: re.sub(r"\s+", " ", value) for key, value in local_values["dashboard_values"].items()}
+    assert passed == {key: expression for key, (expression, _) in VALUES.items()}
     assert local_values["promql_user_prefix"] == 'logging_googleapis_com:user_${replace(var.name, "-", "_")}'
     tiles = local_values["dashboard_tiles"]
     assert 'templatefile("${path.module}/dashboard/relay.json.tftpl", local.dashboard_values)' in tiles
     assert "slice(local.link_tiles, 0, var.link ? length(local.link_tiles) : 0)" in tiles
-    link = 'jsondecode(templatefile("${path.module}/dashboard/link.json.tftpl", local.dashboard_values))'
-    assert local_values["link_tiles"] == f"${{{link}}}"
+    assert "slice(local.review_tiles, 0, var.review ? length(local.review_tiles) : 0)" in tiles
+    for part in ("link", "review"):
+        decoded = f'jsondecode(templatefile("${{path.module}}/dashboard/{part}.json.tftpl", local.dashboard_values))'
+        assert local_values[f"{part}_tiles"] == f"${{{decoded}}}"
     resource = module["resources"]["google_monitoring_dashboard", "matchrelay"]
     assert resource["count"] == "${local.dashboard}"
     body = re.sub(r"\s+", " ", resource["dashboard_json"])
@@ -150,15 +164,16 @@ def test_deploy_dashboard_aggregations_follow_the_api_rules(module: dict[str, An
 
 
 def _log_metric_kinds(module: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """The module's log-based metrics for NAME with the link, by metric type: (kind, value type)."""
+    """The module's log-based metrics for NAME with the link and the review, by metric type: (kind, value type)."""
     kinds = {}
-    fields = module["locals"]["link_count_fields"]
     for (type_, _), body in module["resources"].items():
         if type_ != "google_logging_metric":
             continue
         names = [body["name"].replace("${var.name}", NAME)]
         if "each.key" in body["name"]:
-            names = [body["name"].replace("${var.name}", NAME).replace("${each.key}", key) for key in fields]
+            (fields,) = re.findall(r"local\.(\w+_count_fields)", body["for_each"])
+            keys = module["locals"][fields]
+            names = [body["name"].replace("${var.name}", NAME).replace("${each.key}", key) for key in keys]
         (descriptor,) = body["metric_descriptor"]
         for name in names:
             kinds[f"logging.googleapis.com/user/{name}"] = (descriptor["metric_kind"], descriptor["value_type"])
@@ -179,7 +194,8 @@ def test_deploy_dashboard_charts_only_log_based_metrics_the_module_creates(
     # PromQL reads a sum only from a distribution; every metric the module creates appears somewhere.
     assert all(kinds[promql_names[name]][1] == "DISTRIBUTION" for name in in_promql)
     assert in_filters | {promql_names[name] for name in in_promql} == set(kinds)
-    assert len(kinds) == 3 + 9  # outcomes, events, completed lag; the link's written and eight decisions
+    # outcomes, events, completed lag; the link's written and eight decisions; reviews published, five review counts
+    assert len(kinds) == 3 + 9 + 1 + 5
 
 
 def test_deploy_dashboard_metrics_read_the_summary_line_fields(module: dict[str, Any]) -> None:
@@ -191,7 +207,8 @@ def test_deploy_dashboard_metrics_read_the_summary_line_fields(module: dict[str,
         "reason": "EXTRACT(jsonPayload.reason)",
     }
     assert outcomes["filter"] == "${local.summary_logs}"
-    assert 'service_name=("${var.name}" OR "${var.name}-link")' in module["locals"]["summary_logs"]
+    services = 'service_name=("${var.name}" OR "${var.name}-link" OR "${var.name}-review")'
+    assert services in module["locals"]["summary_logs"]
     assert resources["google_logging_metric", "events"]["value_extractor"] == "EXTRACT(jsonPayload.events)"
     lag = resources["google_logging_metric", "completed_lag"]
     assert lag["value_extractor"] == "EXTRACT(jsonPayload.completedLagS)"
@@ -200,6 +217,56 @@ def test_deploy_dashboard_metrics_read_the_summary_line_fields(module: dict[str,
     assert link["for_each"] == "${var.dashboard && var.link ? local.link_count_fields : {}}"
     assert link["value_extractor"] == "EXTRACT(jsonPayload.${each.value})"
     assert set(module["locals"]["link_count_fields"].values()) == {"written", *OUTCOMES}  # each count charted
+
+
+def test_deploy_dashboard_review_metrics_read_the_link_and_the_review_summary_lines(module: dict[str, Any]) -> None:
+    """Reviews published sum the link's reviews; decisions applied sum the review's own counts, from its lines only."""
+    resources, local_values = module["resources"], module["locals"]
+    published = resources["google_logging_metric", "reviews_published"]
+    assert published["count"] == "${var.dashboard && var.review ? 1 : 0}"
+    assert published["name"] == "${var.name}_review_published"
+    assert published["filter"] == "${local.link_logs} AND jsonPayload.reviews>0"
+    assert published["value_extractor"] == "EXTRACT(jsonPayload.reviews)"
+    assert "reviews" in {field.name for field in dataclasses.fields(Counts)}  # the link's summary line carries it
+    counts = resources["google_logging_metric", "review_counts"]
+    assert counts["for_each"] == "${var.dashboard && var.review ? local.review_count_fields : {}}"
+    assert counts["name"] == "${var.name}_review_${each.key}"
+    assert counts["filter"] == "${local.review_logs} AND jsonPayload.${each.value}>0"
+    assert counts["value_extractor"] == "EXTRACT(jsonPayload.${each.value})"
+    fields = local_values["review_count_fields"]
+    assert fields == {key: key for key in ("confirmed", "rejected", "unchanged", "linked", "unlinked")}
+    assert set(fields.values()) == {field.name for field in dataclasses.fields(ReviewCounts)}  # each count charted
+    # The link's lines carry linked and rejected too: the review's are read from NAME-review's lines alone.
+    assert 'resource.labels.service_name="${var.name}-review" AND jsonPayload.outcome:*' in local_values["review_logs"]
+    assert 'resource.labels.service_name="${var.name}-link" AND' in local_values["link_logs"]
+    for body in (published, counts):
+        (descriptor,) = body["metric_descriptor"]
+        assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "DISTRIBUTION")
+    depends = resources["google_monitoring_dashboard", "matchrelay"]["depends_on"]
+    assert {"${google_logging_metric.reviews_published}", "${google_logging_metric.review_counts}"} <= set(depends)
+
+
+def test_deploy_dashboard_review_tiles_chart_reviews_published_and_each_decision_count(
+    dashboard: dict[str, Any],
+) -> None:
+    """The review's two tiles sum reviews published, and confirmed, rejected, unchanged, linked and unlinked."""
+    titles = {tile["widget"]["title"]: tile for tile in dashboard["mosaicLayout"]["tiles"]}
+    published = titles["Reviews published per hour (link.review events, each a source left for people)"]
+    applied = titles["Review decisions applied per hour, by result"]
+    queries = [
+        [data_set["timeSeriesQuery"]["prometheusQuery"] for data_set in tile["widget"]["xyChart"]["dataSets"]]
+        for tile in (published, applied)
+    ]
+    prefix = "logging_googleapis_com:user_mr_prod_review_"
+    assert [re.findall(rf"{prefix}(\w+)_sum", query) for query in queries[0]] == [["published"]]
+    assert [re.findall(rf"{prefix}(\w+)_sum", query) for query in queries[1]] == [
+        ["confirmed"],
+        ["rejected"],
+        ["unchanged"],
+        ["linked"],
+        ["unlinked"],
+    ]
+    assert all("[1h]" in query for query in queries[0] + queries[1])
 
 
 def test_deploy_dashboard_tiles_fit_the_grid_without_overlapping(dashboard: dict[str, Any]) -> None:

@@ -865,10 +865,10 @@ def test_deploy_subscriber_guide_shows_the_views_sql_and_the_operating_guide_eac
     operating = (ROOT / "docs" / "operating.md").read_text().split("\n## The dashboard\n", 1)[1].split("\n## ", 1)[0]
     titles = [
         tile["widget"]["title"]
-        for template in ("relay.json.tftpl", "link.json.tftpl")
+        for template in ("relay.json.tftpl", "link.json.tftpl", "review.json.tftpl")
         for tile in json.loads((DEPLOY / "dashboard" / template).read_text().replace("${backlog_alert_s}", "1"))
     ]
-    assert len(titles) == 9
+    assert len(titles) == 11
     for title in titles:
         assert f"**{title.split(' (')[0]}**" in operating, title
 
