@@ -64,6 +64,7 @@ _SUBJECTS = {
     "run.linked": "^linked$",
     "run.unlinked": "^unlinked$",
     "review.applied": "^review/([0-9a-f]{16}|invalid)$",
+    "link.review": "^review/[0-9]+$",
 }
 # A run's failure, an unresolved "latest" keyed by its message, an invalid trigger, a sweep CDF refused.
 _FAILED_ID = (
@@ -76,10 +77,11 @@ def _models() -> dict[str, type]:
     the undo's ``run.unlinked``."""
     from handlers.core.event_data import EVENT_DATA
     from handlers.core.link_events import LINKED, RunLinkedData
-    from handlers.core.review_events import APPLIED, ReviewAppliedData
+    from handlers.core.review_events import APPLIED, REVIEW, LinkReviewData, ReviewAppliedData
     from handlers.core.undo_events import UNLINKED, RunUnlinkedData
 
-    return {**EVENT_DATA, LINKED: RunLinkedData, UNLINKED: RunUnlinkedData, APPLIED: ReviewAppliedData}
+    link = {LINKED: RunLinkedData, UNLINKED: RunUnlinkedData, REVIEW: LinkReviewData, APPLIED: ReviewAppliedData}
+    return {**EVENT_DATA, **link}
 
 
 def event_types() -> list[str]:
@@ -176,6 +178,12 @@ def attributes_schema(event_type: str) -> dict[str, Any]:
         required.append("ce-reason")
     elif not reviewed:  # a completed run has all its coordinates; a failed one may lack what an invalid trigger lacked
         required += ["ce-cdfproject", "ce-pipelineid", "ce-runid"]
+    if kind == "link.review":
+        properties["ce-reason"] = {
+            "enum": ["below_threshold", "ambiguous", "conflict"],
+            "description": "Why the link left the source for a person (data.reason).",
+        }
+        required.append("ce-reason")
     if kind == "match":
         properties["ce-matchtype"] = {
             "type": "string",

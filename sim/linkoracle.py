@@ -130,10 +130,11 @@ def choose(matches: Sequence[Mapping[str, Any]], min_score: float, lists: Lists 
     targets = {t if is_id(t) else None for t in targets}
     if targets == {None}:
         return Choice("unlinkable")
+    best_score = top[1] if top[0] == 1 and top[1] != float("-inf") else None  # a link.review's order
     if top[0] == 1 and top[1] < min_score:
-        return Choice("below_threshold")
+        return Choice("below_threshold", score=best_score)
     if len(targets) > 1:
-        return Choice("ambiguous")
+        return Choice("ambiguous", score=best_score)
     return Choice("link", best[0]["target"]["id"], _score(best[0]))
 
 

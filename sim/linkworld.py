@@ -50,6 +50,7 @@ from sim.worldcases import Cases, plan
 SOURCE_BASE = 1_000_000_000
 RUN_KEY, SCORE_KEY = "matchrelay:run", "matchrelay:score"
 ASSET_KEY, PREVIOUS_KEY = "matchrelay:asset", "matchrelay:previous"
+REVIEW_MIN_SCORE, REVIEW_MAX_EVENTS = 0.5, 10_000  # the link's defaults: what its link.review events count
 NOISE_BASE = 8_000_000_000_000  # ids of the sources and targets that noise pairs name: no world's
 _NAMES = {
     "timeseries": ("ts", "Pump {} pressure"),
@@ -74,7 +75,9 @@ class LinkWorld:
     asset_base: int
     noise: tuple[int, int] = (0, 0)
     trust_rules: bool = True
-    _expected: dict[tuple[float, bool], Outcome] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _expected: dict[tuple[float, bool], tuple[Outcome, list[tuple[str, float | None]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def n_sources(self) -> int:
@@ -168,26 +171,45 @@ class LinkWorld:
 
     def decisions(self, min_score: float | None = None, overwrite: bool = False) -> Iterator[tuple[int, str, Any]]:
         """Per source: (s, outcome, the score of the link written, or None when nothing is written)."""
+        for s, outcome, written, _ in self._decided(min_score, overwrite):
+            yield s, outcome, written
+
+    def _decided(self, min_score: float | None, overwrite: bool) -> Iterator[tuple[int, str, Any, float | None]]:
+        """``decisions``, with each source's best score (None without one)."""
         threshold = self.min_score if min_score is None else min_score
         for s in range(self.n_sources):
             choice = choose(self.entries(s), threshold, self.lists(s))
             target_exists = choice.target is not None and self.cases.asset_exists(choice.target - self.asset_base)
             outcome, written = settle(choice, self.initial(s), target_exists, overwrite)
-            yield s, outcome, (choice.target, choice.score) if written else None
+            yield s, outcome, (choice.target, choice.score) if written else None, choice.score
 
-    def expected(self, min_score: float | None = None, *, overwrite: bool = False) -> Outcome:
-        """The counts a link of the run reports at `min_score` (the world's own by default).
+    def expected(
+        self,
+        min_score: float | None = None,
+        *,
+        overwrite: bool = False,
+        review_min: float = REVIEW_MIN_SCORE,
+        review_max: int = REVIEW_MAX_EVENTS,
+    ) -> Outcome:
+        """The counts a link of the run reports at `min_score` (the world's own by default), `reviews` with them:
+        the sources left below the threshold at or above `review_min`, ambiguous or in conflict, `review_max` at most.
 
         Worked out once per threshold and overwrite (a million sources take half a minute), as they depend on
         the world as built only."""
         key = (self.min_score if min_score is None else min_score, overwrite)
         if key not in self._expected:
-            outcome = Outcome()
-            for _, name, written in self.decisions(*key):
+            outcome, reviewable = Outcome(), []
+            for _, name, written, score in self._decided(*key):
                 setattr(outcome, name, getattr(outcome, name) + 1)
                 outcome.written += written is not None
-            self._expected[key] = outcome
-        return replace(self._expected[key])
+                if name in ("ambiguous", "conflict") or (name == "below_threshold" and score is not None):
+                    reviewable.append((name, score))
+            self._expected[key] = (outcome, reviewable)
+        outcome, reviewable = self._expected[key]
+        kept = [
+            1 for name, score in reviewable if name != "below_threshold" or (score is not None and score >= review_min)
+        ]
+        return replace(outcome, reviews=min(len(kept), review_max))
 
     def differences(
         self, sim: CdfSimulator, min_score: float | None = None, *, overwrite: bool = False, untouched: bool = False

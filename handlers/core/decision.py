@@ -137,7 +137,7 @@ class Counts(Tally):
     unlinkable: int = 0
     source_missing: int = 0
     target_missing: int = 0
-    reviews: int = 0  # link.review events published for the run (none yet)
+    reviews: int = 0  # link.review events published for the run (handlers.flow.handover)
     written: int = 0
 
     def add(self, outcome: str, n: int = 1) -> None:

@@ -151,7 +151,7 @@ class RunLinkedData(TypedDict):
     unlinkable: Annotated[int, _doc("Sources or targets without an integer id (a source without one: per match).")]
     sourceMissing: Annotated[int, _doc("Sources to link that no longer exist in CDF.")]
     targetMissing: Annotated[int, _doc("Sources to link whose target asset CDF refused as missing.")]
-    reviews: Annotated[int, _doc("link.review events published for the run (none yet: the review loop is to come).")]
+    reviews: Annotated[int, _doc("link.review events published (and confirmed) for the run, before this event.")]
     written: Annotated[int, _doc("Links this invocation wrote (0 under dryRun); not part of the ce-id's digest.")]
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers.core.decision import (
+    AMBIGUOUS,
     BELOW_THRESHOLD,
     DROPPED,
     LINK,
@@ -41,6 +42,7 @@ from handlers.core.decision import (
 from handlers.core.errors import MalformedResponse
 from handlers.core.models import MAX_ID
 from handlers.core.pairs import Pairs
+from handlers.core.review_picks import Picks
 
 MIN_PENDING = 1 << 20  # matches appended between reductions, at the least: one reduction for most runs
 _NONE = 0  # a target without an integer id (CDF's ids start at 1)
@@ -99,17 +101,20 @@ class Candidates:
         if len(sources) >= self._limit:
             self._reduce()
 
-    def plan(self, min_score: float) -> Plan:
-        """Decide every source (``decide``); the links to make, ascending by source id."""
+    def plan(self, min_score: float, picks: Picks | None = None) -> Plan:
+        """Decide every source (``decide``); the links to make, ascending by source id. ``picks`` notes the sources
+        left below the threshold or ambiguous, for people to review."""
         self._reduce()
         plan, others, below = Plan(Counts(unlinkable=self.without_source)), Counter[str](), 0
-        add = plan.appender()
+        add, note = plan.appender(), picks.note if picks is not None and picks.max_events > 0 else None
         for source, target, score, flag in zip(self._sources, self._targets, self._scores, self._flags, strict=True):
             if not flag and target:  # most sources: a model match, not tied, with a target, so the score decides
                 if score >= min_score:  # a NaN score (none) is not
                     add(source, target, score, False)
                 else:
                     below += 1
+                    if note is not None:
+                        note(source, score, BELOW_THRESHOLD)
                 continue
             kind, ambiguous = flag & _KIND, bool(flag & _AMBIGUOUS)
             trusted, dropped = bool(kind & TRUSTED), bool(kind & DROPPED)
@@ -118,6 +123,8 @@ class Candidates:
                 add(source, target, score, trusted)
             else:
                 others[outcome] += 1
+                if note is not None and outcome in (BELOW_THRESHOLD, AMBIGUOUS):
+                    note(source, None if score != score else score, outcome)
         others[BELOW_THRESHOLD] += below
         for outcome, n in others.items():
             plan.counts.add(outcome, n)

@@ -19,6 +19,7 @@ from handlers.core.models import Reason
 from handlers.core.review import ReviewCounts
 
 APPLIED = "com.cognite.entitymatching.review.applied"
+REVIEW = "com.cognite.entitymatching.link.review"
 
 
 def _doc(text: str) -> Any:
@@ -43,6 +44,47 @@ class ReviewAppliedData(TypedDict):
     unchanged: Annotated[int, _doc("Pairs that were already where the decision puts them.")]
     linked: Annotated[int, _doc("Links written for confirmed pairs named by ids (an asset in place is replaced).")]
     unlinked: Annotated[int, _doc("Links put back for rejected pairs whose link in place the pair had written.")]
+
+
+class Candidate(TypedDict):
+    """One of a source's best matches in the run, as CDF gave it."""
+
+    targetId: Annotated[int | None, _doc("The target asset's id; null when CDF gave none.")]
+    targetExternalId: Annotated[str | None, _doc("The target asset's externalId; null when CDF gave none.")]
+    score: Annotated[float | None, _doc("The match's score; null when it had none (a confirmed or rule match).")]
+    matchType: Annotated[str | None, _doc("The match's matchType as CDF gave it; null when none.")]
+    matchIndex: Annotated[int, _doc("The match's place in the run's matches (0-based), as in its match event's id.")]
+
+
+class LinkReviewData(TypedDict):
+    """Data of a com.cognite.entitymatching.link.review event: a source the link of a run left for a person, with its
+    best candidates. One event per source; the same id on every link of the run."""
+
+    project: Annotated[str, _doc("The CDF project.")]
+    pipelineId: Annotated[int, _doc("The entity matching pipeline's id.")]
+    runId: Annotated[int, _doc("The run's id (its jobId).")]
+    jobId: Annotated[int | None, _doc("The jobId CDF reported for the run.")]
+    sourceId: Annotated[int, _doc("The source's id.")]
+    sourceExternalId: Annotated[str | None, _doc("The source's externalId; null when CDF gave none.")]
+    reason: Annotated[
+        Literal["below_threshold", "ambiguous", "conflict"],
+        _doc(
+            "below_threshold: its best score is below LINK_MIN_SCORE (at or above REVIEW_MIN_SCORE); ambiguous: its "
+            "best matches tie between different assets; conflict: it is linked to another asset, left as it is."
+        ),
+    ]
+    current: Annotated[int | None, _doc("For a conflict, the asset id linked now; otherwise null.")]
+    candidates: Annotated[list[Candidate], _doc("The source's best matches, at most 3, best first.")]
+
+
+def review_event(ref: RunRef, job_id: int | None, review: dict[str, Any], time_ms: int) -> Event:
+    """``link.review`` for one source: ``ce-subject`` ``review/{sourceId}``, ``ce-id`` ``{run}/review/{sourceId}``,
+    attribute ``ce-reason``."""
+    subject = f"review/{review['sourceId']}"
+    data = {**ref.coordinates(job_id), **review}
+    attributes = ref.attributes("link.review", subject, rfc3339(time_ms), ref.event_id(subject))
+    attributes["ce-reason"] = review["reason"]
+    return Event(json.dumps(data, separators=(",", ":")).encode(), attributes)
 
 
 def applied_event(

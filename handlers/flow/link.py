@@ -23,10 +23,8 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
-from handlers.cdf.api import CdfClient
-from handlers.cdf.resources import Resources
 from handlers.cdf.results import RunBody, read_pipeline
 from handlers.core.deadline import Deadline
 from handlers.core.decision import Counts, Resource, resource_of, resources_named
@@ -36,13 +34,13 @@ from handlers.core.link_events import LinkFacts, LinkRequest, linked_event
 from handlers.core.models import RunSummary
 from handlers.core.pairs import Pairs
 from handlers.core.plan import Candidates, Plan
-from handlers.core.poll import Clock, Poller, still_running, summary_of, waits
-from handlers.core.progress import Progress
+from handlers.core.poll import Poller, still_running, summary_of, waits
 from handlers.core.provenance import run_key
+from handlers.core.review_picks import Picks
+from handlers.flow.handover import hand_over
 from handlers.flow.invocation import Counted, ended
+from handlers.flow.parts import LinkParts
 from handlers.flow.writer import READS, ChunkWriter, outcomes
-from handlers.process.settings import Settings
-from handlers.pubsub.publish import Sink
 
 log = logging.getLogger("matchrelay")
 AHEAD = 2  # chunks made and queued per worker: enough to keep every worker busy, few enough to hold little
@@ -54,22 +52,6 @@ class LinkOutcome(Counted):
 
     kind: Literal["linked", "refused", "ignored", "handed_back"]
     counts: Counts = field(default_factory=Counts)
-
-
-class LinkParts(Protocol):
-    """What a link is given (``handlers.flow.linker.Linker`` has it all)."""
-
-    settings: Settings
-    cdf: CdfClient
-    resources: Resources
-    sink: Sink
-    clock: Clock
-    topic: str
-    progress: Progress
-
-    def wall(self) -> float: ...
-
-    def now_ms(self) -> int: ...
 
 
 @dataclass
@@ -84,6 +66,8 @@ class LinkJob:
     facts: LinkFacts = field(init=False)
     summary: RunSummary | None = None
     pairs: Pairs | None = None  # the pipeline's confirmed and rejected pairs, read with it
+    picks: Picks = field(default_factory=lambda: Picks(0.0, 0))  # the sources left for people (none until decided)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.facts = LinkFacts(self.dry_run, self.linker.settings.link_min_score)
@@ -102,6 +86,8 @@ class LinkJob:
         self.counts.merge(plan.counts)
         self.linker.progress.decided(outcomes(plan.counts))
         self._apply(plan, resource)
+        job_id = self.summary.jobId if self.summary is not None else None
+        self.counts.reviews = hand_over(self.linker, self.request, self.picks, job_id, self._time_ms(), self.deadline)
         return self._report(None, "")
 
     def _handed_back(self, exc: HandBack) -> LinkOutcome:
@@ -137,7 +123,11 @@ class LinkJob:
                 return None
             if self.summary.status == "Failed":
                 raise RunFailed(self.summary.errorMessage or "CDF says the run failed")
-            candidates = Candidates(self.pairs, self.linker.settings.link_trust_rules)
+            settings = self.linker.settings
+            candidates = Candidates(self.pairs, settings.link_trust_rules)
+            self.picks = Picks(
+                settings.review_min_score, settings.review_max_events, self.pairs, settings.link_trust_rules
+            )
             progress, read = self.linker.progress, 0
             for batch in body.batches():  # as many matches as the text read so far holds: hundreds
                 candidates.extend(batch, read)
@@ -145,7 +135,7 @@ class LinkJob:
                 progress.linking(matches=len(batch))
                 if not self.deadline.producing():
                     raise OutOfTime(f"the deadline came while reading the run's matches ({read} read)")
-        return candidates.plan(self.linker.settings.link_min_score)
+        return candidates.plan(settings.link_min_score, self.picks)
 
     def _apply(self, plan: Plan, resource: Resource) -> None:
         """Every chunk of links, started in source order (``READS`` reading at once, ``LINK_CONCURRENCY`` writing);
@@ -164,6 +154,7 @@ class LinkJob:
             threading.Event(),
             threading.Semaphore(settings.link_concurrency),
             self.linker.progress,
+            conflicted=self._conflicted,
         )
         workers = max(READS, settings.link_concurrency)
         results: list[tuple[Counts, RelayError | None]] = []
@@ -181,6 +172,11 @@ class LinkJob:
         first = next((e for e in errors if isinstance(e, PermanentError)), None) or next(iter(errors), None)
         if first is not None:
             raise first
+
+    def _conflicted(self, source: int, score: float | None, current: int) -> None:
+        """A source left in conflict by a chunk's writer (any of the writing threads): one for people to review."""
+        with self._lock:
+            self.picks.note(source, score, "conflict", current)
 
     def _poller(self) -> Poller:
         settings = self.linker.settings

@@ -30,8 +30,8 @@ from handlers.core.review import Decision, Decisions, ReviewCounts, last_words, 
 from handlers.core.review_events import applied_event
 from handlers.core.undo import PutBack, undo, update_item
 from handlers.flow.invocation import Arrival, Counted, ended, summarize
-from handlers.flow.link import LinkParts
 from handlers.flow.lists import Lists, settle
+from handlers.flow.parts import LinkParts
 from handlers.flow.writer import ChunkWriter
 from handlers.process.logs import log_context
 

@@ -34,8 +34,8 @@ from handlers.core.provenance import RUN_KEY, run_key
 from handlers.core.undo import CHANGED, PutBack, UndoCounts, undo, update_item
 from handlers.core.undo_events import UndoFacts, unlinked_event
 from handlers.flow.invocation import Counted, ended
-from handlers.flow.link import LinkParts
 from handlers.flow.lists import add_pairs
+from handlers.flow.parts import LinkParts
 
 
 @dataclass(frozen=True)

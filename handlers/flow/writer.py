@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.decision import (
+    CONFLICT,
     SOURCE_MISSING,
     TARGET_MISSING,
     TARGET_RESOURCE,
@@ -57,6 +59,7 @@ class ChunkWriter:
     stop: threading.Event
     writes: threading.Semaphore  # LINK_CONCURRENCY: writes in flight (``Turn``); reads are not CDF's write limit's
     progress: Progress = NO_PROGRESS  # sources checked, links written, decisions: the command's display
+    conflicted: Callable[[int, float | None, int], None] | None = None  # a source left in conflict, its asset in place
     items: UpdateItems = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,8 @@ class ChunkWriter:
                 writes.append(link._replace(previous=current[0]) if resource.single and current else link)
             else:
                 others[outcome] += 1
+                if outcome == CONFLICT and self.conflicted is not None and current:
+                    self.conflicted(link.source, link.score, current[0])
         for outcome, n in others.items():
             counts.add(outcome, n)
         return writes

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     link_dry_run: bool = False
     link_trust_rules: bool = True  # a rule match links whatever its score (contract, section 8.3)
     link_topic: str | None = None  # unset: RELAY_TOPIC (``linked_topic``)
+    review_min_score: float = Field(0.5, ge=0, le=1)  # a source below LINK_MIN_SCORE gets a link.review from here up
+    review_max_events: int = Field(10_000, ge=0)  # link.review events per run at most, the best-scored first
     review_topic: str | None = None  # unset: LINK_TOPIC (``reviewed_topic``): review.applied (contract, section 10)
     log_level: str = "INFO"
     otel_traces_exporter: str | None = None  # OpenTelemetry's own variables: traces off unless an exporter is named

@@ -42,8 +42,9 @@ def command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def printed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """The one line ``--stdout`` prints."""
-    [line] = result.stdout.splitlines()
+    """The last line ``--stdout`` prints: run.linked, after the run's link.review events."""
+    *reviews, line = result.stdout.splitlines()
+    assert {json.loads(r)["attributes"]["ce-type"] for r in reviews} <= {"com.cognite.entitymatching.link.review"}
     event = json.loads(line)
     assert set(event) == {"attributes", "data"}
     return dict(event)

@@ -48,7 +48,10 @@ def scenario(sim: CdfSimulator, matches: int = 1000, **shape: Any) -> LinkWorld:
 
 
 def process_env(env: dict[str, str], **more: str) -> dict[str, str]:
-    return os.environ | env | {"PYTHONUNBUFFERED": "1"} | more
+    """The processes' environment; the link's link.review events go to the events topic (unless a test says), apart
+    from a LINK_TOPIC a test reads run.linked from."""
+    reviews = {"REVIEW_TOPIC": env["RELAY_TOPIC"]} if "RELAY_TOPIC" in env else {}
+    return os.environ | env | {"PYTHONUNBUFFERED": "1"} | reviews | more
 
 
 @contextlib.contextmanager
@@ -134,7 +137,8 @@ def summaries(log: Path) -> list[dict[str, Any]]:
 def chain(env: dict[str, str], pubsub: PubSub, topics: Topics, logs: Path) -> Iterator[tuple[str, str]]:
     """The relay and the link as processes, the link pushed the events topic; yields (relay url, linked sub)."""
     linked_topic, linked_sub = pubsub.topic("linked")
-    served = process_env(env, LINK_TOPIC=linked_topic, LOG_LEVEL="INFO")
+    review_topic, _ = pubsub.topic("reviews")  # link.review events: their own topic, as a review tool reads them
+    served = process_env(env, LINK_TOPIC=linked_topic, REVIEW_TOPIC=review_topic, LOG_LEVEL="INFO")
     with (
         function("on_run_message", served, logs / "relay.log") as (_, relay_url),
         function("on_run_completed", served, logs / "link.log") as (_, link_url),
@@ -162,7 +166,7 @@ def test_link_e2e_a_completed_run_is_linked_through_the_events_topic(
     requests = sim.request_counts()
     assert {k: requests.get(k, 0) for k in ("pipeline", "results", "byids", "update")} == {
         "pipeline": 1,
-        "results": 2,  # the relay's and the link's
+        "results": 3,  # the relay's, the link's, and the link's second reading for its link.review candidates
         "byids": 1,
         "update": 2,
     }
@@ -208,7 +212,10 @@ def test_link_e2e_a_link_longer_than_the_deadline_ends_over_redeliveries(
     linked_topic, linked_sub = pubsub.topic("linked")
     topic, subscription = pubsub.topic("completed")
     log = tmp_path / "link.log"
-    served = process_env(env, LINK_TOPIC=linked_topic, INVOCATION_TIMEOUT_S=str(TIMEOUT_S), LOG_LEVEL="INFO")
+    review_topic, _ = pubsub.topic("reviews")
+    served = process_env(
+        env, LINK_TOPIC=linked_topic, REVIEW_TOPIC=review_topic, INVOCATION_TIMEOUT_S=str(TIMEOUT_S), LOG_LEVEL="INFO"
+    )
     with function("on_run_completed", served, log) as (_, url):
         bridge = Bridge(pubsub, topic, subscription, url)
         with bridge.running(workers=1):

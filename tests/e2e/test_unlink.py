@@ -45,7 +45,8 @@ def command(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[s
 def printed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The data of the one event ``--stdout`` printed, after checking the command succeeded."""
     assert result.returncode == 0, result.stderr[-3000:]
-    [line] = result.stdout.splitlines()
+    *reviews, line = result.stdout.splitlines()  # a link prints its link.review events first
+    assert {json.loads(r)["attributes"]["ce-type"] for r in reviews} <= {"com.cognite.entitymatching.link.review"}
     return dict(json.loads(line)["data"])
 
 

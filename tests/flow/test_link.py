@@ -66,10 +66,13 @@ def expected(kind: str, overwrite: bool = False) -> dict[str, int]:
     """The counts of run.linked for ROWS and EXTRA."""
     counts = dict.fromkeys(("belowThreshold", "conflict", "ambiguous", "rejected", "unlinkable"), 0)
     counts |= {"linked": 0, "sourceMissing": 0, "targetMissing": 0, "reviews": 0}
-    for _, _, _, _, outcome in ROWS:
+    for _, _, matches, _, outcome in ROWS:
         if outcome == "conflict" and (overwrite or kind not in SINGLE):
             outcome = "linked"
         counts[outcome] += 1
+        best = max((match["score"] for match in matches if match["score"] is not None), default=None)
+        below = outcome == "belowThreshold" and best is not None and best >= 0.5  # REVIEW_MIN_SCORE's default
+        counts["reviews"] += outcome in ("ambiguous", "conflict") or below  # a link.review each
     counts["unlinkable"] += len(EXTRA)
     return counts
 

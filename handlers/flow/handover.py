@@ -1,0 +1,46 @@
+"""What the link leaves, handed to people (contract, section 10): ``link.review`` events, before ``run.linked``.
+
+The link notes the sources it leaves (``handlers.core.review_picks``) while it
+decides and writes; here the best-scored ``REVIEW_MAX_EVENTS`` of them are
+chosen, the run's matches are read again from CDF for their candidates (memory
+bounded by the chosen, not by the run), and one ``link.review`` each is
+published to ``REVIEW_TOPIC`` and confirmed. Their ids are the run's and the
+source's, so a redelivered link publishes the same events again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from handlers.cdf.results import RunBody
+from handlers.core.deadline import Deadline
+from handlers.core.errors import OutOfTime
+from handlers.core.events import Event, RunRef
+from handlers.core.link_events import LinkRequest
+from handlers.core.review_events import review_event
+from handlers.core.review_picks import Picks
+from handlers.flow.parts import LinkParts
+
+
+def hand_over(
+    parts: LinkParts, request: LinkRequest, picks: Picks, job_id: int | None, time_ms: int, deadline: Deadline
+) -> int:
+    """Publish the chosen sources' ``link.review`` events (none when none was left); how many were confirmed."""
+    if picks.choose() == 0:
+        return 0
+    r = request
+    with parts.cdf.open_run(r.project, r.pipeline_id, r.run_id, deadline) as chunks:
+        body, read = RunBody(chunks), 0
+        body.header()
+        for batch in body.batches():
+            picks.gather(batch, read)
+            read += len(batch)
+            if not deadline.producing():
+                raise OutOfTime(f"the deadline came while reading the run's matches again ({read} read)")
+    ref = RunRef(parts.settings.base_url, r.project, r.pipeline_id, r.run_id, traceparent=r.traceparent)
+    return parts.sink.publish(parts.review_topic, _events(ref, picks, job_id, time_ms), deadline)
+
+
+def _events(ref: RunRef, picks: Picks, job_id: int | None, time_ms: int) -> Iterator[Event]:
+    for review in picks.reviews():
+        yield review_event(ref, job_id, review, time_ms)
