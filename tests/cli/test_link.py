@@ -104,10 +104,14 @@ def test_link_cli_publishes_run_linked_to_link_topic(env: dict[str, str], sim: C
     """Without ``--stdout``: run.linked goes to LINK_TOPIC, confirmed before exit 0; stdout carries the logs."""
     scenario = world(sim)
     topic, subscription = pubsub.topic("linked")
-    result = command({**env, "LINK_TOPIC": topic}, *ARGS)
+    reviews, review_subscription = pubsub.topic("reviews")
+    result = command({**env, "LINK_TOPIC": topic, "REVIEW_TOPIC": reviews}, *ARGS)
     assert result.returncode == 0, result.stderr
     [received] = pubsub.drain(subscription, at_least=1)
     assert received.attributes["ce-type"] == LINKED
+    handed = pubsub.drain(review_subscription, at_least=received.data["reviews"])
+    assert {e.attributes["ce-type"] for e in handed} == {"com.cognite.entitymatching.link.review"}
+    assert len(handed) == received.data["reviews"] > 0
     assert {k: received.data[k] for k in scenario.expected().counts()} == scenario.expected().counts()
     assert all("severity" in json.loads(line) for line in result.stdout.splitlines())
 
@@ -178,7 +182,7 @@ def test_link_cli_on_a_terminal_shows_reads_writes_and_decisions(sim: CdfSimulat
     scenario = world(sim)
     code, stdout, screen = run_on_pty([*ARGS, "--stdout"], terminal_env(sim))
     assert code == 0, screen.raw
-    data = json.loads(stdout)["data"]
+    data = json.loads(stdout.splitlines()[-1])["data"]  # run.linked, after the link.review lines
     expected = scenario.expected()
     checked = expected.linked + expected.conflict + expected.source_missing + expected.target_missing
     decisions = ", ".join(

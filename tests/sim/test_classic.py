@@ -431,7 +431,7 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
             {"matches": 20, "below": 0.25, "linked": 0.25, "conflicts": 0.25},
             None,
             False,
-            {"linked": 10, "belowThreshold": 5, "conflict": 5, "written": 5},
+            {"linked": 10, "belowThreshold": 5, "conflict": 5, "reviews": 10, "written": 5},
             id="series",
         ),
         pytest.param(
@@ -439,7 +439,7 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
             {"matches": 20, "below": 0.25, "linked": 0.25, "conflicts": 0.25},
             0.0,
             False,
-            {"linked": 15, "conflict": 5, "written": 10},
+            {"linked": 15, "conflict": 5, "reviews": 5, "written": 10},
             id="series-at-any-score",
         ),
         pytest.param(
@@ -447,7 +447,7 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
             {"matches": 20, "below": 0.25, "linked": 0.25, "conflicts": 0.25},
             None,
             True,
-            {"linked": 15, "belowThreshold": 5, "written": 10},
+            {"linked": 15, "belowThreshold": 5, "reviews": 5, "written": 10},
             id="series-overwrite",
         ),
         pytest.param(
@@ -455,7 +455,7 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
             {"matches": 20, "below": 0.25, "linked": 0.25, "conflicts": 0.25},
             None,
             False,
-            {"linked": 15, "belowThreshold": 5, "written": 10},
+            {"linked": 15, "belowThreshold": 5, "reviews": 5, "written": 10},
             id="files-hold-lists",
         ),
         pytest.param(
@@ -464,7 +464,7 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
             None,
             False,
             {"linked": 11, "belowThreshold": 7, "ambiguous": 2, "unlinkable": 6, "sourceMissing": 2, "targetMissing": 2}
-            | {"written": 8},
+            | {"reviews": 9, "written": 8},
             id="every-case",
         ),
     ],
@@ -472,7 +472,8 @@ COUNTED = {"ambiguous": 2, "runners_up": 2, "unlinkable": 6, "missing_sources": 
 def test_link_world_expected_counts(
     sim: CdfSimulator, kind: str, params: dict[str, Any], at: float | None, overwrite: bool, counts: dict[str, int]
 ) -> None:
-    """A small world's expected counts, at its minimum score or another, are what its parameters say."""
+    """A small world's expected counts, at its minimum score or another, are what its parameters say; reviews count
+    the sources left below the threshold (the world scores them 0.5 and up), ambiguous or in conflict."""
     world = link_world(sim, 7, 70, kind, **params)
     zero = dict.fromkeys(["linked", "belowThreshold", "conflict", "ambiguous", "rejected", "unlinkable"], 0)
     zero |= dict.fromkeys(["sourceMissing", "targetMissing", "reviews"], 0)
@@ -634,3 +635,12 @@ def test_cli_serves_the_link_scenario_with_write_options() -> None:
         assert process.wait(timeout=10) == 0
     assert (pipeline["sources"]["resource"], run["status"], len(run["matches"])) == ("time_series", "Completed", 1000)
     assert [item["id"] for item in found] == [first]
+
+
+def test_link_world_expected_reviews_follow_the_review_settings(sim: CdfSimulator) -> None:
+    """The reviews a link should publish: capped by REVIEW_MAX_EVENTS, and below the threshold only from
+    REVIEW_MIN_SCORE up."""
+    world = link_world(sim, 7, 70, "time_series", 20, below=0.25, linked=0.25, conflicts=0.25)
+    assert world.expected().reviews == 10
+    assert world.expected(review_max=3).reviews == 3
+    assert world.expected(review_min=1.0).reviews == 5  # the conflicts only
