@@ -41,7 +41,7 @@ from sim.linkworld import link_world
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100_000, 1_000_000)
 WRITE_LATENCY_S, WRITE_LIMIT = 0.05, 4
-BELOW, LINKED = 0.4, 0.05
+BELOW, LINKED = float(os.environ.get("BENCH_LINK_BELOW", "0.4")), 0.05  # issue 23's bench: 0.5 below
 GOALS = {"requests_per_1000": 2.2, "floor_ratio": 1.3, "rss_mb_at_1m": 250.0}
 CHECK_UP_TO = 100_000  # the state of every source is compared with the scenario's up to here (1M takes minutes)
 RUNS = {100_000: 3, 1_000_000: 2}  # runs per size, the best reported (1M takes a minute a run)
@@ -186,6 +186,7 @@ def _link(url: str, n: int) -> tuple[int, float, float, list[float], str]:
     seconds and its output."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env |= {"CDF_PROJECT": "demo", "CDF_URL": url, "CDF_TOKEN": "bench-token", "LOG_LEVEL": "WARNING"}
+    env |= {k: v for k, v in os.environ.items() if k.startswith("REVIEW_")}  # REVIEW_MAX_EVENTS=0: no hand-over
     command = [sys.executable, "-c", _PEAK, "link", "--pipeline-id", "1", "--run-id", str(n), "--stdout"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)

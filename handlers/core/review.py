@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -44,9 +44,9 @@ class Decision(NamedTuple):
             tid if type(self.target) is int else text: self.target,
         }
 
-    def names(self, entry: Any) -> bool:
-        """Whether a list's entry is this pair, named the same way."""
-        return isinstance(entry, dict) and all(entry.get(k) == v for k, v in self.entry().items())
+    def key(self) -> tuple[tuple[str, int | str], ...]:
+        """The pair as it is named: what a list's entry naming it the same way has too (``_entry_keys``)."""
+        return tuple(self.entry().items())
 
 
 @dataclass(frozen=True)
@@ -93,21 +93,35 @@ def read_decisions(body: Any, *, default_project: str, allowed: tuple[str, ...])
 def merged(
     lists: Mapping[str, Sequence[Any]], decisions: Sequence[Decision]
 ) -> tuple[dict[str, list[Any]], ReviewCounts]:
-    """The lists that change (to be set whole) and what the decisions did; an empty dict when every decision holds."""
-    out = {CONFIRMED: list(lists.get(CONFIRMED, ())), REJECTED: list(lists.get(REJECTED, ()))}
-    changed, counts = set(), ReviewCounts()
-    for d in decisions:
+    """The lists that change (to be set whole) and what the decisions did, each pair once, by its last word; an
+    empty dict when every decision holds. One pass over each list, whatever the number of decisions."""
+    final = {d.key(): d for d in decisions}  # the last word on each pair
+    out, changed, counts = {}, [], ReviewCounts()
+    held = {name: _keys(lists.get(name, ())) for name in (CONFIRMED, REJECTED)}
+    for name in (CONFIRMED, REJECTED):
+        wanted = name == CONFIRMED
+        listed = list(lists.get(name, ()))
+        kept = [e for e in listed if not any(k in final and final[k].confirm != wanted for k in _entry_keys(e))]
+        added = [d.entry() for k, d in final.items() if d.confirm == wanted and k not in held[name]]
+        out[name] = kept + added
+        if len(kept) != len(listed) or added:
+            changed.append(name)
+    for key, d in final.items():
         into, out_of = (CONFIRMED, REJECTED) if d.confirm else (REJECTED, CONFIRMED)
-        kept = [e for e in out[out_of] if not d.names(e)]
-        taken_out, put_in = len(kept) != len(out[out_of]), not any(map(d.names, out[into]))
-        if taken_out:
-            out[out_of] = kept
-            changed.add(out_of)
-        if put_in:
-            out[into].append(d.entry())
-            changed.add(into)
-        counts.add(("confirmed" if d.confirm else "rejected") if taken_out or put_in else "unchanged")
-    return {name: out[name] for name in sorted(changed)}, counts
+        moved = key not in held[into] or key in held[out_of]
+        counts.add(("confirmed" if d.confirm else "rejected") if moved else "unchanged")
+    return {name: out[name] for name in changed}, counts
+
+
+def _entry_keys(entry: Any) -> list[tuple[tuple[str, Any], ...]]:
+    """The ways a list's entry names a pair: a key for each form (ids, external ids) it names both sides in."""
+    if not isinstance(entry, dict):
+        return []
+    return [((s, entry[s]), (t, entry[t])) for s in _SIDES[0] if s in entry for t in _SIDES[1] if t in entry]
+
+
+def _keys(entries: Iterable[Any]) -> set[tuple[tuple[str, Any], ...]]:
+    return {key for entry in entries for key in _entry_keys(entry)}
 
 
 def holds(lists: Mapping[str, Sequence[Any]], decisions: Sequence[Decision]) -> bool:

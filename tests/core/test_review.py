@@ -99,9 +99,10 @@ def test_review_merge(lists: Any, decisions: Any, changed: Any, counts: tuple[in
 
 
 def test_review_the_last_word_on_a_pair_holds() -> None:
-    """A message that confirms a pair and then rejects it leaves it rejected."""
-    out, _ = merged({}, [CONFIRM, Decision(1, 10, False)])
-    assert out == {CONFIRMED: [], REJECTED: [{"sourceId": 1, "targetId": 10}]}
+    """A message that confirms a pair and then rejects it leaves it rejected, and counts the pair once."""
+    out, n = merged({}, [CONFIRM, Decision(1, 10, False)])
+    assert (n.confirmed, n.rejected, n.unchanged) == (0, 1, 0)
+    assert out == {REJECTED: [{"sourceId": 1, "targetId": 10}]}  # confirmedMatches never held it: left alone
     assert holds(out, [CONFIRM, Decision(1, 10, False)])
     assert not holds(out, [CONFIRM])
 
