@@ -61,6 +61,10 @@ class Deadline:
         """The instant after which no new work may start (the margin kept for ending); None without a deadline."""
         return self.end - self.margin if self.bounded else None
 
+    def until_cutoff(self) -> float | None:
+        """How long work may still wait to start (a write for its turn): until the cutoff; None without a deadline."""
+        return None if not self.bounded else max(0.0, self.left() - self.margin)
+
     def left(self) -> float:
         """Seconds until the invocation must have answered."""
         return self.end - self.clock()

@@ -21,17 +21,17 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from handlers.cdf.resources import Update
 from handlers.core.deadline import Deadline
 from handlers.core.decision import Link, Resource, resource_of, resources_named
 from handlers.core.errors import HandBack, InvalidDecision
 from handlers.core.events import RunRef
 from handlers.core.review import Decision, Decisions, ReviewCounts, last_words, merged, read_decisions
 from handlers.core.review_events import applied_event
-from handlers.core.undo import PutBack, undo, update_item
+from handlers.core.undo import PutBack, undo
 from handlers.flow.invocation import Arrival, Counted, ended, summarize
 from handlers.flow.lists import Lists, settle
 from handlers.flow.parts import LinkParts
+from handlers.flow.unlink import put_back_updates
 from handlers.flow.writer import ChunkWriter
 from handlers.process.logs import log_context
 
@@ -87,7 +87,7 @@ class ReviewJob:
             if isinstance(decided, PutBack) and decided.asset == reject.target:
                 puts.append(decided)
         if puts and not self.dry_run:
-            updates = [Update(p.source, p.restore or 0, update_item(p, resource)) for p in puts]
+            updates = put_back_updates(puts, resource)
             self.counts.unlinked += len(resources.update(d.project, resource.path, updates, self.deadline).written)
         elif puts:
             self.counts.unlinked += len(puts)

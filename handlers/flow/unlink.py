@@ -125,7 +125,7 @@ class UnlinkJob:
                 items, cursor = resources.list_page(
                     r.project, resource.path, metadata, self.deadline, cursor, partition
                 )
-                self._page(items, resource, Turn(writes, self._until_cutoff()) if write else None)
+                self._page(items, resource, Turn(writes, self.deadline.until_cutoff()) if write else None)
                 if cursor is None:
                     return None
         except PermanentError as exc:
@@ -161,7 +161,7 @@ class UnlinkJob:
     def _write(self, puts: list[PutBack], resource: Resource, turn: Turn) -> set[int] | None:
         """The items CDF took (one missing, deleted since, or whose asset to restore is gone, is left out); None when
         another partition was refused meanwhile, and nothing was sent."""
-        updates = [Update(p.source, p.restore or 0, update_item(p, resource)) for p in puts]
+        updates = put_back_updates(puts, resource)
         if not turn.take():
             raise OutOfTime("the deadline came while other writes were in flight")
         try:
@@ -177,11 +177,6 @@ class UnlinkJob:
             turn.give()
         return set(written.written)
 
-    def _until_cutoff(self) -> float | None:
-        if not self.deadline.bounded:
-            return None
-        return max(0.0, self.deadline.left() - self.deadline.margin)
-
     def _handed_back(self, exc: HandBack) -> UnlinkOutcome:
         return UnlinkOutcome("handed_back", exc.code, self.request.dry_run, self.counts, str(exc))
 
@@ -193,3 +188,8 @@ class UnlinkJob:
         event = unlinked_event(ref, facts, self.counts, parts.now_ms())
         parts.sink.publish(parts.topic, [event], self.deadline)
         return UnlinkOutcome("unlinked" if reason is None else "refused", reason, r.dry_run, self.counts, detail)
+
+
+def put_back_updates(puts: list[PutBack], resource: Resource) -> list[Update]:
+    """The ``update`` items that put ``puts`` back; the asset set back is the target a 400 ``missing`` may name."""
+    return [Update(p.source, p.restore or 0, update_item(p, resource)) for p in puts]

@@ -125,7 +125,7 @@ class ChunkWriter:
     def _write(self, writes: list[Link], counts: Counts) -> None:
         """One ``update`` of ``writes`` in a write's turn; a refusal stops every chunk not started."""
         updates = [Update(w.source, w.target, item) for w, item in zip(writes, self.items.items(writes), strict=True)]
-        turn = Turn(self.writes, self._until_cutoff())
+        turn = Turn(self.writes, self.deadline.until_cutoff())
         if not turn.take():
             raise OutOfTime("the deadline came while other writes were in flight")
         try:
@@ -151,12 +151,6 @@ class ChunkWriter:
         existing = self.resources.by_ids(self.project, TARGET_RESOURCE, targets, self.deadline)
         for w in writes:
             counts.add(WRITE if w.target in existing else TARGET_MISSING)
-
-    def _until_cutoff(self) -> float | None:
-        """How long a write may wait for its turn: until no work may start any more (for ever without a deadline)."""
-        if not self.deadline.bounded:
-            return None
-        return max(0.0, self.deadline.left() - self.deadline.margin)
 
     def _in_time(self) -> None:
         if not self.deadline.producing():
