@@ -6,8 +6,9 @@ client in a bare loop, and as raw Publish requests (1,000 messages each, four in
 flight). The emulator is warmed first; the sides alternate and the best of
 ``--rounds`` counts. Each measurement runs in a fresh process so its peak RSS is
 its own. Then: CPU per stage, cold start, polling, and the contract v2 figures
-(waiting runs in one process, a run split by continuations), what traces cost, and
-the link (requests, time against the write limit's floor, memory, best of several: bench/link.py).
+(waiting runs in one process, a run split by continuations), what traces cost,
+the link (requests, time against the write limit's floor, memory, best of several: bench/link.py),
+and the link's link.review events published against the relay's events, on the same emulator (bench/handover.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, continued, link, run_child, tracing, waiting
+from bench import coldstart, continued, handover, link, run_child, tracing, waiting
 from bench.polling import measure
 from sim import CdfSimulator, Step, stream_run_body
 from sim.emulator import Emulator
@@ -62,14 +63,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each side; the best counts")
     parser.add_argument("--naive", action="store_true", help="also measure the naive relay (slow)")
     parser.add_argument(
-        "--only", default="", help="comma-separated parts: relay,stages,cold,polling,waiting,segments,tracing,link"
+        "--only",
+        default="",
+        help="comma-separated parts: relay,stages,cold,polling,waiting,segments,tracing,link,handover",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     parts = (
         set(args.only.split(","))
         if args.only
-        else {"relay", "stages", "cold", "polling", "waiting", "segments", "tracing", "link"}
+        else {"relay", "stages", "cold", "polling", "waiting", "segments", "tracing", "link", "handover"}
     )
     emulator = Emulator()
     emulator.start(Path(os.environ.get("TMPDIR", "/tmp")) / "matchrelay-bench-emulator.log")
@@ -97,6 +100,8 @@ def main() -> None:
             if "tracing" in parts:
                 serve(sim, 100_000)
                 tracing.report(tracing.measure(env, 100_000, args.rounds + 2), tracing.cold_start())
+        if "handover" in parts:  # a simulator of its own, writes slowed as the link bench's; this emulator
+            handover.report(handover.measure(rounds=args.rounds, emulator_host=emulator.host))
     finally:
         emulator.stop()
     if "cold" in parts:
