@@ -10,13 +10,15 @@ from pathlib import Path
 
 from google.cloud import pubsub_v1
 
-from handlers.core.provenance import ASSET_KEY, RUN_KEY
-from sim import CdfSimulator
-from tests.conftest import GCP_PROJECT, PubSub, Topics
-from tests.e2e.test_link import function, process_env
+from handlers.core.provenance import ASSET_KEY, PREVIOUS_KEY, RUN_KEY
+from sim import CdfSimulator, Step
+from tests.conftest import GCP_PROJECT, PubSub, Received, Topics
+from tests.e2e.test_link import function, process_env, summaries
 from tests.e2e.test_unlink import PIPELINE, linked, of_run, pipeline
+from tests.support.eventarc import Bridge
 
 APPLIED = "com.cognite.entitymatching.review.applied"
+TIMEOUT_S = 5.0
 
 
 def test_review_decisions_through_an_ordered_push_subscription(
@@ -69,3 +71,61 @@ def test_review_decisions_through_an_ordered_push_subscription(
     # The reject of the confirmed pair put back what the confirm wrote: the run's asset, as matchrelay:previous said.
     assert (first_now.asset_id, RUN_KEY in first_now.metadata) == (asset, False)
     assert (second_now.asset_id == second_asset, RUN_KEY in second_now.metadata) == (False, False)
+
+
+def test_review_past_its_deadline_is_finished_by_a_redelivery(
+    env: dict[str, str], sim: CdfSimulator, pubsub: PubSub, topics: Topics, tmp_path: Path
+) -> None:
+    """With INVOCATION_TIMEOUT_S=5 and CDF telling the confirm's link write to wait 10 s, the first delivery writes
+    the lists and puts back the rejected link, then answers 503 before its deadline; the redelivery writes the link,
+    every pair and write lands once, and one more delivery of the same decisions changes nothing."""
+    before = linked(sim, env)
+    (first, first_state), (second, second_state) = sorted(of_run(sim).items())[:2]
+    asset, second_asset = int(first_state.metadata[ASSET_KEY]), int(second_state.metadata[ASSET_KEY])
+    sim.add_assets(777_777)
+    confirm, reject = {"sourceId": first, "targetId": 777_777}, {"sourceId": second, "targetId": second_asset}
+    decisions = [{**confirm, "decision": "confirm"}, {**reject, "decision": "reject"}]
+    body = json.dumps({"project": "demo", "pipelineId": PIPELINE, "decisions": decisions}).encode()
+    lists, writes = pipeline(sim), len(sim.writes())
+    sim.script_writes("timeseries", [None, Step.throttle("10")])  # the put-back goes through, the link's write waits
+    topic, subscription = pubsub.topic("decisions")
+    log = tmp_path / "review.log"
+    with function("on_review_decision", process_env(env, INVOCATION_TIMEOUT_S=str(TIMEOUT_S)), log) as (_, url):
+        bridge = Bridge(pubsub, topic, subscription, url)
+        with bridge.running(workers=1):
+            pubsub.publisher.publish(topic, body).result(timeout=30)
+            [done] = applied_events(pubsub, topics)
+            updates, after = sim.pipeline_updates(), sim.writes()[writes:]
+            pubsub.publisher.publish(topic, body).result(timeout=30)  # the same decisions delivered once more
+            [again] = applied_events(pubsub, topics)
+    assert bridge.answers() == [503, 200, 200]
+    assert all(d.seconds < TIMEOUT_S for d in bridge.deliveries), [d.seconds for d in bridge.deliveries]
+    outcomes = [(line["outcome"], line["reason"]) for line in summaries(log)]
+    assert outcomes == [("handed_back", "deadline"), ("applied", None), ("applied", None)]
+    assert done.attributes["ce-id"] == again.attributes["ce-id"]
+    assert done.attributes["ce-id"].startswith(f"demo/{PIPELINE}/review/")
+    assert (done.data["reason"], done.data["linked"], again.data["linked"], again.data["unchanged"]) == (None, 1, 0, 2)
+    now = pipeline(sim)
+    assert now["confirmedMatches"] == [e for e in lists["confirmedMatches"] if e != reject] + [confirm]
+    assert now["rejectedMatches"] == [*lists["rejectedMatches"], reject]
+    assert [(u.pipeline, u.field) for u in updates] == [(PIPELINE, "confirmedMatches"), (PIPELINE, "rejectedMatches")]
+    assert [(w.status, w.applied, [item["id"] for item in w.items or []]) for w in after] == [
+        (200, True, [second]),  # the put-back, by the first delivery
+        (429, False, [first]),  # the link's write, refused with Retry-After past the deadline
+        (200, True, [first]),  # the redelivery's
+    ]
+    assert all(w.unchanged == () for w in after)
+    assert (sim.pipeline_updates(), sim.writes()[writes:]) == (updates, after)  # the last delivery wrote nothing
+    assert sim.item_state("timeseries", second) == before[second]
+    linked_now = sim.item_state("timeseries", first)
+    assert linked_now is not None
+    assert (linked_now.asset_id, linked_now.metadata[PREVIOUS_KEY], linked_now.metadata[RUN_KEY]) == (
+        777_777,
+        str(asset),
+        f"demo/{PIPELINE}/review",
+    )
+
+
+def applied_events(pubsub: PubSub, topics: Topics) -> list[Received]:
+    """The review.applied events on the events topic (REVIEW_TOPIC in ``process_env``) not drained yet."""
+    return [e for e in pubsub.drain(topics.events_sub, at_least=1, seconds=120) if e.attributes["ce-type"] == APPLIED]

@@ -3,6 +3,7 @@ the pipeline's lists and CDF's links, review.applied on the emulator, a racing w
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from handlers.core.provenance import ASSET_KEY, PREVIOUS_KEY, RUN_KEY, SCORE_KEY
 from sim import CdfSimulator, Step
 from tests.conftest import ROOT, PubSub, Received, Topics, deliver, pubsub_message
+from tests.core.test_review import INVALID
 from tests.e2e.test_unlink import PIPELINE, command, linked, of_run, pipeline, printed
 
 APPLIED = "com.cognite.entitymatching.review.applied"
@@ -118,20 +120,21 @@ def test_review_a_racing_writer_loses_nothing(
     assert len(sim.pipeline_updates()) == 2
 
 
+INVALID_BODIES = {name: (json.dumps(body).encode(), pipeline_id) for name, (body, pipeline_id) in INVALID.items()}
+INVALID_BODIES["not JSON"] = (b'{"pipelineId": 7, "decisions": [', None)
+
+
+@pytest.mark.parametrize(("raw", "pipeline_id"), INVALID_BODIES.values(), ids=INVALID_BODIES.keys())
 def test_review_an_invalid_message_is_answered_without_cdf(
-    review: Any, sim: CdfSimulator, env: dict[str, str], pubsub: PubSub, topics: Topics
+    review: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics, raw: bytes, pipeline_id: int | None
 ) -> None:
-    """An invalid message: 200, review.applied with invalid_decision keyed by its message id, no request to CDF."""
-    body = pubsub_message(
-        {"pipelineId": PIPELINE, "decisions": [{"sourceId": 1, "decision": "confirm"}]}, message_id="42"
-    )
-    assert deliver(review, body).status_code == 200
+    """Each invalid shape of tests/core/test_review.py, and a body that is not JSON: 200, review.applied with
+    invalid_decision keyed by its message id and no counts, and no request to CDF."""
+    assert deliver(review, pubsub_message(raw=raw, message_id="42")).status_code == 200
     [event] = applied(pubsub, topics)
-    assert (event.attributes["ce-id"], event.data["reason"], event.data["pipelineId"]) == (
-        "invalid-decision/42",
-        "invalid_decision",
-        PIPELINE,
-    )
+    assert (event.attributes["ce-id"], event.attributes["ce-subject"]) == ("invalid-decision/42", "review/invalid")
+    assert (event.data["reason"], event.data["pipelineId"]) == ("invalid_decision", pipeline_id)
+    assert [event.data[k] for k in ("confirmed", "rejected", "unchanged", "linked", "unlinked")] == [0] * 5
     assert sim.requests == []
 
 
