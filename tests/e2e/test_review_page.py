@@ -38,6 +38,7 @@ from sim.emulator import free_port
 from sim.scenarios import demo
 from tests.conftest import GCP_PROJECT, ROOT, PubSub, Topics, binary_event, pubsub_message, wait_for
 from tests.e2e.test_link import function, process_env, push_to
+from tests.e2e.test_unlink import pipeline
 
 PAGE = ROOT / "examples" / "review"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -123,14 +124,6 @@ def click(driver: WebDriver, key: str, verdict: str) -> None:
     cards(driver)[key].find_element(By.CSS_SELECTOR, f"tr.candidate button.{verdict}").click()
 
 
-def pipeline_lists(sim: CdfSimulator) -> dict[str, Any]:
-    sim.static_tokens.add(TOKEN)
-    url = f"{sim.url}/api/v1/projects/demo/context/entitymatching/pipelines/1"
-    answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
-
-
 def subscribe(pubsub: PubSub, topic: str, **push: Any) -> str:
     name = pubsub.subscriber.subscription_path(GCP_PROJECT, f"sub-{uuid.uuid4().hex[:12]}")
     pubsub.subscriber.create_subscription(request={"name": name, "topic": topic, "ack_deadline_seconds": 60, **push})
@@ -186,7 +179,7 @@ def test_review_page_a_person_decides_what_the_link_left(
         assert list(cards(browser)) == [third]
 
     source_of = {key: int(key.rsplit("/", 1)[1]) for key in (first, second)}
-    lists = pipeline_lists(sim)
+    lists = pipeline(sim, 1)
     assert lists["confirmedMatches"] == [{"sourceId": source_of[first], "targetId": targets[first]}]
     assert lists["rejectedMatches"] == [{"sourceId": source_of[second], "targetId": targets[second]}]
     confirmed = sim.item_state("timeseries", source_of[first])

@@ -272,10 +272,10 @@ def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:
     return True
 
 
-def pipeline(sim: CdfSimulator) -> dict[str, Any]:
+def pipeline(sim: CdfSimulator, pipeline_id: int = PIPELINE) -> dict[str, Any]:
     """The pipeline as CDF answers its GET."""
     sim.static_tokens.add(TOKEN)
-    url = f"{sim.url}/api/v1/projects/demo/context/entitymatching/pipelines/{PIPELINE}"
+    url = f"{sim.url}/api/v1/projects/demo/context/entitymatching/pipelines/{pipeline_id}"
     answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
