@@ -37,16 +37,13 @@ import time
 import zlib
 from functools import cache
 from itertools import compress, repeat
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from sim.blocks import Block
 from sim.classic import Resource
 from sim.listquery import Pairs, Query, Unrecognized, parse_list
 from sim.steps import Request, Step
 from sim.updates import Refusal
-
-if TYPE_CHECKING:
-    from sim.writes import Classic
 
 _KEPT = 64  # masks (and partition bytes) kept; all are dropped when more are asked for
 _MAX_PASS = 1 << 16  # items a pass over a block looks at, at most: its arrays' slices are copies
@@ -140,7 +137,23 @@ def _is(part: int) -> bytes:
     return bytes(int(b == part) for b in range(256))
 
 
-def answer(classic: Classic, kind: str, request: Request) -> Step:
+class Host(Protocol):
+    """What a list request needs of the write side's state (sim/writes.py's ``Classic``), named here so that this
+    module does not import the one that imports it."""
+
+    lock: Any
+    invalid: list[tuple[str, str]]
+    listing: Listing
+    resources: dict[str, Resource]
+    list_latency_s: float
+    stopping: Any
+
+    def refused(self, endpoint: str, body: bytes) -> Step | None: ...
+
+    def next_scripted(self, op: str, kind: str) -> Any: ...
+
+
+def answer(classic: Host, kind: str, request: Request) -> Step:
     """A list request of `kind`, in the order the module's docstring gives."""
     endpoint = f"{kind}/list"
     invalid = classic.refused(endpoint, request.body)

@@ -15,6 +15,13 @@ def test_the_tree_keeps_the_import_rule() -> None:
     assert check(sources) == []
 
 
+def test_nothing_in_the_house_cycles() -> None:
+    """The simulator, the demo, the benches and the schemas import in no loop either, type-only imports included."""
+    sources = read_tree(ROOT, ("handlers", "sim", "demo", "bench", "schemas"))
+    assert {"sim.listing", "sim.writes", "demo.cli", "bench.link"} <= set(sources)
+    assert check(sources) == []
+
+
 CLEAN = {
     "main": "from handlers.flow import runtime\nif __name__ == '__main__':\n    from handlers.cli import commands\n",
     "handlers.core.a": "import json\n",

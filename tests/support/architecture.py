@@ -42,10 +42,10 @@ def package_of(module: str) -> str | None:
     return parts[1] if parts[0] == "handlers" and len(parts) > 2 else None
 
 
-def read_tree(root: Path) -> dict[str, str]:
-    """Every module of ``handlers/`` and ``main.py`` under ``root``, by dotted name."""
+def read_tree(root: Path, folders: tuple[str, ...] = ("handlers",)) -> dict[str, str]:
+    """Every module of ``folders`` (``handlers/`` alone by default) and ``main.py`` under ``root``, by dotted name."""
     sources = {"main": (root / "main.py").read_text()}
-    for path in sorted((root / "handlers").rglob("*.py")):
+    for path in sorted(p for folder in folders for p in (root / folder).rglob("*.py")):
         parts = path.relative_to(root).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         sources[name] = path.read_text()
