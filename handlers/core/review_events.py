@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from handlers.core.encode import dumps
 from handlers.core.events import Event, RunRef, rfc3339
 from handlers.core.models import Reason
 from handlers.core.review import ReviewCounts
@@ -77,14 +78,23 @@ class LinkReviewData(TypedDict):
     candidates: Annotated[list[Candidate], _doc("The source's best matches, at most 3, best first.")]
 
 
-def review_event(ref: RunRef, job_id: int | None, review: dict[str, Any], time_ms: int) -> Event:
-    """``link.review`` for one source: ``ce-subject`` ``review/{sourceId}``, ``ce-id`` ``{run}/review/{sourceId}``,
-    attribute ``ce-reason``."""
-    subject = f"review/{review['sourceId']}"
-    data = {**ref.coordinates(job_id), **review}
-    attributes = ref.attributes("link.review", subject, rfc3339(time_ms), ref.event_id(subject))
-    attributes["ce-reason"] = review["reason"]
-    return Event(json.dumps(data, separators=(",", ":")).encode(), attributes)
+class ReviewEvents:
+    """``link.review`` events of one run: ``ce-subject`` ``review/{sourceId}``, ``ce-id`` ``{run}/review/{sourceId}``,
+    attribute ``ce-reason``. What every event of the run shares (the attributes but three, the coordinates) is made
+    once: a run may hand over a hundred thousand sources, and this is the hand-over's own work per event."""
+
+    def __init__(self, ref: RunRef, job_id: int | None, time_ms: int) -> None:
+        self._base = ref.attributes("link.review", "", rfc3339(time_ms), "")
+        self._ids = ref.event_id("review/")
+        self._head = dumps(ref.coordinates(job_id))[:-1] + b","  # the data's first keys, its object left open
+
+    def event(self, review: dict[str, Any]) -> Event:
+        source = review["sourceId"]
+        attributes = self._base.copy()
+        attributes["ce-id"] = f"{self._ids}{source}"
+        attributes["ce-subject"] = f"review/{source}"
+        attributes["ce-reason"] = review["reason"]
+        return Event(self._head + dumps(review)[1:], attributes)
 
 
 def applied_event(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from handlers.core.decision import DROPPED, kind_of, rank
@@ -88,22 +88,19 @@ class Picks:
             if entry.external_id is None and isinstance(named.get("externalId"), str):
                 entry.external_id = named["externalId"]
 
-    def reviews(self) -> list[dict[str, Any]]:
+    def reviews(self) -> Iterator[dict[str, Any]]:
         """The chosen sources' data (without coordinates), best-scored first, each with its best candidates first."""
-        out = []
+        reasons, currents = self._reasons, self._currents
         for source, entry in self._chosen.items():
-            i = entry.index
-            reason = REASONS[self._reasons[i]]
-            out.append(
-                {
-                    "sourceId": source,
-                    "sourceExternalId": entry.external_id,
-                    "reason": reason,
-                    "current": self._currents[i] if reason == "conflict" and self._currents[i] else None,
-                    "candidates": [c for _, c in sorted(entry.candidates, key=lambda c: c[0])],
-                }
-            )
-        return out
+            reason = REASONS[reasons[entry.index]]
+            current = currents[entry.index] if reason == "conflict" else 0
+            yield {
+                "sourceId": source,
+                "sourceExternalId": entry.external_id,
+                "reason": reason,
+                "current": current or None,
+                "candidates": [c for _, c in sorted(entry.candidates)],  # keys differ: each holds its match's place
+            }
 
 
 class _Chosen:

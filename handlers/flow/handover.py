@@ -17,7 +17,7 @@ from handlers.core.deadline import Deadline
 from handlers.core.errors import OutOfTime
 from handlers.core.events import Event, RunRef
 from handlers.core.link_events import LinkRequest
-from handlers.core.review_events import review_event
+from handlers.core.review_events import ReviewEvents
 from handlers.core.review_picks import Picks
 from handlers.flow.parts import LinkParts
 
@@ -42,5 +42,6 @@ def hand_over(
 
 
 def _events(ref: RunRef, picks: Picks, job_id: int | None, time_ms: int) -> Iterator[Event]:
+    events = ReviewEvents(ref, job_id, time_ms)
     for review in picks.reviews():
-        yield review_event(ref, job_id, review, time_ms)
+        yield events.event(review)

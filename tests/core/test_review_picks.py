@@ -34,7 +34,7 @@ def test_review_picks_none_when_max_events_is_0() -> None:
     """REVIEW_MAX_EVENTS 0: nothing noted, nothing chosen."""
     picks = Picks(0.5, 0)
     picks.note(1, 0.9, "ambiguous")
-    assert (picks.choose(), picks.reviews()) == (0, [])
+    assert (picks.choose(), list(picks.reviews())) == (0, [])
 
 
 def test_review_picks_gather_the_best_three_in_the_links_order() -> None:
