@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -96,12 +96,14 @@ def merged(
     """The lists that change (to be set whole) and what the decisions did, each pair once, by its last word; an
     empty dict when every decision holds. One pass over each list, whatever the number of decisions."""
     final = {d.key(): d for d in decisions}  # the last word on each pair
-    out, changed, counts = {}, [], ReviewCounts()
-    held = {name: _keys(lists.get(name, ())) for name in (CONFIRMED, REJECTED)}
+    out, changed, counts, held = {}, [], ReviewCounts(), {}
     for name in (CONFIRMED, REJECTED):
         wanted = name == CONFIRMED
         listed = list(lists.get(name, ()))
-        kept = [e for e in listed if not any(k in final and final[k].confirm != wanted for k in _entry_keys(e))]
+        named = [_entry_keys(e) for e in listed]  # a list may hold a million pairs: each entry's keys made once
+        held[name] = {key for keys in named for key in keys}
+        dropped = {k for k, d in final.items() if d.confirm != wanted} & held[name]
+        kept = [e for e, keys in zip(listed, named, strict=True) if dropped.isdisjoint(keys)] if dropped else listed
         added = [d.entry() for k, d in final.items() if d.confirm == wanted and k not in held[name]]
         out[name] = kept + added
         if len(kept) != len(listed) or added:
@@ -113,15 +115,13 @@ def merged(
     return {name: out[name] for name in changed}, counts
 
 
-def _entry_keys(entry: Any) -> list[tuple[tuple[str, Any], ...]]:
+def _entry_keys(entry: Any) -> tuple[tuple[tuple[str, Any], ...], ...]:
     """The ways a list's entry names a pair: a key for each form (ids, external ids) it names both sides in."""
-    if not isinstance(entry, dict):
-        return []
-    return [((s, entry[s]), (t, entry[t])) for s in _SIDES[0] if s in entry for t in _SIDES[1] if t in entry]
-
-
-def _keys(entries: Iterable[Any]) -> set[tuple[tuple[str, Any], ...]]:
-    return {key for entry in entries for key in _entry_keys(entry)}
+    if type(entry) is not dict:
+        return ()
+    if len(entry) == 2 and "sourceId" in entry and "targetId" in entry:  # most entries: two ids, one key
+        return ((("sourceId", entry["sourceId"]), ("targetId", entry["targetId"])),)
+    return tuple(((s, entry[s]), (t, entry[t])) for s in _SIDES[0] if s in entry for t in _SIDES[1] if t in entry)
 
 
 def holds(lists: Mapping[str, Sequence[Any]], decisions: Sequence[Decision]) -> bool:
