@@ -4,21 +4,50 @@ functions-framework process, and what comes of them in the pipeline's lists, CDF
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from google.cloud import pubsub_v1
 
 from handlers.core.provenance import ASSET_KEY, PREVIOUS_KEY, RUN_KEY
 from sim import CdfSimulator, Step
 from tests.conftest import GCP_PROJECT, PubSub, Received, Topics
+from tests.core.test_review import INVALID
 from tests.e2e.test_link import function, process_env, summaries
 from tests.e2e.test_unlink import PIPELINE, linked, of_run, pipeline
 from tests.support.eventarc import Bridge
 
 APPLIED = "com.cognite.entitymatching.review.applied"
 TIMEOUT_S = 5.0
+
+
+@contextlib.contextmanager
+def ordered_review(pubsub: PubSub, env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[Any], None]]:
+    """The review function in its own process behind an ordered push subscription on a new decisions topic, as
+    deployed; yields a publisher of a message's body with the pipeline's ordering key."""
+    topic = pubsub.publisher.topic_path(GCP_PROJECT, f"decisions-{uuid.uuid4().hex[:12]}")
+    pubsub.publisher.create_topic(name=topic)
+    with function("on_review_decision", process_env(env), tmp_path / "review.log") as (_, url):
+        pubsub.subscriber.create_subscription(
+            request={
+                "name": pubsub.subscriber.subscription_path(GCP_PROJECT, f"review-{uuid.uuid4().hex[:12]}"),
+                "topic": topic,
+                "push_config": {"push_endpoint": url},
+                "ack_deadline_seconds": 600,
+                "enable_message_ordering": True,
+            }
+        )
+        options = pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        publisher = pubsub_v1.PublisherClient(publisher_options=options)
+
+        def publish(body: Any) -> None:
+            publisher.publish(topic, json.dumps(body).encode(), ordering_key=f"demo/{PIPELINE}").result(timeout=30)
+
+        yield publish
 
 
 def test_review_decisions_through_an_ordered_push_subscription(
@@ -38,22 +67,9 @@ def test_review_decisions_through_an_ordered_push_subscription(
         [{"sourceId": second, "targetId": second_asset, "decision": "reject"}],
         [{"sourceId": first, "targetId": 777_777, "decision": "reject"}],  # the last word on that pair
     ]
-    with function("on_review_decision", process_env(env), tmp_path / "review.log") as (_, url):
-        pubsub.subscriber.create_subscription(
-            request={
-                "name": pubsub.subscriber.subscription_path(GCP_PROJECT, f"review-{uuid.uuid4().hex[:12]}"),
-                "topic": decisions_topic,
-                "push_config": {"push_endpoint": url},
-                "ack_deadline_seconds": 600,
-                "enable_message_ordering": True,
-            }
-        )
-        ordered = pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
-        )
+    with ordered_review(pubsub, env, tmp_path) as publish:
         for decisions in messages:
-            body = json.dumps({"project": "demo", "pipelineId": PIPELINE, "decisions": decisions}).encode()
-            ordered.publish(decisions_topic, body, ordering_key=f"demo/{PIPELINE}").result(timeout=30)
+            publish({"project": "demo", "pipelineId": PIPELINE, "decisions": decisions})
         events = pubsub.drain(topics.events_sub, at_least=3, seconds=90)
     applied = [e for e in events if e.attributes["ce-type"] == APPLIED]
     assert [(e.data["confirmed"], e.data["rejected"], e.data["linked"], e.data["unlinked"]) for e in applied] == [
@@ -129,3 +145,49 @@ def test_review_past_its_deadline_is_finished_by_a_redelivery(
 def applied_events(pubsub: PubSub, topics: Topics) -> list[Received]:
     """The review.applied events on the events topic (REVIEW_TOPIC in ``process_env``) not drained yet."""
     return [e for e in pubsub.drain(topics.events_sub, at_least=1, seconds=120) if e.attributes["ce-type"] == APPLIED]
+
+
+def test_review_a_racing_writer_and_a_refusal_through_the_process(
+    env: dict[str, str], sim: CdfSimulator, pubsub: PubSub, topics: Topics, tmp_path: Path
+) -> None:
+    """Through the ordered subscription: another writer replacing a list right after our write loses nothing (we read
+    again and write again), and a 403 on pipelines/update is acked with access_denied and no link written."""
+    linked(sim, env)
+    (source, state), (other, _) = sorted(of_run(sim).items())[:2]
+    theirs = {"sourceExternalId": "their-source", "targetId": 1}
+    sim.add_assets(777_777)
+    with ordered_review(pubsub, env, tmp_path) as publish:
+        sim.race_pipeline_update(PIPELINE, lambda lists: {"rejectedMatches": [theirs]}, after=True)
+        reject = {"sourceId": source, "targetId": int(state.metadata[ASSET_KEY]), "decision": "reject"}
+        publish({"pipelineId": PIPELINE, "decisions": [reject]})
+        [raced] = applied_events(pubsub, topics)
+        writes = len(sim.writes())
+        sim.script_pipeline_updates([Step.error(403)])
+        publish(
+            {"pipelineId": PIPELINE, "decisions": [{"sourceId": other, "targetId": 777_777, "decision": "confirm"}]}
+        )
+        [refused] = applied_events(pubsub, topics)
+    assert (raced.data["reason"], raced.data["rejected"], raced.data["unlinked"]) == (None, 1, 1)
+    rejected = pipeline(sim)["rejectedMatches"]
+    assert theirs in rejected
+    assert {"sourceId": reject["sourceId"], "targetId": reject["targetId"]} in rejected
+    assert (refused.data["reason"], refused.data["confirmed"], refused.data["linked"]) == ("access_denied", 0, 0)
+    assert len(sim.writes()) == writes
+
+
+def test_review_every_invalid_shape_through_the_process(
+    env: dict[str, str], sim: CdfSimulator, pubsub: PubSub, topics: Topics, tmp_path: Path
+) -> None:
+    """Each invalid body of the core table, published to the decisions topic: acked with its own review.applied
+    (invalid_decision, keyed by the message id), and not one request to CDF."""
+    bodies = [body for body, _ in INVALID.values()]
+    with ordered_review(pubsub, env, tmp_path) as publish:
+        for body in bodies:
+            publish(body)
+        events = pubsub.drain(topics.events_sub, at_least=len(bodies), seconds=120)
+    answers = [e for e in events if e.attributes["ce-type"] == APPLIED]
+    assert len(answers) == len(bodies)
+    assert all(e.data["reason"] == "invalid_decision" for e in answers)
+    assert len({e.attributes["ce-id"] for e in answers}) == len(bodies)
+    assert all(e.attributes["ce-id"].startswith("invalid-decision/") for e in answers)
+    assert sim.requests == []
