@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from handlers.core.deadline import Deadline
 from handlers.core.decision import Link, Resource, resource_of, resources_named
-from handlers.core.errors import HandBack, InvalidDecision
+from handlers.core.errors import HandBack, InvalidDecision, OutOfTime
 from handlers.core.events import RunRef
 from handlers.core.review import Decision, Decisions, ReviewCounts, last_words, merged, read_decisions
 from handlers.core.review_events import applied_event
@@ -70,6 +70,8 @@ class ReviewJob:
         self.counts = merged(lists, d.decisions)[1]  # what the lists as first read lacked
         resource = resource_of(*resources_named(fields))
         if resource is not None:  # links are made for this pipeline's resources: a person's word applies at once
+            if not self.deadline.producing():  # the lists hold the decisions: a redelivery writes the links
+                raise OutOfTime("the deadline came before the decisions' links were written")
             self._put_back([w for w in words if not w.confirm and _by_ids(w)], resource)
             self._link([w for w in words if w.confirm and _by_ids(w)], resource)
         return self._report(None, "")
