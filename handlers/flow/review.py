@@ -63,11 +63,15 @@ class ReviewJob:
         d, resources = self.decisions, self.parts.resources
         words = last_words(d.decisions)
 
-        def changes(lists: Lists) -> Lists:
-            return merged(lists, words)[0]
+        first: list[ReviewCounts] = []  # what the lists as first read lacked: the counts
 
-        fields, lists = settle(resources, d.project, d.pipeline_id, changes, self.deadline, dry_run=self.dry_run)
-        self.counts = merged(lists, d.decisions)[1]  # what the lists as first read lacked
+        def changes(lists: Lists) -> Lists:
+            wanted, counts = merged(lists, words)
+            first.append(counts)
+            return wanted
+
+        fields, _ = settle(resources, d.project, d.pipeline_id, changes, self.deadline, dry_run=self.dry_run)
+        self.counts = first[0]
         resource = resource_of(*resources_named(fields))
         if resource is not None:  # links are made for this pipeline's resources: a person's word applies at once
             if not self.deadline.producing():  # the lists hold the decisions: a redelivery writes the links
