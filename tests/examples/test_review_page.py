@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from handlers.core.review import read_decisions
+from sim.emulator import free_port
 from tests.conftest import GCP_PROJECT, ROOT, PubSub
 
 PAGE = ROOT / "examples" / "review"
@@ -223,3 +224,12 @@ def test_review_page_a_source_decided_already_is_not_sent_twice(app: Any, pubsub
     second = client.post("/decide", data=form, follow_redirects=True)
     assert "decided already" in second.get_data(as_text=True)
     assert len(pulled(pubsub, sub)) == 1
+
+
+def test_review_page_names_are_an_aid_never_a_failure() -> None:
+    """A CDF that does not answer leaves the page its external ids: no name, no exception."""
+    names = page.Names({"CDF_URL": f"http://127.0.0.1:{free_port()}", "CDF_PROJECT": "demo", "CDF_TOKEN": "t"})
+    reviews = [review(7)]
+    names.annotate(reviews)
+    assert names.enabled
+    assert (reviews[0]["sourceName"], reviews[0]["candidates"][0]["targetName"]) == (None, None)
