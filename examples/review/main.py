@@ -116,6 +116,27 @@ def publish(publisher: Any, topic: str, body: dict[str, Any]) -> None:
         raise
 
 
+def send(store: Store, publisher: Any, topic: str, form: Mapping[str, str]) -> str | None:
+    """One click: its decision published and its source out of the queue; else a notice saying why not.
+    ``ValueError`` for a form that names no candidate of the source."""
+    review, verdict = store.waiting(form.get("key", "")), form.get("decision")
+    if review is None:  # decided already, in another tab or by another person
+        return "That source was decided already."
+    candidates, index = review["candidates"], form.get("candidate", "")
+    if verdict not in ("confirm", "reject") or not index.isdigit() or int(index) >= len(candidates):
+        raise ValueError("a decision is confirm or reject of one of the source's candidates")
+    body = message(review, candidates[int(index)], verdict)
+    try:
+        publish(publisher, topic, body)
+    except Exception as exc:  # the source stays in the queue, to be decided again
+        log.warning("a decision could not be sent: %s", exc)
+        return "The decision could not be sent: try again."
+    store.decided(
+        review["key"], body["decisions"][0], applied_id(body["project"], body["pipelineId"], body["decisions"])
+    )
+    return None
+
+
 def create_app(settings: Settings, names: Names, publisher: Any = None) -> Flask:
     """The page over its store; decisions go out through ``publisher`` (ordered: a pipeline's apply in order)."""
     app = Flask(__name__)
@@ -146,21 +167,11 @@ def create_app(settings: Settings, names: Names, publisher: Any = None) -> Flask
 
     @app.post("/decide")
     def decide() -> Response:
-        review, verdict = store.waiting(request.form.get("key", "")), request.form.get("decision")
-        if review is None:  # decided already, in another tab or by another person
-            return redirect(url_for("page", notice="That source was decided already."), code=303)
-        candidates, index = review["candidates"], request.form.get("candidate", "")
-        if verdict not in ("confirm", "reject") or not index.isdigit() or int(index) >= len(candidates):
-            abort(400, "a decision is confirm or reject of one of the source's candidates")
-        body = message(review, candidates[int(index)], verdict)
         try:
-            publish(publisher, settings.decisions_topic, body)
-        except Exception as exc:  # the source stays in the queue, to be decided again
-            log.warning("a decision could not be sent: %s", exc)
-            return redirect(url_for("page", notice="The decision could not be sent: try again."), code=303)
-        answer = applied_id(body["project"], body["pipelineId"], body["decisions"])
-        store.decided(review["key"], body["decisions"][0], answer)
-        return redirect(url_for("page"), code=303)
+            notice = send(store, publisher, settings.decisions_topic, request.form)
+        except ValueError as exc:
+            abort(400, str(exc))
+        return redirect(url_for("page", notice=notice), code=303)
 
     @app.get("/healthz")
     def healthz() -> str:
