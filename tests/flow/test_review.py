@@ -4,12 +4,15 @@ the pipeline's lists and CDF's links, review.applied on the emulator, a racing w
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from handlers.core.provenance import ASSET_KEY, PREVIOUS_KEY, RUN_KEY, SCORE_KEY
 from sim import CdfSimulator, Step
+from sim.data import stream_json
 from tests.conftest import ROOT, PubSub, Received, Topics, deliver, pubsub_message
 from tests.core.test_review import INVALID
 from tests.e2e.test_unlink import PIPELINE, command, linked, of_run, pipeline, printed
@@ -160,3 +163,39 @@ def test_review_the_command_applies_decisions(env: dict[str, str], sim: CdfSimul
     assert {"sourceExternalId": "ts-9", "targetExternalId": "pump:9"} in pipeline(sim)["rejectedMatches"]
     bad = command(env, "review", "--pipeline-id", str(PIPELINE), "--confirm", "0:1", "--stdout")
     assert bad.returncode == 2, bad.stderr
+
+
+def test_review_no_link_is_started_once_the_deadline_has_come(
+    sim: CdfSimulator, env: dict[str, str], pubsub: PubSub, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lists written and read again past the cutoff (CDF slow to answer): 503, and neither the put-back nor the
+    link is written; the redelivery finds both pairs in the lists and writes both."""
+    source, asset, other = linked_world(sim, env)
+    second = sorted(of_run(sim))[1]
+    monkeypatch.setenv("INVOCATION_TIMEOUT_S", "5")  # its cutoff 3 s after arrival; each read here takes 1.8 s
+    monkeypatch.setenv("HTTP_TIMEOUT_S", "10")  # a read may take what the deadline leaves it, stalls under 1 s
+
+    def dribbled() -> Iterator[bytes]:  # the pipeline as CDF holds it when asked, in 4 parts 0.45 s apart
+        body = b"".join(stream_json(sim.catalog.pipeline_item(PIPELINE)))
+        for part in range(4):
+            time.sleep(0.45)
+            yield body[part * len(body) // 4 : (part + 1) * len(body) // 4]
+
+    sim.script_pipeline(PIPELINE, [Step.stream(dribbled)] * 2)  # the first read and the read after the write
+    writes, app = len(sim.writes()), review_app().test_client()
+    body = message(
+        {"sourceId": source, "targetId": asset, "decision": "reject"},
+        {"sourceId": second, "targetId": other, "decision": "confirm"},
+    )
+    assert deliver(app, body).status_code == 503
+    lists = pipeline(sim)
+    assert {"sourceId": source, "targetId": asset} in lists["rejectedMatches"]
+    assert {"sourceId": second, "targetId": other} in lists["confirmedMatches"]
+    assert len(sim.writes()) == writes
+    assert deliver(app, body).status_code == 200
+    [event] = applied(pubsub, topics)
+    assert (event.data["unchanged"], event.data["unlinked"], event.data["linked"]) == (2, 1, 1)
+    put_back, confirmed = sim.item_state("timeseries", source), sim.item_state("timeseries", second)
+    assert put_back is not None
+    assert confirmed is not None
+    assert (put_back.asset_id != asset, confirmed.asset_id) == (True, other)
