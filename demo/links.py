@@ -32,7 +32,10 @@ def outcome(event: Received) -> str:
     """One line: the run.linked's id and its counts (those above 0), and what it wrote."""
     data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
     counts = ", ".join(f"{name} {data[name]}" for name in COUNTS if data.get(name))
-    return f"run.linked {event.id}: {counts or 'nothing to link'}; written {data.get('written')}"
+    line = f"run.linked {event.id}: {counts or 'nothing to link'}; written {data.get('written')}"
+    if data.get("reviews"):  # what the link left for people, each as a link.review (examples/review shows them)
+        line += f"; {data['reviews']} handed to people as link.review"
+    return line
 
 
 def unlinked(event: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ from tests.conftest import ROOT
 
 
 def test_demo_prints_the_events_a_subscriber_receives() -> None:
-    """The demo prints the events of a completed and of a failed run, and of every run a sweep found, and run 456's
-    links before the link, after it, and after the unlink puts them back."""
+    """The demo prints the events of a completed and of a failed run, and of every run a sweep found, run 456's
+    links before the link, after it, and after the unlink puts them back, and what the link left for people."""
     result = subprocess.run(
         [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
@@ -27,6 +27,8 @@ def test_demo_prints_the_events_a_subscriber_receives() -> None:
         "demo/3/903/run",
         "run 456's time series in CDF before the link:",
         "run.unlinked demo/1/456/unlinked/",
+        "3 handed to people as link.review",  # the three sources below the threshold
+        "com.cognite.entitymatching.link.review",
         "run 456's time series in CDF after the unlink:",
     ):
         assert expected in result.stdout, output
