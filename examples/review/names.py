@@ -28,7 +28,8 @@ log = logging.getLogger("review-page")
 
 
 class Names:
-    """Names by (CDF path, id), fetched as pages ask for them; ``annotate`` adds ``sourceName`` and ``targetName``."""
+    """Names by (CDF path, id), fetched as pages ask for them; ``annotate`` adds ``sourceName``, ``currentName`` (the
+    asset in place of a conflict) and each candidate's ``targetName``."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._base = f"{environ.get('CDF_URL', '').rstrip('/')}/api/v1/projects/{environ.get('CDF_PROJECT', '')}"
@@ -53,6 +54,7 @@ class Names:
             for review in reviews:
                 path = self._paths.get(review["pipelineId"])
                 review["sourceName"] = self._names.get((path, review["sourceId"])) if path else None
+                review["currentName"] = self._names.get(("assets", review.get("current") or 0))
                 for candidate in review["candidates"]:
                     candidate["targetName"] = self._names.get(("assets", candidate.get("targetId") or 0))
 
@@ -65,7 +67,10 @@ class Names:
         wanted: dict[str, set[int]] = {}
         for review in reviews:
             wanted.setdefault(self._paths[review["pipelineId"]], set()).add(review["sourceId"])
-            wanted.setdefault("assets", set()).update(c["targetId"] for c in review["candidates"] if c.get("targetId"))
+            assets = wanted.setdefault("assets", set())
+            assets.update(c["targetId"] for c in review["candidates"] if c.get("targetId"))
+            if review.get("current"):  # a conflict: the asset in place, by name too
+                assets.add(review["current"])
         for path, ids in wanted.items():
             self._read(http, headers, path, sorted(i for i in ids if (path, i) not in self._names))
 

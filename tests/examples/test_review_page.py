@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from handlers.core.review import read_decisions
+from sim import CdfSimulator
 from sim.emulator import free_port
 from tests.conftest import GCP_PROJECT, ROOT, PubSub
 
@@ -233,3 +234,20 @@ def test_review_page_names_are_an_aid_never_a_failure() -> None:
     names.annotate(reviews)
     assert names.enabled
     assert (reviews[0]["sourceName"], reviews[0]["candidates"][0]["targetName"]) == (None, None)
+
+
+def test_review_page_shows_names_from_cdf_the_asset_in_place_too(tmp_path: Path, sim: CdfSimulator) -> None:
+    """With a CDF identity of its own, the page names the source, each candidate and a conflict's asset in place."""
+    sim.add_pipeline(1, external_id="pumps", name="Pumps")
+    sim.add_items("timeseries", 1_000_000, 8, lambda i: (f"s-{i}", f"Pump {i}"))
+    sim.add_assets(2_000_000, 8)
+    sim.static_tokens.add("page-token")
+    conflict = review(1_000_007, 456, 0.8) | {"reason": "conflict", "current": 2_000_005}
+    settings = page.Settings(GCP_PROJECT, "unused", "unused", str(tmp_path / "review.sqlite3"))
+    names = page.Names({"CDF_URL": sim.url, "CDF_PROJECT": "demo", "CDF_TOKEN": "page-token"})
+    flask_app = page.create_app(settings, names, publisher=object())
+    flask_app.extensions["review_store"].add_review(event_id(conflict), conflict)
+    shown = flask_app.test_client().get("/").get_data(as_text=True)
+    assert "Pump 7" in shown
+    assert "Asset 2000000" in shown  # the candidate
+    assert 'linked now to <b class="current">Asset 2000005</b>' in shown
