@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 from handlers.cdf.results import RunBody
 from handlers.core.deadline import Deadline
-from handlers.core.errors import OutOfTime
 from handlers.core.events import Event, RunRef
 from handlers.core.link_events import LinkRequest
 from handlers.core.review_events import ReviewEvents
 from handlers.core.review_picks import Picks
+from handlers.flow.matches import matches
 from handlers.flow.parts import LinkParts
 
 
@@ -30,13 +30,10 @@ def hand_over(
         return 0
     r = request
     with parts.cdf.open_run(r.project, r.pipeline_id, r.run_id, deadline) as chunks:
-        body, read = RunBody(chunks), 0
+        body = RunBody(chunks)
         body.header()
-        for batch in body.batches():
-            picks.gather(batch, read)
-            read += len(batch)
-            if not deadline.producing():
-                raise OutOfTime(f"the deadline came while reading the run's matches again ({read} read)")
+        for first, batch in matches(body, deadline, "the run's matches again"):
+            picks.gather(batch, first)
     ref = RunRef(parts.settings.base_url, r.project, r.pipeline_id, r.run_id, traceparent=r.traceparent)
     return parts.sink.publish(parts.review_topic, _events(ref, picks, job_id, time_ms), deadline)
 

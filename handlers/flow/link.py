@@ -28,7 +28,7 @@ from typing import Literal
 from handlers.cdf.results import RunBody, read_pipeline
 from handlers.core.deadline import Deadline
 from handlers.core.decision import Counts, Resource, resource_of, resources_named
-from handlers.core.errors import HandBack, OutOfTime, PermanentError, RelayError, RunFailed
+from handlers.core.errors import HandBack, PermanentError, RelayError, RunFailed
 from handlers.core.events import RunRef
 from handlers.core.link_events import LinkFacts, LinkRequest, linked_event
 from handlers.core.models import RunSummary
@@ -39,6 +39,7 @@ from handlers.core.provenance import run_key
 from handlers.core.review_picks import Picks
 from handlers.flow.handover import hand_over
 from handlers.flow.invocation import Counted, ended
+from handlers.flow.matches import matches
 from handlers.flow.parts import LinkParts
 from handlers.flow.writer import READS, ChunkWriter, outcomes
 
@@ -128,13 +129,10 @@ class LinkJob:
             self.picks = Picks(
                 settings.review_min_score, settings.review_max_events, self.pairs, settings.link_trust_rules
             )
-            progress, read = self.linker.progress, 0
-            for batch in body.batches():  # as many matches as the text read so far holds: hundreds
-                candidates.extend(batch, read)
-                read += len(batch)
+            progress = self.linker.progress
+            for first, batch in matches(body, self.deadline, "the run's matches"):  # hundreds of matches at a time
+                candidates.extend(batch, first)
                 progress.linking(matches=len(batch))
-                if not self.deadline.producing():
-                    raise OutOfTime(f"the deadline came while reading the run's matches ({read} read)")
         return candidates.plan(settings.link_min_score, self.picks)
 
     def _apply(self, plan: Plan, resource: Resource) -> None:
