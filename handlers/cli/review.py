@@ -22,6 +22,7 @@ from typing import Any
 from handlers.cli import display as progress
 from handlers.core.errors import ConfigError, InvalidDecision
 from handlers.core.review import read_decisions
+from handlers.flow.review import summary_line
 from handlers.flow.runtime import Runtime
 from handlers.process.logs import log_context
 from handlers.process.shutdown import install as install_sigterm
@@ -66,10 +67,8 @@ def main(args: argparse.Namespace) -> int:
     with shown, log_context(project=decisions.project, pipelineId=decisions.pipeline_id):
         outcome = linker.review(decisions, dry_run=args.dry_run)
         shown.done(outcome.kind, detail=outcome.detail)
-    n = outcome.counts
-    level = logging.INFO if outcome.kind == "applied" else logging.WARNING
-    done = f"{n.confirmed} confirmed, {n.rejected} rejected, {n.unchanged} unchanged; {n.linked} linked"
-    log.log(level, "%s: %s, %d unlinked", outcome.kind, done, n.unlinked, extra={"fields": outcome.fields()})
+    level, message, fields = summary_line(outcome)
+    log.log(level, message, extra={"fields": fields})
     return EXIT.get(outcome.kind, 3)
 
 

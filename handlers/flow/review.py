@@ -149,11 +149,11 @@ def handle(parts: LinkParts, arrival: Arrival, topic: str) -> ReviewOutcome:
         except InvalidDecision as exc:
             invalid = exc
             outcome = ended(lambda: _invalid(parts, invalid, envelope.message_id, arrival.deadline, topic), _gave_up)
-            summarize(*_summary(outcome), arrival.received, parts.clock.monotonic)
+            summarize(*summary_line(outcome), arrival.received, parts.clock.monotonic)
             return outcome
         with log_context(project=decisions.project, pipelineId=decisions.pipeline_id):
             outcome = ReviewJob(parts, decisions, arrival.deadline, topic).run()
-            summarize(*_summary(outcome), arrival.received, parts.clock.monotonic)
+            summarize(*summary_line(outcome), arrival.received, parts.clock.monotonic)
             return outcome
 
 
@@ -169,8 +169,9 @@ def _gave_up(exc: HandBack) -> ReviewOutcome:
     return ReviewOutcome("handed_back", exc.code, detail=str(exc))
 
 
-def _summary(outcome: ReviewOutcome) -> tuple[int, str, dict[str, Any]]:
-    """How the review's line says how a message ended, with every count."""
+def summary_line(outcome: ReviewOutcome) -> tuple[int, str, dict[str, Any]]:
+    """How a message ended, as the function's summary line and the command's last line say it: level, message, and
+    every count as a field."""
     n = outcome.counts
     if outcome.kind == "applied":
         done = f"{n.confirmed} confirmed, {n.rejected} rejected, {n.unchanged} unchanged"
