@@ -14,7 +14,6 @@ metadata, nothing else.
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -23,7 +22,7 @@ from typing import Any
 from sim.blocks import MORE, Block, encode
 from sim.blocks import SINGLE as SINGLE
 from sim.data import CREATED_MS, MAX_ID
-from sim.names import EXTRA, name_key
+from sim.names import EXTRA, name_key, quote
 from sim.names import Describe as Describe
 
 KINDS = ("timeseries", "files", "events", "sequences")
@@ -274,5 +273,6 @@ class Resource:
         if found is None:
             found = self._pooled[key] = len(self._pool)
             self._pool.append(key)
-            self._pool_json.append(json.dumps(dict(key)))
+            # json.dumps(dict(key)), written directly: a link's metadata is new for nearly every item it writes
+            self._pool_json.append("{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in key) + "}")
         return found

@@ -33,6 +33,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from sim.jsonread import loads
 from sim.shapes import INT_FORMATS, Shapes, unique
 from sim.violations import words
 
@@ -51,7 +52,7 @@ def problem(endpoint: str, body: bytes) -> str | None:
     """None when `body` is what CDF's OpenAPI allows `endpoint` (a key of ENDPOINTS), else why not, as CDF says it."""
     found = validator(endpoint)
     try:
-        document = json.loads(body, parse_constant=_not_json)
+        document = loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError):
         return "Request body is not valid JSON"
     try:

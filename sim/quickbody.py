@@ -4,17 +4,17 @@ The body as compact JSON, fields in the order the link and the unlink write them
 regex split gives every item's fields and what lies between items, which must be commas
 only; far cheaper than json.loads making seven objects an item. Each item is
 `{"id":N,"update":{<link op>[,"metadata":{...}]}}` with one of the link ops sim/quick.py
-names; the metadata op's text is decoded by json.loads once per distinct text and checked
+names; the metadata op's text is decoded (sim/jsonread.py) once per distinct text and checked
 as sim/quick.py checks a parsed one. Anything else: None, and the body is parsed instead.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from sim.classic import Added, Links
 from sim.data import MAX_ID
+from sim.jsonread import loads
 from sim.quick import Quick, metadata_op
 from sim.updates import MAX_ITEMS
 
@@ -68,7 +68,7 @@ def _metadata(text: bytes) -> Added:
     found = _texts.get(text)
     if found is None:
         try:
-            found = metadata_op(json.loads(text))
+            found = metadata_op(loads(text))
         except (ValueError, UnicodeDecodeError):
             found = None
         if len(_texts) >= _TEXTS_KEPT:

@@ -22,6 +22,7 @@ from typing import Any
 from sim.assets import Assets
 from sim.classic import ItemState, Resource
 from sim.data import MAX_ID
+from sim.jsonread import loads
 from sim.steps import Step
 
 MAX_ITEMS = 1000
@@ -78,7 +79,7 @@ def _is_id(value: Any) -> bool:
 
 def _items(body: bytes) -> tuple[dict[str, Any], list[Any]]:
     try:
-        parsed = json.loads(body)
+        parsed = loads(body)
     except (ValueError, UnicodeDecodeError):
         raise Refusal("Request body is not valid JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("items"), list):
@@ -133,7 +134,7 @@ def _quick_ids(items: list[Any]) -> list[int] | None:
 def duplicated_ids(body: bytes) -> list[int]:
     """The ids a body's items name more than once, each once; none when it holds no such list."""
     try:
-        items = json.loads(body)["items"]
+        items = loads(body)["items"]
         ids = [item["id"] for item in items if isinstance(item, dict) and _is_id(item.get("id"))]
     except (ValueError, RecursionError, TypeError, KeyError):
         return []
