@@ -50,20 +50,26 @@ _VIOLATIONS = "Request had {} constraint violations. Please fix the request and 
 
 def problem(endpoint: str, body: bytes) -> str | None:
     """None when `body` is what CDF's OpenAPI allows `endpoint` (a key of ENDPOINTS), else why not, as CDF says it."""
+    return checked(endpoint, body)[1]
+
+
+def checked(endpoint: str, body: bytes) -> tuple[Any, str | None]:
+    """`body` as read (None when it is not JSON) and `problem`'s answer: a write is then applied from the document
+    its check read, not read a second time."""
     found = validator(endpoint)
     try:
         document = loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError):
-        return "Request body is not valid JSON"
+        return None, "Request body is not valid JSON"
     try:
         errors = list(found.iter_errors(document))
     except RecursionError:
-        return "Request body is nested too deeply"
+        return document, "Request body is nested too deeply"
     if not errors:
-        return None
+        return document, None
     from jsonschema.exceptions import best_match
 
-    return _VIOLATIONS.format(len(errors), words(best_match(errors)))
+    return document, _VIOLATIONS.format(len(errors), words(best_match(errors)))
 
 
 def _not_json(constant: str) -> Any:

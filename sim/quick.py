@@ -8,9 +8,8 @@ the simulator more CPU than the 50 ms write it stands for. Here each item is
 - `metadata`: `{"add": {k: v}}`, `{"add": {...}, "remove": [k..]}` or `{"remove": [k..]}`,
 all well formed, no key both added and removed, no id twice. Any other body, and any item
 missing or any asset set or added missing, goes the full way (sim/updates.py), which refuses
-as CDF does. Both ways leave the same state and give the same answer. Bodies exactly as
-httpx writes them are read by sim/quickbody.py without json.loads; others are parsed, then
-checked here (`quick_changes`).
+as CDF does. Both ways leave the same state and give the same answer. The items are
+those the body's OpenAPI check read (sim/openapi.py `checked`): a body is read once.
 """
 
 from __future__ import annotations

@@ -33,9 +33,8 @@ from sim.assets import Assets
 from sim.classic import KINDS, Resource
 from sim.listing import Listing
 from sim.listing import answer as answer_list
-from sim.openapi import problem
+from sim.openapi import checked
 from sim.quick import apply_quick, quick_changes
-from sim.quickbody import quick_body
 from sim.steps import Request, Step
 from sim.updates import (
     Refusal,
@@ -177,12 +176,16 @@ class Classic:
 
     def refused(self, endpoint: str, body: bytes) -> Step | None:
         """CDF's 400 for a body its OpenAPI refuses (ids named twice in `duplicated`, as CDF does), else None."""
-        message = problem(endpoint, body)
+        return self.checked(endpoint, body)[1]
+
+    def checked(self, endpoint: str, body: bytes) -> tuple[Any, Step | None]:
+        """The body as its check read it, and `refused`'s answer."""
+        document, message = checked(endpoint, body)
         if message is None:
-            return None
+            return document, None
         with self.lock:
             self.invalid.append((endpoint, message))
-        return Refusal(message, duplicated=duplicated_ids(body)).step()
+        return document, Refusal(message, duplicated=duplicated_ids(body)).step()
 
     def _byids(self, kind: str, request: Request) -> Step:
         invalid = self.refused(f"{kind}/byids", request.body)
@@ -212,14 +215,14 @@ class Classic:
 
     def _update(self, kind: str, request: Request) -> Step:
         received = request.time
-        invalid = self.refused(f"{kind}/update", request.body)
+        document, invalid = self.checked(f"{kind}/update", request.body)
         if invalid is not None:
             return self._record(kind, request, received, invalid, applied=False)
         scripted = self.next_scripted("update", kind)
         if isinstance(scripted, Step):
             return self._record(kind, request, received, scripted, applied=False)
         if isinstance(scripted, Applied):
-            _, applied, unchanged = self._apply(kind, request.body)
+            _, applied, unchanged = self._apply(kind, request.body, document)
             return self._record(kind, request, received, scripted.step, applied, unchanged)
         with self.lock:
             refused = self.write_limit is not None and self.in_flight >= self.write_limit
@@ -232,11 +235,11 @@ class Classic:
             return self._record(kind, request, received, step, applied=False)
         try:
             if self._open.is_set():  # applied as it arrives, answered once its latency has passed
-                step, applied, unchanged = self._apply(kind, request.body)
+                step, applied, unchanged = self._apply(kind, request.body, document)
                 self.stopping.wait(max(0.0, received + self.write_latency_s - time.monotonic()))
             else:  # held: it lands when released, late, as a write whose answer never came in time may
                 self._wait()
-                step, applied, unchanged = self._apply(kind, request.body)
+                step, applied, unchanged = self._apply(kind, request.body, document)
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -250,16 +253,15 @@ class Classic:
         while not self._open.wait(0.05) and not self.stopping.is_set():
             pass
 
-    def _apply(self, kind: str, body: bytes) -> tuple[Step, bool, tuple[int, ...]]:
+    def _apply(self, kind: str, body: bytes, document: Any = None) -> tuple[Step, bool, tuple[int, ...]]:
         """Check and apply an update (quickly when shaped as a link's or an unlink's, sim/quick.py): (answer,
-        applied, unchanged)."""
+        applied, unchanged). `document`: the body as its OpenAPI check read it (read here when not given)."""
         resource, changes = self.resources[kind], None
         try:
-            quick = quick_body(body, resource.single)
-            if quick is None:
-                items = update_items(body)
-                quick = quick_changes(items, resource.single)
-                changes = changes_of(items, resource.single) if quick is None else None
+            given = document.get("items") if type(document) is dict else None
+            items = given if type(given) is list else update_items(body)
+            quick = quick_changes(items, resource.single)
+            changes = changes_of(items, resource.single) if quick is None else None
             with self.lock:
                 now_ms = int(time.time() * 1000)
                 done = None if quick is None else apply_quick(resource, self.assets, quick, now_ms)

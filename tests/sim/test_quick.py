@@ -17,7 +17,6 @@ from sim.data import MAX_ID
 from sim.linkworld import link_world
 from sim.names import Names
 from sim.quick import quick_changes
-from sim.quickbody import quick_body
 from sim.updates import Refusal, update_items
 
 API = "/api/v1/projects/demo"
@@ -78,29 +77,29 @@ def _outcome(simulator: CdfSimulator, kind: str, bodies: list[bytes]) -> list[An
 
 
 UPDATES = [
-    pytest.param("timeseries", _items(_link(TS, 4), _link(TS + 1, 5)), "split", id="as-the-link-writes"),
-    pytest.param("files", _items(_link(FILE, 3, "files"), _link(FILE + 1, 1, "files")), "split", id="list-add"),
+    pytest.param("timeseries", _items(_link(TS, 4), _link(TS + 1, 5)), "quick", id="as-the-link-writes"),
+    pytest.param("files", _items(_link(FILE, 3, "files"), _link(FILE + 1, 1, "files")), "quick", id="list-add"),
     pytest.param(
         "files",
         _items({"id": FILE, "update": {"assetIds": {"add": [3, 3, 1]}, "metadata": {"add": RUN}}}),
-        "split",
+        "quick",
         id="add-twice",
     ),
-    pytest.param("files", _items({"id": FILE, "update": {"assetIds": {"add": []}}}), "parsed", id="add-none"),
-    pytest.param("timeseries", _items(_link(TS, 4, metadata={'k"\\': "v\u00e9"})), "split", id="escaped-metadata"),
-    pytest.param("timeseries", _items(_link(TS, 4, metadata={"k": "}{"})), "parsed", id="braces-in-metadata"),
-    pytest.param("timeseries", _items(_link(TS, 4, metadata={})), "split", id="empty-metadata"),
-    pytest.param("timeseries", _items({"id": TS, "update": {"metadata": {"add": RUN}}}), "parsed", id="no-link"),
-    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"set": 2}}}), "split", id="no-metadata"),
+    pytest.param("files", _items({"id": FILE, "update": {"assetIds": {"add": []}}}), "quick", id="add-none"),
+    pytest.param("timeseries", _items(_link(TS, 4, metadata={'k"\\': "v\u00e9"})), "quick", id="escaped-metadata"),
+    pytest.param("timeseries", _items(_link(TS, 4, metadata={"k": "}{"})), "quick", id="braces-in-metadata"),
+    pytest.param("timeseries", _items(_link(TS, 4, metadata={})), "quick", id="empty-metadata"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"metadata": {"add": RUN}}}), "quick", id="no-link"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"set": 2}}}), "quick", id="no-metadata"),
     pytest.param(
         "timeseries",
         _items({"id": TS, "update": {"metadata": {"add": RUN}, "assetId": {"set": 2}}}),
-        "parsed",
+        "quick",
         id="other-order",
     ),
-    pytest.param("timeseries", _items({**_link(TS, 4), "x": 1}), "parsed", id="extra-item-field"),
-    pytest.param("timeseries", {**_items(_link(TS, 4)), "ignoreUnknownIds": True}, "parsed", id="extra-top-field"),
-    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"setNull": True}}}), "split", id="set-null"),
+    pytest.param("timeseries", _items({**_link(TS, 4), "x": 1}), "quick", id="extra-item-field"),
+    pytest.param("timeseries", {**_items(_link(TS, 4)), "ignoreUnknownIds": True}, "quick", id="extra-top-field"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"setNull": True}}}), "quick", id="set-null"),
     pytest.param("files", _items({"id": FILE, "update": {"assetIds": {"set": [5]}}}), "full", id="list-set"),
     pytest.param("timeseries", _items(_link(TS, 4, metadata={"k": 1})), "full", id="number-in-metadata"),
     pytest.param("timeseries", _items(_link(TS, 4, metadata={"": "v"})), "full", id="empty-key"),
@@ -108,16 +107,16 @@ UPDATES = [
     pytest.param("timeseries", _items({"id": TS, "update": {"assetId": {"set": True}}}), "full", id="bool-asset"),
     pytest.param("timeseries", _items(_link(MAX_ID + 1, 4)), "full", id="id-too-large"),
     pytest.param("timeseries", _items(_link(TS, 4), _link(TS, 5)), "full", id="duplicated"),
-    pytest.param("timeseries", _items(_link(TS, 4), _link(5, 4)), "split", id="missing-item"),
-    pytest.param("timeseries", _items(_link(TS, 4), _link(TS + 1, 42)), "split", id="missing-asset"),
-    pytest.param("files", _items(_link(FILE, 44, "files")), "split", id="missing-listed-asset"),
+    pytest.param("timeseries", _items(_link(TS, 4), _link(5, 4)), "quick", id="missing-item"),
+    pytest.param("timeseries", _items(_link(TS, 4), _link(TS + 1, 42)), "quick", id="missing-asset"),
+    pytest.param("files", _items(_link(FILE, 44, "files")), "quick", id="missing-listed-asset"),
     pytest.param("timeseries", _items(*(_link(TS, 4) for _ in range(1001))), "full", id="1001"),
-    pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:previous"])), "split", id="v4-remove-previous"),
-    pytest.param("files", _items(_removing(FILE, 3, ["matchrelay:previous"], "files")), "split", id="v4-list"),
-    pytest.param("timeseries", _items(_removing(TS, 4, ["unit"])), "split", id="remove-a-key-held"),
-    pytest.param("timeseries", _items(_removing(TS, 4, [])), "split", id="remove-nothing"),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:previous"])), "quick", id="v4-remove-previous"),
+    pytest.param("files", _items(_removing(FILE, 3, ["matchrelay:previous"], "files")), "quick", id="v4-list"),
+    pytest.param("timeseries", _items(_removing(TS, 4, ["unit"])), "quick", id="remove-a-key-held"),
+    pytest.param("timeseries", _items(_removing(TS, 4, [])), "quick", id="remove-nothing"),
     pytest.param(
-        "timeseries", _items(_link(TS, 4, metadata=RUN | {"matchrelay:previous": "3"})), "split", id="v4-previous"
+        "timeseries", _items(_link(TS, 4, metadata=RUN | {"matchrelay:previous": "3"})), "quick", id="v4-previous"
     ),
     pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:run"])), "full", id="added-and-removed"),
     pytest.param("timeseries", _items(_removing(TS, 4, ["k", "k"])), "full", id="removed-twice"),
@@ -126,10 +125,8 @@ UPDATES = [
 
 
 def _way(body: bytes, single: bool) -> str:
-    if quick_body(body, single) is not None:
-        return "split"
     try:
-        return "parsed" if quick_changes(update_items(body), single) is not None else "full"
+        return "quick" if quick_changes(update_items(body), single) is not None else "full"
     except Refusal:
         return "full"
 
@@ -141,12 +138,10 @@ def test_update_quick_ways_answer_as_the_full_checks(
 ) -> None:
     """Sent twice, each body gets the same answers, records and CDF state whichever way it takes (compact or not)."""
     sent = json.dumps(body).encode() if spaced else _compact(body)
-    expected_way = "parsed" if spaced and way == "split" else way
-    assert _way(sent, kind == "timeseries") == expected_way
+    assert _way(sent, kind == "timeseries") == way
     with CdfSimulator(project="demo") as quick:
         _build(quick)
         quickly = _outcome(quick, kind, [sent, sent])
-    monkeypatch.setattr(sim.writes, "quick_body", lambda body, single: None)
     monkeypatch.setattr(sim.writes, "quick_changes", lambda items, single: None)
     with CdfSimulator(project="demo") as full:
         _build(full)

@@ -47,25 +47,25 @@ def _built(simulator: CdfSimulator) -> None:
 
 
 UNLINKS = [
-    pytest.param("timeseries", _items(_put_back(TS + 1, NULL), _put_back(TS + 2, {"set": 2})), "split", id="as-sent"),
-    pytest.param("timeseries", _items(_put_back(TS, NULL)), "split", id="set-null-unlinked"),
-    pytest.param("timeseries", _items(_put_back(TS + 3, NULL)), "split", id="no-metadata-left"),
-    pytest.param("timeseries", _items(_put_back(TS + 4, NULL), _put_back(TS + 2, {"set": 4})), "split", id="more"),
-    pytest.param("timeseries", _items(_put_back(TS + 1, NULL, metadata="none")), "split", id="no-metadata-op"),
+    pytest.param("timeseries", _items(_put_back(TS + 1, NULL), _put_back(TS + 2, {"set": 2})), "quick", id="as-sent"),
+    pytest.param("timeseries", _items(_put_back(TS, NULL)), "quick", id="set-null-unlinked"),
+    pytest.param("timeseries", _items(_put_back(TS + 3, NULL)), "quick", id="no-metadata-left"),
+    pytest.param("timeseries", _items(_put_back(TS + 4, NULL), _put_back(TS + 2, {"set": 4})), "quick", id="more"),
+    pytest.param("timeseries", _items(_put_back(TS + 1, NULL, metadata="none")), "quick", id="no-metadata-op"),
     pytest.param(
         "timeseries",
         _items(_put_back(TS + 2, NULL, metadata={"add": {"k": "v"}, "remove": KEYS})),
-        "split",
+        "quick",
         id="add-and-remove",
     ),
-    pytest.param("timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": []})), "split", id="remove-none"),
+    pytest.param("timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": []})), "quick", id="remove-none"),
     pytest.param(
-        "timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": ['k"\\', "\u00e9"]})), "split", id="escaped"
+        "timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": ['k"\\', "\u00e9"]})), "quick", id="escaped"
     ),
-    pytest.param("timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": ["a]"]})), "parsed", id="bracket"),
-    pytest.param("timeseries", _items(_put_back(TS + 2, None)), "parsed", id="metadata-only"),
-    pytest.param("timeseries", _items(_put_back(TS + 2, NULL), _put_back(5, NULL)), "split", id="missing-item"),
-    pytest.param("timeseries", _items(_put_back(TS + 2, {"set": 42})), "split", id="missing-asset"),
+    pytest.param("timeseries", _items(_put_back(TS + 2, NULL, metadata={"remove": ["a]"]})), "quick", id="bracket"),
+    pytest.param("timeseries", _items(_put_back(TS + 2, None)), "quick", id="metadata-only"),
+    pytest.param("timeseries", _items(_put_back(TS + 2, NULL), _put_back(5, NULL)), "quick", id="missing-item"),
+    pytest.param("timeseries", _items(_put_back(TS + 2, {"set": 42})), "quick", id="missing-asset"),
     pytest.param("timeseries", _items(_put_back(TS + 2, NULL), _put_back(TS + 2, NULL)), "full", id="id-twice"),
     pytest.param("timeseries", _items(_put_back(TS + 2, {"setNull": False})), "full", id="set-null-false"),
     pytest.param("timeseries", _items(_put_back(TS + 2, {"setNull": 1})), "full", id="set-null-one"),
@@ -83,23 +83,23 @@ UNLINKS = [
     pytest.param(
         "files",
         _items(_put_back(FILE, REMOVED, "files"), _put_back(FILE + 2, {"remove": [4]}, "files")),
-        "split",
+        "quick",
         id="list-as-sent",
     ),
-    pytest.param("files", _items(_put_back(FILE, {"remove": [1, 2]}, "files")), "split", id="remove-all"),
-    pytest.param("files", _items(_put_back(FILE + 1, {"remove": [5]}, "files")), "split", id="remove-not-held"),
-    pytest.param("files", _items(_put_back(FILE, {"remove": [44]}, "files")), "split", id="remove-missing-asset"),
-    pytest.param("files", _items(_put_back(FILE + 2, {"remove": [4, 3, 4]}, "files")), "split", id="remove-twice"),
-    pytest.param("files", _items(_put_back(FILE, {"remove": []}, "files")), "parsed", id="remove-no-asset"),
+    pytest.param("files", _items(_put_back(FILE, {"remove": [1, 2]}, "files")), "quick", id="remove-all"),
+    pytest.param("files", _items(_put_back(FILE + 1, {"remove": [5]}, "files")), "quick", id="remove-not-held"),
+    pytest.param("files", _items(_put_back(FILE, {"remove": [44]}, "files")), "quick", id="remove-missing-asset"),
+    pytest.param("files", _items(_put_back(FILE + 2, {"remove": [4, 3, 4]}, "files")), "quick", id="remove-twice"),
+    pytest.param("files", _items(_put_back(FILE, {"remove": []}, "files")), "quick", id="remove-no-asset"),
     pytest.param(
         "files",
         _items(_put_back(FILE, {"add": [6]}, "files"), _put_back(FILE + 2, {"remove": [5]}, "files")),
-        "split",
+        "quick",
         id="add-then-remove",
     ),
     pytest.param("files", _items(_put_back(FILE, {"add": [6], "remove": [1]}, "files")), "full", id="add-and-remove"),
     pytest.param(
-        "files", _items(_put_back(FILE, REMOVED, "files"), _put_back(7, REMOVED, "files")), "split", id="gone"
+        "files", _items(_put_back(FILE, REMOVED, "files"), _put_back(7, REMOVED, "files")), "quick", id="gone"
     ),
     pytest.param(
         "files", _items(_put_back(FILE, REMOVED, "files"), _put_back(FILE, REMOVED, "files")), "full", id="2x"
@@ -115,11 +115,10 @@ def test_unlink_bodies_answer_as_the_full_checks(
 ) -> None:
     """Sent twice, each unlink body gets the same answers, records and CDF state whichever way it takes."""
     sent = json.dumps(body).encode() if spaced else _compact(body)
-    assert _way(sent, kind == "timeseries") == ("parsed" if spaced and way == "split" else way)
+    assert _way(sent, kind == "timeseries") == way
     with CdfSimulator(project="demo") as quick:
         _built(quick)
         quickly = _outcome(quick, kind, [sent, sent])
-    monkeypatch.setattr(sim.writes, "quick_body", lambda body, single: None)
     monkeypatch.setattr(sim.writes, "quick_changes", lambda items, single: None)
     with CdfSimulator(project="demo") as full:
         _built(full)
@@ -174,7 +173,6 @@ def test_random_unlink_bodies_leave_the_same_state_either_way(monkeypatch: pytes
         ways.append(_way(body, single))
         quickly = _seen(quick._apply(kind, body), quick.resources[kind])
         with monkeypatch.context() as patched:
-            patched.setattr(sim.writes, "quick_body", lambda body, single: None)
             patched.setattr(sim.writes, "quick_changes", lambda items, single: None)
             assert _seen(full._apply(kind, body), full.resources[kind]) == quickly, body
-    assert ways.count("split") > 100
+    assert ways.count("quick") > 100
