@@ -27,6 +27,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from handlers.core.errors import ConfigError
 from handlers.flow.invocation import Delivery
 from handlers.flow.runtime import Runtime
+from handlers.process.heap import keep_for_good
 from handlers.process.logs import Trace, request_trace, setup_logging
 from handlers.process.settings import Settings, load_settings
 from handlers.process.shutdown import install as install_sigterm
@@ -57,6 +58,7 @@ def _startup() -> Settings:
     setup_logging(settings.log_level)
     configure_tracing(settings.otel_traces_exporter, settings.otel_service_name)
     install_sigterm()
+    keep_for_good("import")
     return settings
 
 
@@ -66,6 +68,7 @@ def runtime() -> Runtime:
     with _lock:
         if _runtime is None:
             _runtime = Runtime.build(_settings)
+            keep_for_good("runtime")  # Pub/Sub's client and gRPC are imported by now
         return _runtime
 
 
@@ -106,6 +109,7 @@ def _request_trace() -> Trace | None:
 if __name__ == "__main__":
     from handlers.cli.commands import main
 
+    keep_for_good("import")
     sys.exit(main(sys.argv[1:]))
 else:
     _settings = _startup()

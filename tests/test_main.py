@@ -33,6 +33,17 @@ def test_main_import_builds_no_client(env: dict[str, str]) -> None:
     assert json.loads(result.stdout.splitlines()[-1]) == {"grpc": False, "pubsub": False, "runtime": False}
 
 
+def test_main_import_sets_aside_what_it_imported(env: dict[str, str]) -> None:
+    """Importing main freezes what it imported: a full collection then walks a few objects, not tens of thousands."""
+    probe = "import gc, json, main\nprint(json.dumps([gc.get_freeze_count(), len(gc.get_objects())]))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env | _base_env(), capture_output=True, text=True, timeout=60
+    )
+    frozen, walked = json.loads(result.stdout.splitlines()[-1])
+    assert frozen > 20_000
+    assert walked < frozen / 10
+
+
 def test_main_runtime_is_built_once_per_process(client: Any, sim: CdfSimulator, pubsub: PubSub, topics: Topics) -> None:
     """Two messages on one instance share one runtime: one token fetch serves both."""
     sim.set_run(1, 456, [Step.run(make_run(1))])
