@@ -22,12 +22,11 @@ _DIGITS = bytes.maketrans(b"123456789", b"000000000")  # every digit a 0: a run 
 _LONG = b"0" * 19  # a number orjson might not read as an integer
 
 
-def loads(text: bytes | str, parse_constant: Callable[[str], Any] | None = None) -> Any:
-    """``json.loads(text, parse_constant=...)``, by orjson when it reads ``text``."""
-    raw = text.encode(errors="surrogatepass") if isinstance(text, str) else text
-    if _LONG not in raw.translate(_DIGITS):
+def loads(body: bytes, parse_constant: Callable[[str], Any] | None = None) -> Any:
+    """``json.loads(body, parse_constant=...)``, by orjson when it reads ``body`` (a request's, as it came)."""
+    if _LONG not in body.translate(_DIGITS):
         try:
-            return orjson.loads(raw)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text, parse_constant=parse_constant)
+    return json.loads(body, parse_constant=parse_constant)

@@ -21,7 +21,7 @@ every pair of objects): more CPU than the simulator spends on the request, on th
 link's benchmark shares with it. Two keywords are replaced (at the end), with the same answer:
 `items` validates each element once per shape (sim/shapes.py: elements of one shape pass, or
 fail with the same errors, alike), and `uniqueItems` hashes. The same bodies now cost 2-3 ms
-and under 1 ms, about half of it `json.loads`. tests/sim/test_openapi.py checks the answers
+and under 1 ms, about half of it reading the JSON (sim/jsonread.py). tests/sim/test_openapi.py checks the answers
 against plain jsonschema's.
 """
 
