@@ -3,8 +3,8 @@
 Two values of one shape pass every check of the document alike, or fail it with the
 same errors (at the same paths, relative to each). sim/openapi.py validates each item of
 a body once per shape: 1000 items of one shape cost one jsonschema validation and the
-shapes, which for items sharing their structure are computed a column at a time, in
-loops that run in C.
+shapes, computed a column at a time, in loops that run in C; only a column whose values
+differ in structure (a metadata that adds one key more) is shaped value by value.
 """
 
 from __future__ import annotations
@@ -101,75 +101,77 @@ class Shapes:
 
     def _shaper(self) -> Callable[[Any], Hashable]:
         """`shape(value)`: hashable, equal for values every check of the document treats alike."""
-        bounds, lengths = sorted(self._bounds), sorted(self._lengths)
-        strings_read, ints_read = frozenset(self._strings_read), frozenset(self._ints_read)
+        member = self._member
 
-        # Flat tuples and no call per scalar: this runs for every item of a body whose items differ in structure.
-        # An object is its keys then its values' shapes; an array None, whether its elements are unique, then
-        # theirs. A string's class is >= 0, an integer's < 0; a string read is itself, an integer read
-        # (int, value), other scalars (type, value): no two kinds can be equal.
+        # Flat tuples: this runs for every item of a column whose items differ in structure. An object is its keys
+        # then its members' shapes; an array None, whether its elements are unique, then theirs.
         def shape(value: Any) -> Hashable:
             kind = type(value)
             if kind is dict:
-                out, pairs = [*value], value.items()
-            elif kind is list:
-                out, pairs = [None, len(value) < 2 or unique(value)], zip(repeat(None), value, strict=False)
-            else:
-                return (kind, value)
-            append = out.append
-            for key, member in pairs:
-                kind = type(member)
-                if kind is str:
-                    append(member if key in strings_read else bisect_right(lengths, len(member)))
-                elif kind is int:
-                    append((int, member) if key in ints_read else ~bisect_right(bounds, member))
-                elif kind is dict or kind is list:
-                    append(shape(member))
-                else:
-                    append((kind, member))
-            return tuple(out)
+                return (*value, *map(member, value, value.values()))
+            if kind is list:
+                return (None, len(value) < 2 or unique(value), *map(member, repeat(None), value))
+            return (kind, value)
 
         return shape
 
+    def _member(self, key: str | None, value: Any) -> Hashable:
+        """The shape of a value reached by `key`: a string's class is >= 0, an integer's < 0; a string read is
+        itself, an integer read (int, value), other scalars (type, value): no two kinds can be equal."""
+        kind = type(value)
+        if kind is str:
+            return value if key in self._strings_read else bisect_right(self._sorted_lengths, len(value))
+        if kind is int:
+            return (int, value) if key in self._ints_read else ~bisect_right(self._sorted_bounds, value)
+        if kind is dict or kind is list:
+            return self.shape(value)
+        return (kind, value)
+
     def shapes(self, values: list[Any]) -> tuple[Hashable, list[Hashable]]:
-        """(what `values` share, each one's shape beyond it): a column at a time when they share their structure,
-        so in loops that run in C rather than in Python; else (None, each one's `shape`)."""
+        """(what `values` share, each one's shape beyond it), a column at a time, so mostly in loops that run in C
+        rather than in Python: a column whose values differ in structure is a column of their shapes."""
         structure: list[Any] = []
         columns: list[list[Any]] = []
-        if values and self._columns(values, None, structure, columns):
-            return tuple(structure), list(zip(*columns, strict=True)) if columns else [()] * len(values)
-        return None, list(map(self.shape, values))
+        if values:
+            self._columns(values, None, structure, columns)
+        return tuple(structure), list(zip(*columns, strict=True)) if columns else [()] * len(values)
 
-    def _columns(self, values: list[Any], key: str | None, structure: list[Any], columns: list[list[Any]]) -> bool:
-        """Add to `structure` what all `values` share, to `columns` what tells them apart; False if they differ."""
+    def _columns(self, values: list[Any], key: str | None, structure: list[Any], columns: list[list[Any]]) -> None:
+        """Add to `structure` what all `values` (reached by `key`) share, to `columns` what tells them apart."""
         kinds = set(map(type, values))
-        if len(kinds) != 1:
-            return False
-        (kind,) = kinds
-        structure.append(kind)
+        kind = kinds.pop() if len(kinds) == 1 else None
         if kind is dict:
             names = set(map(tuple, values))
-            if len(names) != 1:
-                return False
-            (keys,) = names
-            structure.append(keys)
-            return all(self._columns(list(map(itemgetter(k), values)), k, structure, columns) for k in keys)
-        if kind is list:
+            if len(names) == 1:
+                (keys,) = names
+                structure += (dict, keys)
+                for k in keys:
+                    self._columns(list(map(itemgetter(k), values)), k, structure, columns)
+                return
+        elif kind is list:
             sizes = set(map(len, values))
-            if len(sizes) != 1:
-                return False
-            (size,) = sizes
-            structure.append(size)
-            if size > 1:
-                columns.append(list(map(unique, values)))
-            return all(self._columns(list(column), None, structure, columns) for column in zip(*values, strict=True))
-        if kind is str and key not in self._strings_read:
+            if len(sizes) == 1:
+                (size,) = sizes
+                structure += (list, size)
+                if size > 1:
+                    columns.append(list(map(unique, values)))
+                for column in zip(*values, strict=True):
+                    self._columns(list(column), None, structure, columns)
+                return
+        elif kind is str and key not in self._strings_read:
+            structure.append(str)
             columns.append(list(map(bisect_right, repeat(self._sorted_lengths), map(len, values))))
+            return
         elif kind is int and key not in self._ints_read:
+            structure.append(int)
             columns.append(list(map(bisect_right, repeat(self._sorted_bounds), values)))
-        else:  # as they are: true, false, null, floats, and what an enum or a pattern reads
+            return
+        elif kind is not None:  # as they are: true, false, null, floats, and what an enum or a pattern reads
+            structure.append(kind)
             columns.append(values)
-        return True
+            return
+        structure.append(None)  # of kinds, keys or sizes that differ: each value's own shape
+        columns.append(list(map(self._member, repeat(key), values)))
 
 
 def unique(values: list[Any]) -> bool:
