@@ -24,65 +24,81 @@ from sim.data import MAX_ID
 # An item's change: its id; the links to set (one asset; () to set null), to add or to remove (a list); the
 # metadata to add (a key paired with None: to remove); whether the links are removed (a list's `remove`).
 Quick = tuple[int, Links | None, Added | None, bool]
+_NONE: Any = object()  # a field the op does not hold
 
 
 def quick_changes(items: list[Any], single: bool) -> list[Quick] | None:
-    """The changes when every item has the shape above; None when one has not (check them the full way)."""
-    link_field = "assetId" if single else "assetIds"
+    """The changes when every item has the shape above; None when one has not (check them the full way). `items`
+    as JSON reads them: an object's keys are strings. One loop, its checks inlined: it runs for every item written."""
+    link_field, links_of = ("assetId", _set) if single else ("assetIds", _listed)
     changes: list[Quick] = []
+    append = changes.append
     for item in items:
         if type(item) is not dict:
             return None
         item_id, update = item.get("id"), item.get("update")
-        if type(item_id) is not int or not 1 <= item_id <= MAX_ID or type(update) is not dict:
+        if type(item_id) is not int or not 0 < item_id <= MAX_ID or type(update) is not dict:
             return None
         op, metadata = update.get(link_field), update.get("metadata")
         if len(update) != (op is not None) + (metadata is not None):
             return None  # another field, or one that is null
-        links = None if op is None else _links(op, single)
-        if links is None and op is not None:
-            return None
+        links, out = (None, False) if op is None else links_of(op)
         added = None if metadata is None else metadata_op(metadata)
-        if added is None and metadata is not None:
+        if (links is None and op is not None) or (added is None and metadata is not None):
             return None
-        changes.append((item_id, None, added, False) if links is None else (item_id, links[0], added, links[1]))
+        append((item_id, links, added, out))
     if len({change[0] for change in changes}) != len(changes):
         return None
     return changes
 
 
-def _links(op: Any, single: bool) -> tuple[Links, bool] | None:
-    """A link op's assets and whether they are removed; None when it is not one of the shapes above."""
-    if type(op) is not dict or len(op) != 1:
-        return None
-    if single:
+def _set(op: Any) -> tuple[Links | None, bool]:
+    """An `assetId` op's asset, or () for `setNull`; None when it is neither."""
+    if type(op) is dict and len(op) == 1:
+        value = op.get("set")
+        if type(value) is int and 0 < value <= MAX_ID:
+            return (value,), False
         if op.get("setNull") is True:
             return (), False
-        value = op.get("set")
-        return ((value,), False) if type(value) is int and 1 <= value <= MAX_ID else None
+    return None, False
+
+
+def _listed(op: Any) -> tuple[Links | None, bool]:
+    """An `assetIds` op's assets and whether they are removed; None when it is not an `add` or a `remove`."""
+    if type(op) is not dict or len(op) != 1:
+        return None, False
     name, values = next(iter(op.items()))
-    if name in ("add", "remove") and type(values) is list and all(type(v) is int and 1 <= v <= MAX_ID for v in values):
+    if name in ("add", "remove") and type(values) is list and all(type(v) is int and 0 < v <= MAX_ID for v in values):
         return tuple(values), name == "remove"
-    return None
+    return None, False
 
 
 def metadata_op(op: Any) -> Added | None:
     """A metadata op's keys to add (with their values) then to remove (with None); None when it is not one of the
-    shapes above."""
-    if type(op) is not dict or not op or not set(op) <= {"add", "remove"}:
+    shapes above: an `add` of non-empty keys to strings and a `remove` of non-empty keys, each key once."""
+    if type(op) is not dict:
         return None
-    return _strings(op.get("add", {}), op.get("remove", []))
-
-
-def _strings(added: Any, removed: Any) -> Added | None:
-    """An add object of strings, then its removed keys (paired with None), each key once; else None."""
-    if type(added) is not dict or not all(type(k) is str and k and type(v) is str for k, v in added.items()):
+    added, removed = op.get("add", _NONE), op.get("remove", _NONE)
+    if len(op) != (added is not _NONE) + (removed is not _NONE) or not op:
+        return None  # another field, or none
+    if added is _NONE:
+        added = {}
+    elif type(added) is not dict or "" in added:
         return None
-    if type(removed) is not list or not all(type(k) is str and k for k in removed):
+    for value in added.values():
+        if type(value) is not str:
+            return None
+    if removed is _NONE:
+        return tuple(added.items())
+    if type(removed) is not list:
         return None
-    if set(removed) & set(added) or len(set(removed)) != len(removed):
-        return None  # a key both added and removed, or removed twice: the full way says what CDF does
-    return (*added.items(), *((key, None) for key in removed))
+    for key in removed:
+        if type(key) is not str or not key:
+            return None
+    gone = dict.fromkeys(removed)
+    if len(gone) != len(removed) or not added.keys().isdisjoint(gone):
+        return None  # a key removed twice, or both added and removed: the full way says what CDF does
+    return (*added.items(), *gone.items())
 
 
 def apply_quick(
