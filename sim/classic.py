@@ -14,6 +14,7 @@ metadata, nothing else.
 from __future__ import annotations
 
 import bisect
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -30,6 +31,20 @@ RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "even
 _MERGED_CACHE = 100_000  # (metadata, added) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
 Added = tuple[tuple[str, str | None], ...]  # metadata to add, as pairs; a key paired with None is removed
+
+
+def _unencodable(value: Any) -> Any:
+    raise TypeError(f"metadata holds {type(value).__name__}, not strings")
+
+
+# json.dumps's own C encoder with its keys sorted: a metadata's JSON is then one text whatever the order of its
+# pairs, so it is also the metadata's key in the pool, and answers copy it as json.dumps writes it.
+_make = getattr(json.encoder, "c_make_encoder", None)  # CPython's; not in the typeshed
+_encoder = _make(None, _unencodable, quote, None, ": ", ", ", True, False, True) if _make else None
+
+
+def _sorted_json(metadata: dict[str, str]) -> str:
+    return "".join(_encoder(metadata, 0)) if _encoder else json.dumps(metadata, sort_keys=True)
 
 
 def kind_of(name: str) -> str:
@@ -63,7 +78,7 @@ class Resource:
         self._starts: list[int] = []
         self._more: dict[int, tuple[int, ...]] = {}
         self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
-        self._pooled: dict[tuple[tuple[str, str], ...], int] = {(): 0}
+        self._pooled: dict[str, int] = {"{}": 0}  # by its JSON (`_sorted_json`)
         self._pool_json: list[str] = ["{}"]  # each pooled metadata as JSON, so answers need not encode it again
         self._merged: dict[tuple[int, Added], int] = {}  # (meta, added) -> meta
 
@@ -212,7 +227,7 @@ class Resource:
         return self._blocks[max(0, bisect.bisect_right(self._starts, after) - 1) :]
 
     def pool(self, start: int = 0) -> list[tuple[tuple[str, str], ...]]:
-        """The distinct metadata (sorted pairs) from index `start` on, as blocks' `meta` number them; it only grows."""
+        """The distinct metadata (its pairs) from index `start` on, as blocks' `meta` number them; it only grows."""
         return self._pool[start:]
 
     def body(self, item_id: int) -> dict[str, Any] | None:
@@ -268,11 +283,10 @@ class Resource:
     def _intern(self, metadata: Mapping[str, str]) -> int:
         if not metadata:
             return 0
-        key = tuple(sorted(metadata.items()))
-        found = self._pooled.get(key)
+        text = _sorted_json(metadata if type(metadata) is dict else dict(metadata))
+        found = self._pooled.get(text)
         if found is None:
-            found = self._pooled[key] = len(self._pool)
-            self._pool.append(key)
-            # json.dumps(dict(key)), written directly: a link's metadata is new for nearly every item it writes
-            self._pool_json.append("{" + ", ".join(f"{quote(k)}: {quote(v)}" for k, v in key) + "}")
+            found = self._pooled[text] = len(self._pool)
+            self._pool.append(tuple(metadata.items()))
+            self._pool_json.append(text)
         return found
