@@ -28,7 +28,7 @@ from sim.names import Describe as Describe
 
 KINDS = ("timeseries", "files", "events", "sequences")
 RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "events", "sequences": "sequences"}
-_MERGED_CACHE = 100_000  # (metadata, added) -> merged metadata; cleared when it grows past this
+_MERGED_CACHE = 100_000  # (metadata, removed) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
 Added = tuple[tuple[str, str | None], ...]  # metadata to add, as pairs; a key paired with None is removed
 
@@ -80,7 +80,7 @@ class Resource:
         self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
         self._pooled: dict[str, int] = {"{}": 0}  # by its JSON (`_sorted_json`)
         self._pool_json: list[str] = ["{}"]  # each pooled metadata as JSON, so answers need not encode it again
-        self._merged: dict[tuple[int, Added], int] = {}  # (meta, added) -> meta
+        self._merged: dict[tuple[int, Added], int] = {}  # (meta, removed) -> meta
 
     def add(
         self,
@@ -175,9 +175,11 @@ class Resource:
             places, links, added, removing or repeat(False, len(places)), strict=True
         ):
             meta = old_meta = block.meta[i]
-            if more is not None:  # 0, no metadata left, is a merge too
+            if more and more[0][1] is not None:  # adds first: a link's values are new for nearly every item
+                meta = self._merge(old_meta, more)
+            elif more is not None:  # removals only (0, no metadata left, is a merge too): an unlink's repeat
                 meta = merged.get((old_meta, more), -1)
-                meta = self._merge(old_meta, more) if meta < 0 else meta
+                meta = self._merge(old_meta, more, keep=True) if meta < 0 else meta
             value = block.link[i]
             if single and value != MORE:
                 new = value if linked is None else linked[0] if linked else 0
@@ -195,16 +197,20 @@ class Resource:
                 unchanged.append(block.first + i)
         return unchanged
 
-    def _merge(self, meta: int, added: Added) -> int:
-        if len(self._merged) >= _MERGED_CACHE:
-            self._merged.clear()
+    def _merge(self, meta: int, added: Added, keep: bool = False) -> int:
+        """The pooled metadata `added` makes of `meta`; `keep`: looked up next time (a key of nested tuples costs
+        about what a merge does to hash, so only merges that repeat are kept)."""
         merged = dict(self._pool[meta])
         for key, value in added:
             if value is None:
                 merged.pop(key, None)
             else:
                 merged[key] = value
-        found = self._merged[(meta, added)] = self._intern(merged)
+        found = self._intern(merged)
+        if keep:
+            if len(self._merged) >= _MERGED_CACHE:
+                self._merged.clear()
+            self._merged[(meta, added)] = found
         return found
 
     def delete(self, item_id: int) -> bool:
