@@ -76,6 +76,11 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def ready() -> None:
+    """Load the schemas and make every endpoint's validator now, once a process, rather than on the first body."""
+    _validators()
+
+
 def validator(endpoint: str) -> Any:
     """The jsonschema validator `problem` uses for `endpoint`: the shape cache's, with plain jsonschema's answers."""
     return _validators()[endpoint]
@@ -117,7 +122,7 @@ def formats() -> Any:
 
 @functools.cache
 def _validators() -> dict[str, Any]:
-    """A validator per endpoint, made once (jsonschema is imported here: a simulator that never checks skips it)."""
+    """A validator per endpoint, made once a process (jsonschema is imported here, as the first simulator starts)."""
     import jsonschema
 
     found = {}

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
+from sim import openapi
 from sim.handler import HttpServer
 from sim.lists import Catalog
 from sim.steps import Request, Step
@@ -91,6 +92,7 @@ class CdfSimulator(WriteSide):
         if self._httpd is not None:
             raise RuntimeError("simulator already started")
         self._stopping.clear()
+        openapi.ready()  # once a process: CDF's first request does not wait for its schemas to load
         self._httpd = HttpServer(self._address, self._answer, self._stopping)
         # A short poll interval keeps stop() (which waits for the loop) fast.
         serve = functools.partial(self._httpd.serve_forever, poll_interval=0.02)
