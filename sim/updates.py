@@ -107,9 +107,11 @@ def _no_duplicates(ids: list[int]) -> None:
         raise Refusal("Duplicate ids in the request", duplicated=twice)
 
 
-def parse_byids(body: bytes) -> tuple[list[int], bool]:
-    """The ids asked for and `ignoreUnknownIds`."""
-    parsed, items = _items(body)
+def parse_byids(body: bytes, document: Any = None) -> tuple[list[int], bool]:
+    """The ids asked for and `ignoreUnknownIds`; `document`: the body as its OpenAPI check read it (read here when
+    not given or not an object with items)."""
+    given = document.get("items") if type(document) is dict else None
+    parsed, items = (document, given) if type(given) is list and 1 <= len(given) <= MAX_ITEMS else _items(body)
     ignore = parsed.get("ignoreUnknownIds", False)
     if not isinstance(ignore, bool):
         raise Refusal("ignoreUnknownIds must be a boolean")

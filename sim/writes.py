@@ -188,7 +188,7 @@ class Classic:
         return document, Refusal(message, duplicated=duplicated_ids(body)).step()
 
     def _byids(self, kind: str, request: Request) -> Step:
-        invalid = self.refused(f"{kind}/byids", request.body)
+        document, invalid = self.checked(f"{kind}/byids", request.body)
         if invalid is not None:
             return invalid
         scripted = self.next_scripted("byids", kind)
@@ -198,7 +198,7 @@ class Classic:
             if self.byids_latency_s:
                 self.stopping.wait(self.byids_latency_s)
             try:
-                ids, ignore = parse_byids(request.body)
+                ids, ignore = parse_byids(request.body, document)
                 with self.lock:
                     store = self.assets if kind == "assets" else self.resources[kind]
                     step = Step(body=lookup(store, ids, ignore))
