@@ -24,6 +24,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from handlers.core.decision import (
@@ -219,7 +220,12 @@ class Plan:
         sources, targets, scores, trusted = self._sources, self._targets, self._scores, self._trusted
         for start in range(0, len(sources), size):
             end = min(start + size, len(sources))
-            yield [
-                Link(sources[i], targets[i], None if scores[i] != scores[i] else scores[i], bool(trusted[i]))
-                for i in range(start, end)
-            ]
+            # Link._make is tuple.__new__ itself: a namedtuple's own __new__ is a Python function, a third of the
+            # making of a million links
+            at = sources[start:end], targets[start:end], map(_score, scores[start:end]), map(bool, trusted[start:end])
+            yield list(map(Link._make, zip(*at, repeat(None))))  # previous: None until CDF's state is read
+
+
+def _score(score: float) -> float | None:
+    """A link's score: None for the NaN that stands for none in the columns."""
+    return None if score != score else score

@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from handlers.cdf.resources import Resources, Update
 from handlers.cdf.turn import Turn
@@ -41,6 +42,7 @@ from handlers.core.provenance import UpdateItems
 from handlers.core.retry import retried
 
 READS = 8  # chunks reading their links at once per invocation (byids is a read: no write limit applies)
+_SOURCE, _TARGET = attrgetter("source"), attrgetter("target")
 
 
 @dataclass
@@ -124,7 +126,9 @@ class ChunkWriter:
 
     def _write(self, writes: list[Link], counts: Counts) -> None:
         """One ``update`` of ``writes`` in a write's turn; a refusal stops every chunk not started."""
-        updates = [Update(w.source, w.target, item) for w, item in zip(writes, self.items.items(writes), strict=True)]
+        # Update._make is tuple.__new__ itself (a namedtuple's own __new__ is a Python function, per item)
+        columns = zip(map(_SOURCE, writes), map(_TARGET, writes), self.items.items(writes), strict=True)
+        updates = list(map(Update._make, columns))
         turn = Turn(self.writes, self.deadline.until_cutoff())
         if not turn.take():
             raise OutOfTime("the deadline came while other writes were in flight")
