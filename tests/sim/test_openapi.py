@@ -391,3 +391,29 @@ def test_a_thousand_items_of_one_shape_are_validated_once(monkeypatch: pytest.Mo
         problem("timeseries/update", body(1000, odd=500))
         == VIOLATIONS + "[items[500].update.assetId must be an object]"
     )
+
+
+def test_items_that_differ_in_one_object_are_shaped_value_by_value_there_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metadata that adds a key more on every other item: only that column is shaped value by value, and both
+    kinds of item are checked as plain jsonschema checks them."""
+    from sim.shapes import Shapes
+
+    shaped: list[Any] = []
+    member = Shapes._member
+
+    def counted(self: Shapes, key: str | None, value: Any) -> Any:
+        shaped.append(value)
+        return member(self, key, value)
+
+    monkeypatch.setattr(Shapes, "_member", counted)
+    items = [
+        {"id": TS + n, "update": {"assetId": {"set": 5 + n}, "metadata": {"add": RUN | ({"x": "1"} if n % 2 else {})}}}
+        for n in range(1000)
+    ]
+    assert problem("timeseries/update", json.dumps({"items": items}).encode()) is None
+    objects = [value for value in shaped if isinstance(value, dict)]  # the rest: their members
+    assert objects == [item["update"]["metadata"]["add"] for item in items]
+    items[501]["update"]["metadata"]["add"]["x"] = 1
+    assert problem("timeseries/update", json.dumps({"items": items}).encode()) == (
+        VIOLATIONS + "[items[501].update.metadata.add.x must be a string]"
+    )
