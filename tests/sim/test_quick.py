@@ -121,6 +121,9 @@ UPDATES = [
     pytest.param("timeseries", _items(_removing(TS, 4, ["matchrelay:run"])), "full", id="added-and-removed"),
     pytest.param("timeseries", _items(_removing(TS, 4, ["k", "k"])), "full", id="removed-twice"),
     pytest.param("timeseries", _items(_removing(TS, 4, [1])), "full", id="removed-not-a-key"),
+    pytest.param("timeseries", _items(_removing(TS, 4, [""])), "full", id="removed-empty-key"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"metadata": {"set": {"k": "v"}}}}), "full", id="set"),
+    pytest.param("timeseries", _items({"id": TS, "update": {"metadata": {}}}), "full", id="metadata-no-op"),
 ]
 
 
