@@ -14,7 +14,6 @@ metadata, nothing else.
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -23,7 +22,7 @@ from typing import Any
 from sim.blocks import MORE, Block, encode
 from sim.blocks import SINGLE as SINGLE
 from sim.data import CREATED_MS, MAX_ID
-from sim.names import EXTRA, name_key, quote
+from sim.names import EXTRA, name_key, sorted_json
 from sim.names import Describe as Describe
 
 KINDS = ("timeseries", "files", "events", "sequences")
@@ -31,20 +30,6 @@ RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "even
 _MERGED_CACHE = 100_000  # (metadata, removed) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
 Added = tuple[tuple[str, str | None], ...]  # metadata to add, as pairs; a key paired with None is removed
-
-
-def _unencodable(value: Any) -> Any:
-    raise TypeError(f"metadata holds {type(value).__name__}, not strings")
-
-
-# json.dumps's own C encoder with its keys sorted: a metadata's JSON is then one text whatever the order of its
-# pairs, so it is also the metadata's key in the pool, and answers copy it as json.dumps writes it.
-_make = getattr(json.encoder, "c_make_encoder", None)  # CPython's; not in the typeshed
-_encoder = _make(None, _unencodable, quote, None, ": ", ", ", True, False, True) if _make else None
-
-
-def _sorted_json(metadata: dict[str, str]) -> str:
-    return "".join(_encoder(metadata, 0)) if _encoder else json.dumps(metadata, sort_keys=True)
 
 
 def kind_of(name: str) -> str:
@@ -78,7 +63,7 @@ class Resource:
         self._starts: list[int] = []
         self._more: dict[int, tuple[int, ...]] = {}
         self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
-        self._pooled: dict[str, int] = {"{}": 0}  # by its JSON (`_sorted_json`)
+        self._pooled: dict[str, int] = {"{}": 0}  # by its JSON (`sorted_json`): one text whatever the order
         self._pool_json: list[str] = ["{}"]  # each pooled metadata as JSON, so answers need not encode it again
         self._merged: dict[tuple[int, Added], int] = {}  # (meta, removed) -> meta
 
@@ -120,7 +105,7 @@ class Resource:
             return None
         block, i = found
         links = self._links(block, i)
-        metadata = dict(self._pool[block.meta[i]])
+        metadata = dict(sorted(self._pool[block.meta[i]]))  # as its JSON has them: in the order of its keys
         if self.single:
             return ItemState(asset_id=links[0] if links else None, metadata=metadata)
         return ItemState(asset_ids=links, metadata=metadata)
@@ -289,7 +274,7 @@ class Resource:
     def _intern(self, metadata: Mapping[str, str]) -> int:
         if not metadata:
             return 0
-        text = _sorted_json(metadata if type(metadata) is dict else dict(metadata))
+        text = sorted_json(metadata if type(metadata) is dict else dict(metadata))
         found = self._pooled.get(text)
         if found is None:
             found = self._pooled[text] = len(self._pool)

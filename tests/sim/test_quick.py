@@ -184,7 +184,8 @@ def test_byids_quick_way_answers_as_the_full_checks(
 
 def _resource(kind: str) -> Resource:
     resource = Resource(kind)
-    resource.add(1, 3, Names('we"ird %s {{x}} \u00e9 {:03d}', "{}% \\ {:d}", 7), metadata=lambda i: {"\u00e9": '"'})
+    weird = Names('we"ird %s {{x}} \u00e9 {:03d}', "{}% \\ {:d}", 7)
+    resource.add(1, 3, weird, metadata=lambda i: {"\u00e9": '"', "b": "\\", "a": ""})  # keys out of order
     resource.add(10, 3, lambda i: (None if i else 'a"b', f"n\u00e9 {i}"), links=lambda i: (1, 2, 3)[: i + 1])
     resource.add(20, 2, Names(None, "item {}"), links=lambda i: (5,))
     resource.put(21, ItemState(asset_ids=(6, 7)), 1_700_000_000_000)  # two links: one shown for time series
