@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +110,8 @@ class Classic:
         self.peak_in_flight = 0
         self.writes: list[Write] = []
         self.invalid: list[tuple[str, str]] = []  # (endpoint, message) of each body CDF's OpenAPI refuses
+        self.cpu: defaultdict[str, float] = defaultdict(float)  # thread CPU seconds answering, per op
+        self.answered: Counter[str] = Counter()  # requests answered, per op
         self.listing = Listing()  # what lists keep between requests
         self.stopping = stopping
         self._changed = threading.Condition(self.lock)
@@ -125,6 +128,8 @@ class Classic:
             self.assets = Assets()
             self.writes.clear()
             self.invalid.clear()
+            self.cpu.clear()
+            self.answered.clear()
             self.listing = Listing()
             self._scripts.clear()
             self._after_byids.clear()
@@ -164,6 +169,18 @@ class Classic:
     # -- answering --------------------------------------------------------------
 
     def answer(self, kind: str, op: str, request: Request) -> Step:
+        """The answer to `op` (byids, update, list) of `kind`, its thread CPU counted (`cpu`): on cores a benchmark
+        shares with the link, what the simulator spends is time the link may wait."""
+        started = time.thread_time()
+        try:
+            return self._answer(kind, op, request)
+        finally:
+            spent = time.thread_time() - started
+            with self.lock:
+                self.cpu[op] += spent
+                self.answered[op] += 1
+
+    def _answer(self, kind: str, op: str, request: Request) -> Step:
         if request.method != "POST":
             return Step.error(405, f"Use POST for {kind}/{op}")
         if op == "byids":

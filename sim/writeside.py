@@ -199,6 +199,11 @@ class WriteSide(PipelineUpdates):
                 counts[f"{found['kind']}/{found['op']}"] += 1
         return dict(counts)
 
+    def cpu_per_request(self) -> dict[str, float]:
+        """The simulator's thread CPU per request answered, in seconds, per op (byids, update, list)."""
+        with self.classic.lock:
+            return {op: self.classic.cpu[op] / n for op, n in self.classic.answered.items()}
+
     def hold_writes(self) -> None:
         """Keep every write admitted from now on in flight until `release_writes()`."""
         self.classic.hold()

@@ -241,6 +241,20 @@ def test_update_setting_what_is_there_changes_nothing(sim: CdfSimulator, client:
     assert [w.unchanged for w in sim.writes()] == [(), (TS,), (77,)]
 
 
+def test_the_cpu_spent_answering_is_counted_per_request(sim: CdfSimulator, client: httpx.Client) -> None:
+    """Two byids and one update: the simulator's CPU per request of each op, and none once reset."""
+    assert sim.cpu_per_request() == {}
+    _byids(client, "timeseries", [TS])
+    _byids(client, "files", [77])
+    _update(client, "timeseries", (TS, _set(4)))
+    spent = sim.cpu_per_request()
+    assert sorted(spent) == ["byids", "update"]
+    assert sim.classic.answered == {"byids": 2, "update": 1}
+    assert 0 < spent["byids"] == sim.classic.cpu["byids"] / 2
+    sim.reset()
+    assert sim.cpu_per_request() == {}
+
+
 # --- limits, latency, faults -------------------------------------------------------------------------------------
 
 
