@@ -77,9 +77,11 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
-def _items(body: bytes) -> tuple[dict[str, Any], list[Any]]:
+def _items(body: bytes, document: Any = None) -> tuple[dict[str, Any], list[Any]]:
+    """The body's object and its 1 to 1000 items, else a `Refusal`; `document`: the body as its OpenAPI check read it
+    (read here when None), so that a body is read once."""
     try:
-        parsed = loads(body)
+        parsed = loads(body) if document is None else document
     except (ValueError, UnicodeDecodeError):
         raise Refusal("Request body is not valid JSON") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("items"), list):
@@ -108,10 +110,8 @@ def _no_duplicates(ids: list[int]) -> None:
 
 
 def parse_byids(body: bytes, document: Any = None) -> tuple[list[int], bool]:
-    """The ids asked for and `ignoreUnknownIds`; `document`: the body as its OpenAPI check read it (read here when
-    not given or not an object with items)."""
-    given = document.get("items") if type(document) is dict else None
-    parsed, items = (document, given) if type(given) is list and 1 <= len(given) <= MAX_ITEMS else _items(body)
+    """The ids asked for and `ignoreUnknownIds`; `document`: the body as its OpenAPI check read it (`_items`)."""
+    parsed, items = _items(body, document)
     ignore = parsed.get("ignoreUnknownIds", False)
     if not isinstance(ignore, bool):
         raise Refusal("ignoreUnknownIds must be a boolean")
@@ -167,9 +167,9 @@ def items_body(texts: list[str]) -> bytes:
     return ('{"items": [' + ", ".join(texts) + "]}").encode()
 
 
-def update_items(body: bytes) -> list[Any]:
-    """The items of an update request, not yet checked one by one."""
-    return _items(body)[1]
+def update_items(body: bytes, document: Any = None) -> list[Any]:
+    """The items of an update request, not yet checked one by one; `document`: as `_items` takes it."""
+    return _items(body, document)[1]
 
 
 def parse_update(body: bytes, single: bool) -> list[Change]:

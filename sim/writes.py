@@ -275,8 +275,7 @@ class Classic:
         applied, unchanged). `document`: the body as its OpenAPI check read it (read here when not given)."""
         resource, changes = self.resources[kind], None
         try:
-            given = document.get("items") if type(document) is dict else None
-            items = given if type(given) is list else update_items(body)
+            items = update_items(body, document)
             quick = quick_changes(items, resource.single)
             changes = changes_of(items, resource.single) if quick is None else None
             with self.lock:
