@@ -220,8 +220,8 @@ class Plan:
         sources, targets, scores, trusted = self._sources, self._targets, self._scores, self._trusted
         for start in range(0, len(sources), size):
             end = min(start + size, len(sources))
-            # Link._make is tuple.__new__ itself: a namedtuple's own __new__ is a Python function, a third of the
-            # making of a million links
+            # Link._make is tuple.__new__ itself: a namedtuple's own __new__ is a Python function per link (a million
+            # links: 0.40 s made that way, 0.28 to 0.36 s this way)
             at = sources[start:end], targets[start:end], map(_score, scores[start:end]), map(bool, trusted[start:end])
             yield list(map(Link._make, zip(*at, repeat(None))))  # previous: None until CDF's state is read
 
