@@ -17,6 +17,7 @@ import pytest
 from handlers.cdf.httpio import make_http
 from handlers.cdf.resources import Resources, Written
 from handlers.cdf.tokens import TokenSource
+from handlers.cdf.turn import Turn
 from handlers.core.deadline import Deadline
 from handlers.core.decision import OUTCOMES
 from handlers.core.link_events import LinkRequest
@@ -145,10 +146,29 @@ class Ticking(Resources):
         super().__init__(settings, http, TokenSource(settings, http), Clock(clock.monotonic, clock.sleep))
         self.clock, self.write_s = clock, write_s
 
-    def update(self, *args: Any, **kwargs: Any) -> Written:
-        written = super().update(*args, **kwargs)
-        self.clock.now += self.write_s
-        return written
+    def update(self, *args: Any, turn: Turn | None = None, **kwargs: Any) -> Written:
+        assert turn is not None  # the link writes in a turn, always
+        return super().update(*args, turn=Ticks(turn, self.clock, self.write_s), **kwargs)
+
+
+class Ticks(Turn):
+    """A write's turn whose clock moves on as CDF answers, before the turn is given back.
+
+    The write's time passes in CDF, before its status line: moving the clock after ``update`` returned (the body
+    read) let the next writer take the turn and find the clock where the last write had started.
+    """
+
+    def __init__(self, turn: Turn, clock: FakeClock, write_s: float) -> None:
+        self.turn, self.clock, self.write_s, self.ticked = turn, clock, write_s, False
+
+    def take(self) -> bool:
+        return self.turn.take()
+
+    def give(self) -> None:
+        if self.turn.held and not self.ticked:
+            self.ticked = True
+            self.clock.now += self.write_s
+        self.turn.give()
 
 
 @dataclass
