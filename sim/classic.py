@@ -2,9 +2,9 @@
 
 State only; sim/writeside.py serves it over HTTP. Items live in blocks of
 consecutive ids (sim/blocks.py): a block's external ids and names come from a
-function of the index, its links and metadata sit in arrays, so a million items
-cost a few megabytes and a scenario of any size is built in one pass. The
-assets they link to are in sim/assets.py.
+function of the index, its links and metadata sit in arrays (a metadata by its
+number in sim/pool.py), so a million items cost a few megabytes and a scenario
+of any size is built in one pass. The assets they link to are in sim/assets.py.
 
 Time series and sequences link to one asset (`assetId`); files and events to a
 list (`assetIds`). `ItemState` is how tests see an item: its link(s) and its
@@ -22,14 +22,14 @@ from typing import Any
 from sim.blocks import MORE, Block, encode
 from sim.blocks import SINGLE as SINGLE
 from sim.data import CREATED_MS, MAX_ID
-from sim.names import EXTRA, name_key, sorted_json
+from sim.names import EXTRA, name_key
 from sim.names import Describe as Describe
+from sim.pool import Added as Added
+from sim.pool import MetadataPool
 
 KINDS = ("timeseries", "files", "events", "sequences")
 RESOURCE_KINDS = {"time_series": "timeseries", "files": "files", "events": "events", "sequences": "sequences"}
-_MERGED_CACHE = 100_000  # (metadata, removed) -> merged metadata; cleared when it grows past this
 Links = tuple[int, ...]
-Added = tuple[tuple[str, str | None], ...]  # metadata to add, as pairs; a key paired with None is removed
 
 
 def kind_of(name: str) -> str:
@@ -62,10 +62,7 @@ class Resource:
         self._blocks: list[Block] = []
         self._starts: list[int] = []
         self._more: dict[int, tuple[int, ...]] = {}
-        self._pool: list[tuple[tuple[str, str], ...]] = [()]  # distinct metadata, shared by items
-        self._pooled: dict[str, int] = {"{}": 0}  # by its JSON (`sorted_json`): one text whatever the order
-        self._pool_json: list[str] = ["{}"]  # each pooled metadata as JSON, so answers need not encode it again
-        self._merged: dict[tuple[int, Added], int] = {}  # (meta, removed) -> meta
+        self._meta = MetadataPool()  # distinct metadata, shared by items: blocks' `meta` number them
 
     def add(
         self,
@@ -90,7 +87,7 @@ class Resource:
         self._blocks.insert(at, block)
         self._starts.insert(at, first)
         for i in range(count) if links or metadata else ():
-            linked, meta = links(i) if links else (), self._intern(metadata(i)) if metadata else 0
+            linked, meta = links(i) if links else (), self._meta.intern(metadata(i)) if metadata else 0
             if linked or meta:  # a new block holds no links and no metadata already
                 self._store(block, i, linked, meta)
 
@@ -105,7 +102,7 @@ class Resource:
             return None
         block, i = found
         links = self._links(block, i)
-        metadata = dict(sorted(self._pool[block.meta[i]]))  # as its JSON has them: in the order of its keys
+        metadata = dict(sorted(self._meta.pairs[block.meta[i]]))  # as its JSON has them: in the order of its keys
         if self.single:
             return ItemState(asset_id=links[0] if links else None, metadata=metadata)
         return ItemState(asset_ids=links, metadata=metadata)
@@ -115,7 +112,7 @@ class Resource:
         found = self._find(item_id)
         if found is None:
             raise KeyError(item_id)
-        return self._put_at(*found, state.links(), self._intern(state.metadata), now_ms)
+        return self._put_at(*found, state.links(), self._meta.intern(state.metadata), now_ms)
 
     def _put_at(self, block: Block, i: int, links: tuple[int, ...], meta: int, now_ms: int) -> bool:
         """Store links and pooled metadata `meta` at a place; whether anything changed."""
@@ -155,16 +152,15 @@ class Resource:
         """At `places`, set the link (one asset; () sets null) or add links (a list; or remove them where
         `removing` says so), and add (or remove) metadata; the ids of the items left as they were. A link's and an
         unlink's updates are most of their benchmarks' work, hence one tight loop."""
-        unchanged, single, merged = [], self.single, self._merged
+        unchanged, single, merge, remove = [], self.single, self._meta.merge, self._meta.remove
         for (block, i), linked, more, out in zip(
             places, links, added, removing or repeat(False, len(places)), strict=True
         ):
             meta = old_meta = block.meta[i]
             if more and more[0][1] is not None:  # adds first: a link's values are new for nearly every item
-                meta = self._merge(old_meta, more)
+                meta = merge(old_meta, more)
             elif more is not None:  # removals only (0, no metadata left, is a merge too): an unlink's repeat
-                meta = merged.get((old_meta, more), -1)
-                meta = self._merge(old_meta, more, keep=True) if meta < 0 else meta
+                meta = remove(old_meta, more)
             value = block.link[i]
             if single and value != MORE:
                 new = value if linked is None else linked[0] if linked else 0
@@ -181,22 +177,6 @@ class Resource:
             if not self._put_at(block, i, now, meta, now_ms):
                 unchanged.append(block.first + i)
         return unchanged
-
-    def _merge(self, meta: int, added: Added, keep: bool = False) -> int:
-        """The pooled metadata `added` makes of `meta`; `keep`: looked up next time (a key of nested tuples costs
-        about what a merge does to hash, so only merges that repeat are kept)."""
-        merged = dict(self._pool[meta])
-        for key, value in added:
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        found = self._intern(merged)
-        if keep:
-            if len(self._merged) >= _MERGED_CACHE:
-                self._merged.clear()
-            self._merged[(meta, added)] = found
-        return found
 
     def delete(self, item_id: int) -> bool:
         """Make an item gone, as a delete in CDF does; whether it was there."""
@@ -219,7 +199,7 @@ class Resource:
 
     def pool(self, start: int = 0) -> list[tuple[tuple[str, str], ...]]:
         """The distinct metadata (its pairs) from index `start` on, as blocks' `meta` number them; it only grows."""
-        return self._pool[start:]
+        return self._meta.pairs[start:]
 
     def body(self, item_id: int) -> dict[str, Any] | None:
         """The item as CDF's byids gives it, or None if it does not exist."""
@@ -243,7 +223,7 @@ class Resource:
 
     def encode(self, places: Iterable[tuple[Block, int]]) -> list[str]:
         """The items at `places` as JSON, exactly as `json.dumps` writes their `body`, but far cheaper."""
-        return encode(places, self.kind, self._more, self._pool_json)
+        return encode(places, self.kind, self._more, self._meta.json)
 
     def _find(self, item_id: int) -> tuple[Block, int] | None:
         at = bisect.bisect_right(self._starts, item_id) - 1
@@ -270,14 +250,3 @@ class Resource:
         else:
             block.link[i] = 0
         block.meta[i] = meta
-
-    def _intern(self, metadata: Mapping[str, str]) -> int:
-        if not metadata:
-            return 0
-        text = sorted_json(metadata if type(metadata) is dict else dict(metadata))
-        found = self._pooled.get(text)
-        if found is None:
-            found = self._pooled[text] = len(self._pool)
-            self._pool.append(tuple(metadata.items()))
-            self._pool_json.append(text)
-        return found
