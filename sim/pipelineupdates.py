@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 from sim.data import materialize
 from sim.lists import Catalog
 from sim.steps import Request, Step
-from sim.writes import Applied, Classic, Scripted
+from sim.writelog import Applied, Scripted
+from sim.writes import Classic
 
 PIPELINES_UPDATE = re.compile(r"/api/v1/projects/(?P<project>[^/]+)/context/entitymatching/pipelines/update")
 MATCH_LISTS = ("confirmedMatches", "rejectedMatches", "trueMatches")

@@ -6,14 +6,14 @@
   own work included (as CDF's latency is); `byids_latency_s` is held by every byids,
   `list_latency_s` by every list (sim/listing.py serves those).
 - `hold_writes()` keeps admitted writes in flight until `release_writes()`, and
-  `wait_in_flight(n)` waits until n are, so tests synchronise on the simulator's
-  own state rather than on sleeps.
+  `wait_writes_in_flight(n)` waits until n are (sim/gate.py), so tests synchronise
+  on the simulator's own state rather than on sleeps.
 - Scripts answer the next requests of an endpoint in order (per kind, or for any
   kind with kind None): a `Step` instead of processing (nothing applied), `None`
   normally, and for writes `Applied(step)`: applied, then answered `step`.
 - `delete_after_next_byids` deletes items or assets right after the next `byids`
   answer of a kind: a source deleted between the link's read and its write.
-- Every write is recorded (`Write`): kind, body as sent, status answered (0 when
+- Every write is recorded (`Write`, sim/writelog.py): kind, body as sent, status answered (0 when
   dropped), times, whether it was applied, and which items it left unchanged.
 - Every body is first checked against CDF's own OpenAPI (sim/openapi.py), before any
   script, limit or latency: one it refuses is answered 400 at once, with CDF's error
@@ -23,15 +23,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 from sim.assets import Assets
 from sim.classic import KINDS, Resource
+from sim.gate import WriteGate
 from sim.listing import Listing
 from sim.listing import answer as answer_list
 from sim.openapi import checked
@@ -48,43 +47,7 @@ from sim.updates import (
     parse_update,
     update_items,
 )
-
-
-@dataclass(frozen=True)
-class Applied:
-    """In a write script: apply the write, then answer `step` (e.g. a write that took effect, its answer lost)."""
-
-    step: Step
-
-
-Scripted = Step | Applied | None
-
-
-@dataclass(frozen=True)
-class Write:
-    """One `update` request as received and answered."""
-
-    kind: str
-    request: Request = field(repr=False)  # as recorded: the body compressed, as `CdfSimulator.requests` has it
-    status: int  # 0: the connection was dropped unanswered
-    received: float  # time.monotonic()
-    answered: float
-    applied: bool
-    unchanged: tuple[int, ...] = ()  # items the write named but left as they were
-
-    @property
-    def body(self) -> bytes:
-        """The body as sent."""
-        return self.request.body
-
-    @property
-    def items(self) -> list[Any] | None:
-        """The items as sent, or None when the body was not an object with an items list."""
-        try:
-            items = json.loads(self.body).get("items")
-        except (ValueError, AttributeError):
-            return None
-        return items if isinstance(items, list) else None
+from sim.writelog import Applied, Scripted, Write
 
 
 class Classic:
@@ -106,23 +69,19 @@ class Classic:
         self.lock = threading.Lock()
         self.resources = {kind: Resource(kind) for kind in KINDS}
         self.assets = Assets()
-        self.in_flight = 0
-        self.peak_in_flight = 0
+        self.gate = WriteGate(stopping)  # writes in flight under `write_limit`, and `hold()`
         self.writes: list[Write] = []
         self.invalid: list[tuple[str, str]] = []  # (endpoint, message) of each body CDF's OpenAPI refuses
         self.cpu: defaultdict[str, float] = defaultdict(float)  # thread CPU seconds answering, per op
         self.answered: Counter[str] = Counter()  # requests answered, per op
         self.listing = Listing()  # what lists keep between requests
         self.stopping = stopping
-        self._changed = threading.Condition(self.lock)
-        self._open = threading.Event()
-        self._open.set()
         self._scripts: dict[tuple[str, str | None], list[Scripted]] = {}
         self._after_byids: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
 
     def reset(self) -> None:
         """Forget items, assets, scripts and records, and let held writes go; limits and latency stay."""
-        self._open.set()
+        self.gate.reset()
         with self.lock:
             self.resources = {kind: Resource(kind) for kind in KINDS}
             self.assets = Assets()
@@ -133,7 +92,14 @@ class Classic:
             self.listing = Listing()
             self._scripts.clear()
             self._after_byids.clear()
-            self.peak_in_flight = self.in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self.gate.in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        return self.gate.peak
 
     # -- scripting --------------------------------------------------------------
 
@@ -146,17 +112,6 @@ class Classic:
     def delete_after_next_byids(self, kind: str, items: tuple[int, ...], assets: tuple[int, ...]) -> None:
         with self.lock:
             self._after_byids.setdefault(kind, []).append((items, assets))
-
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    def wait_in_flight(self, count: int, timeout_s: float) -> bool:
-        """Wait until at least `count` writes are in flight; whether they were before `timeout_s`."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self.in_flight >= count, timeout_s)
 
     def next_scripted(self, op: str, kind: str) -> Scripted:
         with self.lock:
@@ -241,34 +196,19 @@ class Classic:
         if isinstance(scripted, Applied):
             _, applied, unchanged = self._apply(kind, request.body, document)
             return self._record(kind, request, received, scripted.step, applied, unchanged)
-        with self.lock:
-            refused = self.write_limit is not None and self.in_flight >= self.write_limit
-            if not refused:
-                self.in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-                self._changed.notify_all()
-        if refused:
+        if not self.gate.admit(self.write_limit):
             step = Step.error(429, f"Too many concurrent requests: at most {self.write_limit} writes in flight")
             return self._record(kind, request, received, step, applied=False)
         try:
-            if self._open.is_set():  # applied as it arrives, answered once its latency has passed
+            if self.gate.open:  # applied as it arrives, answered once its latency has passed
                 step, applied, unchanged = self._apply(kind, request.body, document)
                 self.stopping.wait(max(0.0, received + self.write_latency_s - time.monotonic()))
             else:  # held: it lands when released, late, as a write whose answer never came in time may
-                self._wait()
+                self.gate.wait_held(self.write_latency_s)
                 step, applied, unchanged = self._apply(kind, request.body, document)
         finally:
-            with self.lock:
-                self.in_flight -= 1
-                self._changed.notify_all()
+            self.gate.leave()
         return self._record(kind, request, received, step, applied, unchanged)
-
-    def _wait(self) -> None:
-        """Hold an admitted write: its latency, then the gate of `hold()`; a stopping server ends both."""
-        if self.write_latency_s and self.stopping.wait(self.write_latency_s):
-            return
-        while not self._open.wait(0.05) and not self.stopping.is_set():
-            pass
 
     def _apply(self, kind: str, body: bytes, document: Any = None) -> tuple[Step, bool, tuple[int, ...]]:
         """Check and apply an update (quickly when shaped as a link's or an unlink's, sim/quick.py): (answer,

@@ -47,7 +47,8 @@ from sim.lists import Catalog
 from sim.names import Names
 from sim.pipelineupdates import PIPELINES_UPDATE, PipelineUpdates
 from sim.steps import Request, Step
-from sim.writes import Classic, Scripted, Write
+from sim.writelog import Scripted, Write
+from sim.writes import Classic
 
 _PROJECT = r"/api/v1/projects/(?P<project>[^/]+)"
 CLASSIC_PATH = re.compile(_PROJECT + r"/(?P<kind>timeseries|files|events|sequences|assets)/(?P<op>byids|update|list)")
@@ -206,14 +207,14 @@ class WriteSide(PipelineUpdates):
 
     def hold_writes(self) -> None:
         """Keep every write admitted from now on in flight until `release_writes()`."""
-        self.classic.hold()
+        self.classic.gate.hold()
 
     def release_writes(self) -> None:
-        self.classic.release()
+        self.classic.gate.release()
 
     def wait_writes_in_flight(self, count: int, timeout_s: float = 30.0) -> bool:
         """Wait until `count` writes are in flight; whether they were within `timeout_s`."""
-        return self.classic.wait_in_flight(count, timeout_s)
+        return self.classic.gate.wait_in_flight(count, timeout_s)
 
     # -- answering ----------------------------------------------------------------
 

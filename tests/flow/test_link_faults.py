@@ -26,7 +26,7 @@ from handlers.flow.runtime import Runtime
 from handlers.process.settings import Settings, load_settings
 from sim import CdfSimulator, Step
 from sim.linkworld import LinkWorld, link_world
-from sim.writes import Applied
+from sim.writelog import Applied
 from tests.conftest import PubSub, Topics, deliver
 from tests.flow.test_link import completed, link_app, linked
 
