@@ -119,13 +119,13 @@ class Candidates:
                 continue
             kind, ambiguous = flag & _KIND, bool(flag & _AMBIGUOUS)
             trusted, dropped = bool(kind & TRUSTED), bool(kind & DROPPED)
-            outcome = decide(target or None, None if score != score else score, trusted, ambiguous, min_score, dropped)
+            outcome = decide(target or None, _score(score), trusted, ambiguous, min_score, dropped)
             if outcome == LINK:
                 add(source, target, score, trusted)
             else:
                 others[outcome] += 1
                 if note is not None and outcome in (BELOW_THRESHOLD, AMBIGUOUS):
-                    note(source, None if score != score else score, outcome)
+                    note(source, score, outcome)  # NaN as it is, as above: a note takes it for none
         others[BELOW_THRESHOLD] += below
         for outcome, n in others.items():
             plan.counts.add(outcome, n)
